@@ -1,0 +1,35 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= 2
+DATA_DIR   ?= ./data
+
+.PHONY: all deps build run test bench clean format
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	@$(BUILD)/volguard init --data-dir $(DATA_DIR)
+	@$(BUILD)/volguard server --config $(DATA_DIR)/volguard.yaml
+
+# Tests build with ASan + UBSan and run every suite (unit, CLI, interop, integration).
+test: deps
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j$(JOBS)
+	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+
+bench: build
+	@$(BUILD)/bench/volguard_bench_verify
+
+format:
+	@clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

@@ -1,0 +1,41 @@
+// The `volguard` subcommands, kept apart from argument parsing (CLI11 is slow to compile and
+// lives only in main.cc).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace volguard::cli {
+
+// Exit codes shared by every command.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;  // the check ran and said no (token invalid, ...)
+inline constexpr int kExitUsage = 2;    // bad flags, bad config, unreadable file
+
+struct TokenGenerateArgs {
+  std::string config_file;  // optional: default lifetime from security.token_lifetime
+  std::string issuer = "volguard.local";
+  std::string shared_secret_file;
+  std::string rsa_private_keyfile;
+  std::string ecdsa_private_keyfile;
+  std::string auth_config;
+  std::string name, email, subject;
+  std::vector<std::string> roles, groups, audiences;
+  std::string duration;
+  std::string output;
+};
+int token_generate(const TokenGenerateArgs& args);
+
+int token_verify(const std::string& config_file, const std::string& token_arg);
+
+struct InitArgs {
+  std::string data_dir = "./data";
+  std::string grpc = "127.0.0.1:9020";
+  std::string rest = "127.0.0.1:9021";
+};
+// Writes a default config, a fresh shared secret and admin/user tokens unless present.
+int init(const InitArgs& args);
+
+int server_check(const std::string& config_file);
+
+}  // namespace volguard::cli

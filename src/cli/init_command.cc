@@ -1,0 +1,142 @@
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/text.h"
+#include "config/config.h"
+#include "identity/token.h"
+#include "identity/verifier.h"
+
+namespace volguard::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Status write_token(const fs::path& path, const identity::SigningKey& key,
+                   identity::TokenClaims claims, int64_t lifetime) {
+  claims.issuer = "volguard.local";
+  claims.lifetime_seconds = lifetime;
+  auto token = identity::generate_token(key, claims, static_cast<int64_t>(std::time(nullptr)));
+  if (!token) return token.status();
+  return write_file(path.string(), *token + "\n", 0600);
+}
+
+}  // namespace
+
+int init(const InitArgs& args) {
+  std::error_code ec;
+  fs::create_directories(args.data_dir, ec);
+  if (ec) {
+    std::cerr << "error: cannot create " << args.data_dir << ": " << ec.message() << "\n";
+    return kExitUsage;
+  }
+  fs::path dir = fs::absolute(args.data_dir).lexically_normal();
+  ::chmod(dir.c_str(), 0700);
+  fs::path secret_file = dir / "shared.secret";
+  fs::path config_file = dir / "volguard.yaml";
+
+  if (!fs::exists(secret_file)) {
+    unsigned char rnd[48];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+      std::cerr << "error: no randomness for the shared secret\n";
+      return kExitUsage;
+    }
+    std::string secret = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
+    if (auto s = write_file(secret_file.string(), secret + "\n", 0600); !s.is_ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  if (!fs::exists(config_file)) {
+    std::string yaml =
+        "# volguard server configuration (written by `volguard init`)\n"
+        "data_dir: " + dir.string() + "\n"
+        "api:\n"
+        "  grpc: " + args.grpc + "\n"
+        "  rest: " + args.rest + "\n"
+        "security:\n"
+        "  enabled: true\n"
+        "  guest_access: true\n"
+        "  username_claim: sub\n"
+        "  token_lifetime: 24h\n"
+        "  issuers:\n"
+        "    - issuer: volguard.local\n"
+        "      shared_secret_file: " + secret_file.string() + "\n";
+    if (auto s = write_file(config_file.string(), yaml, 0600); !s.is_ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  auto cfg = config::load_config(config_file.string());
+  if (!cfg) {
+    std::cerr << "error: " << cfg.status().message() << "\n";
+    return kExitUsage;
+  }
+  // Tokens are re-minted on every init so that `make run` always hands out live ones.
+  for (const auto& ic : cfg->security.issuers) {
+    if (ic.issuer != "volguard.local" || ic.shared_secret_file.empty()) continue;
+    auto secret = identity::load_secret(ic);
+    if (!secret) {
+      std::cerr << "error: " << secret.status().message() << "\n";
+      return kExitUsage;
+    }
+    auto key = identity::SigningKey::from_secret(std::move(secret).value());
+    if (!key) {
+      std::cerr << "error: " << key.status().message() << "\n";
+      return kExitUsage;
+    }
+    int64_t lifetime = cfg->security.token_lifetime.count();
+    identity::TokenClaims admin{.subject = "admin", .name = "Administrator",
+                                .email = "admin@volguard.local", .roles = {"system.admin"},
+                                .groups = {"*"}};
+    identity::TokenClaims user{.subject = "user", .name = "User", .email = "user@volguard.local",
+                               .roles = {"system.user"}, .groups = {"users"}};
+    for (auto [file, claims] : {std::pair{dir / "admin.token", admin},
+                                std::pair{dir / "user.token", user}}) {
+      if (auto s = write_token(file, *key, claims, lifetime); !s.is_ok()) {
+        std::cerr << "error: " << s.message() << "\n";
+        return kExitUsage;
+      }
+    }
+  }
+  std::cout << "volguard initialised in " << dir.string() << "\n"
+            << "  config:       " << config_file.string() << "\n"
+            << "  admin token:  " << (dir / "admin.token").string() << " (system.admin)\n"
+            << "  user token:   " << (dir / "user.token").string() << " (system.user)\n";
+  return kExitOk;
+}
+
+int server_check(const std::string& config_file) {
+  auto cfg = config::load_config(config_file);
+  if (!cfg) {
+    std::cerr << "error: " << cfg.status().message() << "\n";
+    return kExitUsage;
+  }
+  auto verifier = identity::Verifier::from_config(cfg->security);
+  if (!verifier) {
+    std::cerr << "error: " << verifier.status().message() << "\n";
+    return kExitUsage;
+  }
+  const auto& sec = cfg->security;
+  std::cout << "config " << config_file << ": OK\n"
+            << "  security.enabled: " << (sec.enabled ? "true" : "false") << "\n"
+            << "  guest_access: " << (sec.guest_access ? "true" : "false") << "\n"
+            << "  username_claim: " << config::username_claim_name(sec.username_claim) << "\n"
+            << "  clock_skew: " << format_duration(sec.clock_skew) << "\n"
+            << "  issuers: " << (*verifier)->issuer_count() << "\n";
+  for (const auto& ic : sec.issuers) {
+    std::cout << "    - " << ic.issuer << " ("
+              << (!ic.public_key_file.empty() ? "public key " + ic.public_key_file
+                  : !ic.shared_secret_env.empty() ? "shared secret from $" + ic.shared_secret_env
+                                                  : "shared secret " + ic.shared_secret_file)
+              << ")\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace volguard::cli

@@ -1,0 +1,81 @@
+// One error type across all layers. `code` maps 1:1 onto gRPC status codes (same numbers) and
+// onto HTTP statuses; `reason` is a stable machine-readable string; `message` is for humans and
+// must never carry a token or a secret.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace volguard {
+
+enum class Code : int {
+  kOk = 0,
+  kCancelled = 1,
+  kUnknown = 2,
+  kInvalidArgument = 3,
+  kDeadlineExceeded = 4,
+  kNotFound = 5,
+  kAlreadyExists = 6,
+  kPermissionDenied = 7,
+  kResourceExhausted = 8,
+  kFailedPrecondition = 9,
+  kAborted = 10,
+  kOutOfRange = 11,
+  kUnimplemented = 12,
+  kInternal = 13,
+  kUnavailable = 14,
+  kDataLoss = 15,
+  kUnauthenticated = 16,
+};
+
+const char* code_name(Code code);
+int http_status_of(Code code);
+
+class Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string reason, std::string message)
+      : code_(code), reason_(std::move(reason)), message_(std::move(message)) {}
+
+  static Status ok() { return Status(); }
+
+  bool is_ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& reason() const { return reason_; }
+  const std::string& message() const { return message_; }
+  // "PERMISSION_DENIED rbac_denied: ..." — for logs and CLI stderr.
+  std::string to_string() const;
+
+ private:
+  Code code_ = Code::kOk;
+  std::string reason_;
+  std::string message_;
+};
+
+// A value or the Status explaining why there is none (std::expected is C++23).
+template <typename T>
+class Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
+
+  bool is_ok() const { return std::holds_alternative<T>(v_); }
+  explicit operator bool() const { return is_ok(); }
+  const T& value() const& { return std::get<T>(v_); }
+  T& value() & { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  const T& operator*() const& { return value(); }
+  T& operator*() & { return value(); }
+  const T* operator->() const { return &value(); }
+  T* operator->() { return &value(); }
+  const Status& status() const {
+    static const Status kOkStatus;
+    return is_ok() ? kOkStatus : std::get<Status>(v_);
+  }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace volguard

@@ -1,0 +1,236 @@
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include "common/text.h"
+
+namespace volguard::config {
+
+namespace {
+
+Status bad(const std::string& file, const std::string& key, const std::string& reason) {
+  return Status(Code::kInvalidArgument, "bad_config", file + ": " + key + ": " + reason);
+}
+
+// Refuses keys outside `allowed`: a misspelt `guest_acess: false` must not silently keep the
+// default.
+Status check_keys(const YAML::Node& node, const std::string& file, const std::string& where,
+                  const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return bad(file, where, "must be a mapping");
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return bad(file, where.empty() ? key : where + "." + key,
+                 "unknown key (allowed here: " + list + ")");
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::string> get_string(const YAML::Node& node, const std::string& file,
+                               const std::string& key) {
+  if (!node.IsScalar()) return bad(file, key, "must be a string");
+  return node.as<std::string>();
+}
+
+Result<bool> get_bool(const YAML::Node& node, const std::string& file, const std::string& key) {
+  bool value = false;
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
+    return bad(file, key, "must be true or false");
+  }
+  return value;
+}
+
+Result<std::chrono::seconds> get_duration(const YAML::Node& node, const std::string& file,
+                                          const std::string& key) {
+  if (!node.IsScalar()) return bad(file, key, "must be a duration such as 30s, 24h or 7d");
+  auto d = parse_duration(node.as<std::string>());
+  if (!d) return bad(file, key, d.status().message());
+  return *d;
+}
+
+Result<std::vector<std::string>> get_string_list(const YAML::Node& node, const std::string& file,
+                                                 const std::string& key) {
+  if (!node.IsSequence()) return bad(file, key, "must be a list of strings");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    if (!node[i].IsScalar()) {
+      return bad(file, key + "[" + std::to_string(i) + "]", "must be a string");
+    }
+    out.push_back(node[i].as<std::string>());
+  }
+  return out;
+}
+
+#define VG_ASSIGN(lhs, expr)            \
+  do {                                  \
+    auto vg_r = (expr);                 \
+    if (!vg_r) return vg_r.status();    \
+    lhs = std::move(vg_r).value();      \
+  } while (0)
+
+Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& file,
+                                  const std::string& where) {
+  if (auto s = check_keys(node, file, where,
+                          {"issuer", "shared_secret_file", "shared_secret_env", "public_key_file",
+                           "audiences"});
+      !s.is_ok()) {
+    return s;
+  }
+  IssuerConfig out;
+  out.where = file + ": " + where;
+  if (!node["issuer"]) return bad(file, where + ".issuer", "is required");
+  VG_ASSIGN(out.issuer, get_string(node["issuer"], file, where + ".issuer"));
+  if (out.issuer.empty()) return bad(file, where + ".issuer", "must not be empty");
+  if (node["shared_secret_file"]) {
+    VG_ASSIGN(out.shared_secret_file,
+              get_string(node["shared_secret_file"], file, where + ".shared_secret_file"));
+  }
+  if (node["shared_secret_env"]) {
+    VG_ASSIGN(out.shared_secret_env,
+              get_string(node["shared_secret_env"], file, where + ".shared_secret_env"));
+  }
+  if (node["public_key_file"]) {
+    VG_ASSIGN(out.public_key_file,
+              get_string(node["public_key_file"], file, where + ".public_key_file"));
+  }
+  if (node["audiences"]) {
+    VG_ASSIGN(out.audiences, get_string_list(node["audiences"], file, where + ".audiences"));
+  }
+  int sources = !out.shared_secret_file.empty() + !out.shared_secret_env.empty() +
+                !out.public_key_file.empty();
+  if (sources != 1) {
+    return bad(file, where,
+               "needs exactly one of shared_secret_file, shared_secret_env, public_key_file "
+               "(one key per issuer: no algorithm can be chosen by the token)");
+  }
+  return out;
+}
+
+Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string& file) {
+  const std::string w = "security";
+  if (auto s = check_keys(node, file, w,
+                          {"enabled", "guest_access", "username_claim", "clock_skew",
+                           "token_lifetime", "max_token_lifetime", "admin_groups", "issuers"});
+      !s.is_ok()) {
+    return s;
+  }
+  SecurityConfig out;
+  if (node["enabled"]) VG_ASSIGN(out.enabled, get_bool(node["enabled"], file, w + ".enabled"));
+  if (node["guest_access"]) {
+    VG_ASSIGN(out.guest_access, get_bool(node["guest_access"], file, w + ".guest_access"));
+  }
+  if (node["username_claim"]) {
+    std::string claim;
+    VG_ASSIGN(claim, get_string(node["username_claim"], file, w + ".username_claim"));
+    if (claim == "sub") out.username_claim = UsernameClaim::kSub;
+    else if (claim == "email") out.username_claim = UsernameClaim::kEmail;
+    else if (claim == "name") out.username_claim = UsernameClaim::kName;
+    else return bad(file, w + ".username_claim", "'" + claim + "' is not one of sub, email, name");
+  }
+  if (node["clock_skew"]) {
+    VG_ASSIGN(out.clock_skew, get_duration(node["clock_skew"], file, w + ".clock_skew"));
+    if (out.clock_skew > std::chrono::seconds(600)) {
+      return bad(file, w + ".clock_skew", "must be at most 10m");
+    }
+  }
+  if (node["token_lifetime"]) {
+    VG_ASSIGN(out.token_lifetime, get_duration(node["token_lifetime"], file, w + ".token_lifetime"));
+    if (out.token_lifetime.count() == 0) return bad(file, w + ".token_lifetime", "must be > 0");
+  }
+  if (node["max_token_lifetime"]) {
+    VG_ASSIGN(out.max_token_lifetime,
+              get_duration(node["max_token_lifetime"], file, w + ".max_token_lifetime"));
+  }
+  if (node["admin_groups"]) {
+    VG_ASSIGN(out.admin_groups, get_string_list(node["admin_groups"], file, w + ".admin_groups"));
+  }
+  if (node["issuers"]) {
+    const auto& list = node["issuers"];
+    if (!list.IsSequence()) return bad(file, w + ".issuers", "must be a list");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string where = w + ".issuers[" + std::to_string(i) + "]";
+      IssuerConfig issuer;
+      VG_ASSIGN(issuer, parse_issuer(list[i], file, where));
+      if (!seen.insert(issuer.issuer).second) {
+        return bad(file, where + ".issuer",
+                   "duplicate issuer '" + issuer.issuer + "' (each iss selects exactly one key)");
+      }
+      out.issuers.push_back(std::move(issuer));
+    }
+  }
+  if (out.enabled && out.issuers.empty() && !out.guest_access) {
+    return bad(file, w + ".issuers",
+               "security is enabled with no issuers and no guest access: nobody could call");
+  }
+  return out;
+}
+
+Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
+  if (auto s = check_keys(node, file, "api", {"grpc", "rest", "tls"}); !s.is_ok()) return s;
+  ApiConfig out;
+  if (node["grpc"]) VG_ASSIGN(out.grpc, get_string(node["grpc"], file, "api.grpc"));
+  if (node["rest"]) VG_ASSIGN(out.rest, get_string(node["rest"], file, "api.rest"));
+  if (node["tls"]) {
+    const auto& tls = node["tls"];
+    if (auto s = check_keys(tls, file, "api.tls", {"cert_file", "key_file"}); !s.is_ok()) return s;
+    if (tls["cert_file"]) {
+      VG_ASSIGN(out.tls.cert_file, get_string(tls["cert_file"], file, "api.tls.cert_file"));
+    }
+    if (tls["key_file"]) {
+      VG_ASSIGN(out.tls.key_file, get_string(tls["key_file"], file, "api.tls.key_file"));
+    }
+    if (out.tls.cert_file.empty() != out.tls.key_file.empty()) {
+      return bad(file, "api.tls", "cert_file and key_file go together");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* username_claim_name(UsernameClaim claim) {
+  switch (claim) {
+    case UsernameClaim::kSub: return "sub";
+    case UsernameClaim::kEmail: return "email";
+    case UsernameClaim::kName: return "name";
+  }
+  return "sub";
+}
+
+Result<Config> parse_config(const std::string& yaml_text, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return bad(file, "line " + std::to_string(e.mark.line + 1), std::string("invalid YAML: ") + e.msg);
+  }
+  Config out;
+  out.file = file;
+  if (root.IsNull()) return bad(file, "(root)", "empty configuration");
+  try {
+    if (auto s = check_keys(root, file, "", {"data_dir", "api", "security"}); !s.is_ok()) return s;
+    if (root["data_dir"]) VG_ASSIGN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
+    if (root["api"]) VG_ASSIGN(out.api, parse_api(root["api"], file));
+    if (!root["security"]) return bad(file, "security", "is required");
+    VG_ASSIGN(out.security, parse_security(root["security"], file));
+  } catch (const YAML::Exception& e) {
+    return bad(file, "line " + std::to_string(e.mark.line + 1), e.msg);
+  }
+  return out;
+}
+
+Result<Config> load_config(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) {
+    return Status(Code::kInvalidArgument, "bad_config", path + ": " + text.status().message());
+  }
+  return parse_config(*text, path);
+}
+
+}  // namespace volguard::config

@@ -1,0 +1,58 @@
+// The server's one YAML file, parsed once into typed structs. Every refusal names the file,
+// the key and the reason; unknown keys are refused so that a typo never weakens security.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace volguard::config {
+
+enum class UsernameClaim { kSub, kEmail, kName };
+const char* username_claim_name(UsernameClaim claim);
+
+struct IssuerConfig {
+  std::string where;  // "volguard.yaml: security.issuers[0]" — prefix for later errors
+  std::string issuer;
+  std::string shared_secret_file;
+  std::string shared_secret_env;
+  std::string public_key_file;
+  std::vector<std::string> audiences;
+};
+
+struct SecurityConfig {
+  bool enabled = true;
+  bool guest_access = true;
+  UsernameClaim username_claim = UsernameClaim::kSub;
+  std::chrono::seconds clock_skew{30};
+  std::chrono::seconds token_lifetime{24 * 3600};
+  std::chrono::seconds max_token_lifetime{0};  // 0 = no limit
+  std::vector<std::string> admin_groups{"*"};
+  std::vector<IssuerConfig> issuers;
+};
+
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct ApiConfig {
+  std::string grpc = "127.0.0.1:9020";
+  std::string rest = "127.0.0.1:9021";
+  TlsConfig tls;
+};
+
+struct Config {
+  std::string file;  // where it came from, for messages
+  std::string data_dir = "./data";
+  ApiConfig api;
+  SecurityConfig security;
+};
+
+// Parses YAML text; `file` names it in errors.
+Result<Config> parse_config(const std::string& yaml_text, const std::string& file);
+Result<Config> load_config(const std::string& path);
+
+}  // namespace volguard::config

@@ -1,0 +1,338 @@
+#include "identity/verifier.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "common/text.h"
+
+namespace volguard::identity {
+
+using nlohmann::json;
+
+Identity guest_identity() {
+  Identity id;
+  id.guest = true;
+  id.roles = {"system.guest"};
+  return id;
+}
+
+namespace {
+
+Status fail(const char* why, std::string message) {
+  return Status(Code::kUnauthenticated, why, std::move(message));
+}
+
+// Reads a NumericDate claim; false when present but not a finite number.
+bool numeric_date(const json& value, int64_t* out) {
+  if (!value.is_number()) return false;
+  if (value.is_number_integer()) {
+    *out = value.is_number_unsigned()
+               ? static_cast<int64_t>(std::min<uint64_t>(value.get<uint64_t>(), INT64_MAX / 2))
+               : value.get<int64_t>();
+    return true;
+  }
+  double d = value.get<double>();
+  if (!std::isfinite(d)) return false;
+  // Clamp before the cast: converting an out-of-range double is undefined behaviour.
+  d = std::max(std::min(d, 4.0e15), -4.0e15);
+  *out = static_cast<int64_t>(std::floor(d));
+  return true;
+}
+
+Status string_claim(const json& claims, const char* name, std::string* out) {
+  auto it = claims.find(name);
+  if (it == claims.end() || it->is_null()) return Status::ok();
+  if (!it->is_string()) {
+    return fail(reason::kClaimBadType, std::string("claim '") + name + "' must be a string");
+  }
+  *out = it->get<std::string>();
+  return Status::ok();
+}
+
+Status string_list_claim(const json& claims, const char* name, std::vector<std::string>* out) {
+  auto it = claims.find(name);
+  if (it == claims.end() || it->is_null()) return Status::ok();
+  if (!it->is_array()) {
+    return fail(reason::kClaimBadType,
+                std::string("claim '") + name + "' must be an array of strings");
+  }
+  out->reserve(it->size());
+  for (const auto& v : *it) {
+    if (!v.is_string()) {
+      return fail(reason::kClaimBadType,
+                  std::string("claim '") + name + "' must be an array of strings");
+    }
+    out->push_back(v.get<std::string>());
+  }
+  return Status::ok();
+}
+
+// Quotes an untrusted value for a message: bounded and printable, so a claim cannot flood or
+// forge log text.
+std::string printable(std::string_view value) {
+  std::string out = "'";
+  size_t n = 0;
+  for (char c : value) {
+    if (++n > 80) {
+      out += "...";
+      break;
+    }
+    out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  }
+  return out + "'";
+}
+
+}  // namespace
+
+Verifier::Verifier(VerifierOptions options, std::vector<TrustedIssuer> issuers)
+    : options_(options) {
+  for (auto& issuer : issuers) {
+    std::string key = issuer.issuer;
+    issuers_.emplace(std::move(key), std::move(issuer));
+  }
+}
+
+Result<std::string> load_secret(const config::IssuerConfig& issuer) {
+  std::string secret;
+  if (!issuer.shared_secret_env.empty()) {
+    const char* value = std::getenv(issuer.shared_secret_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      return Status(Code::kInvalidArgument, "bad_config",
+                    issuer.where + ".shared_secret_env: environment variable " +
+                        issuer.shared_secret_env + " is not set or empty");
+    }
+    secret = value;
+  } else {
+    auto text = read_file(issuer.shared_secret_file);
+    if (!text) {
+      return Status(Code::kInvalidArgument, "bad_config",
+                    issuer.where + ".shared_secret_file: " + text.status().message());
+    }
+    secret = std::move(text).value();
+    // Editors and `echo` add a newline; it is not part of the secret.
+    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  }
+  return secret;
+}
+
+Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::SecurityConfig& cfg) {
+  std::vector<TrustedIssuer> issuers;
+  for (const auto& ic : cfg.issuers) {
+    std::shared_ptr<const VerificationKey> key;
+    if (!ic.public_key_file.empty()) {
+      auto pem = read_file(ic.public_key_file);
+      if (!pem) {
+        return Status(Code::kInvalidArgument, "bad_config",
+                      ic.where + ".public_key_file: " + pem.status().message());
+      }
+      auto parsed = VerificationKey::from_public_pem(*pem);
+      if (!parsed) {
+        return Status(Code::kInvalidArgument, "bad_config",
+                      ic.where + ".public_key_file: " + ic.public_key_file + ": " +
+                          parsed.status().message());
+      }
+      key = *parsed;
+    } else {
+      auto secret = load_secret(ic);
+      if (!secret) return secret.status();
+      auto parsed = VerificationKey::from_secret(std::move(secret).value());
+      if (!parsed) {
+        std::string key_name = ic.shared_secret_env.empty() ? ".shared_secret_file: " +
+                                                                  ic.shared_secret_file
+                                                            : ".shared_secret_env: " +
+                                                                  ic.shared_secret_env;
+        return Status(Code::kInvalidArgument, "bad_config",
+                      ic.where + key_name + ": " + parsed.status().message());
+      }
+      key = *parsed;
+    }
+    issuers.push_back(TrustedIssuer{ic.issuer, std::make_shared<StaticKeySource>(key),
+                                    ic.audiences});
+  }
+  VerifierOptions options;
+  options.username_claim = cfg.username_claim;
+  options.clock_skew_seconds = cfg.clock_skew.count();
+  options.max_token_lifetime_seconds = cfg.max_token_lifetime.count();
+  return std::shared_ptr<const Verifier>(std::make_shared<Verifier>(options, std::move(issuers)));
+}
+
+Result<Identity> Verifier::verify(std::string_view token) const {
+  return verify_at(token, static_cast<int64_t>(std::time(nullptr)));
+}
+
+Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const {
+  // Size first: nothing of an oversized token is parsed.
+  if (token.size() > kMaxTokenBytes) {
+    return fail(reason::kTokenTooLarge, "token is " + std::to_string(token.size()) +
+                                            " bytes; the limit is 16384");
+  }
+  size_t dot1 = token.find('.');
+  size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot1 == std::string_view::npos || dot2 == std::string_view::npos ||
+      token.find('.', dot2 + 1) != std::string_view::npos || dot1 == 0 || dot2 == dot1 + 1) {
+    return fail(reason::kTokenMalformed,
+                "token is not a compact JWS (header.payload.signature)");
+  }
+  std::string_view header_b64 = token.substr(0, dot1);
+  std::string_view payload_b64 = token.substr(dot1 + 1, dot2 - dot1 - 1);
+  std::string_view signature_b64 = token.substr(dot2 + 1);
+  std::string_view signing_input = token.substr(0, dot2);
+
+  // Header.
+  auto header_raw = base64url_decode(header_b64);
+  if (!header_raw) return fail(reason::kHeaderBadBase64, "token header is not base64url");
+  json header = json::parse(*header_raw, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) {
+    return fail(reason::kHeaderBadJson, "token header is not a JSON object");
+  }
+  auto alg_it = header.find("alg");
+  if (alg_it == header.end() || !alg_it->is_string()) {
+    return fail(reason::kAlgMissing, "token header has no 'alg' string");
+  }
+  const std::string& alg_text = alg_it->get_ref<const std::string&>();
+  if (to_lower(alg_text) == "none") {
+    return fail(reason::kAlgNone, "unsigned tokens (alg 'none') are never accepted");
+  }
+  auto alg = alg_from_name(alg_text);
+  if (!alg) return fail(reason::kAlgUnsupported, "algorithm " + printable(alg_text) + " is not supported");
+  // We implement no JWS extension, so any critical one must be refused (RFC 7515 §4.1.11).
+  if (header.contains("crit")) {
+    return fail(reason::kCritUnsupported,
+                "token header 'crit' names extensions this server does not understand");
+  }
+  std::string kid;
+  if (auto it = header.find("kid"); it != header.end() && it->is_string()) kid = it->get<std::string>();
+  // jku, jwk, x5u and x5c are never read: a token must not choose the key that verifies it.
+
+  // Payload.
+  auto payload_raw = base64url_decode(payload_b64);
+  if (!payload_raw) return fail(reason::kPayloadBadBase64, "token payload is not base64url");
+  json claims = json::parse(*payload_raw, nullptr, false);
+  if (claims.is_discarded() || !claims.is_object()) {
+    return fail(reason::kPayloadBadJson, "token payload is not a JSON object");
+  }
+  auto iss_it = claims.find("iss");
+  if (iss_it == claims.end() || !iss_it->is_string() ||
+      iss_it->get_ref<const std::string&>().empty()) {
+    return fail(reason::kIssMissing, "claim 'iss' is missing or not a string");
+  }
+  const std::string& iss = iss_it->get_ref<const std::string&>();
+  auto issuer_it = issuers_.find(iss);
+  if (issuer_it == issuers_.end()) {
+    return fail(reason::kIssuerUnknown, "issuer " + printable(iss) + " is not trusted");
+  }
+  const TrustedIssuer& issuer = issuer_it->second;
+
+  // Signature.
+  auto key = issuer.keys->key_for(kid, *alg);
+  if (!key) return key.status();
+  if (!(*key)->allows(*alg)) {
+    return fail(reason::kAlgKeyMismatch, "algorithm " + alg_text + " is not allowed for issuer " +
+                                             printable(iss) + " (its " +
+                                             key_kind_name((*key)->kind()) + " key allows " +
+                                             (*key)->allowed_algs() + ")");
+  }
+  auto signature = base64url_decode(signature_b64);
+  if (!signature) return fail(reason::kSignatureBadBase64, "token signature is not base64url");
+  switch ((*key)->verify(*alg, signing_input, *signature)) {
+    case SignatureCheck::kValid: break;
+    case SignatureCheck::kBadLength:
+      return fail(reason::kSignatureBadLength,
+                  "signature has the wrong length for " + alg_text);
+    case SignatureCheck::kInvalid:
+      return fail(reason::kSignatureInvalid,
+                  "signature does not verify with issuer " + printable(iss) + "'s key");
+  }
+
+  // Time.
+  Identity id;
+  const int64_t skew = options_.clock_skew_seconds;
+  auto exp_it = claims.find("exp");
+  if (exp_it == claims.end()) return fail(reason::kExpMissing, "claim 'exp' is required");
+  if (!numeric_date(*exp_it, &id.expires_at)) {
+    return fail(reason::kExpNotNumber, "claim 'exp' must be a number (NumericDate)");
+  }
+  if (now > id.expires_at + skew) {
+    return fail(reason::kTokenExpired, "token expired at " + rfc3339(id.expires_at));
+  }
+  if (auto it = claims.find("nbf"); it != claims.end()) {
+    int64_t nbf = 0;
+    if (!numeric_date(*it, &nbf)) return fail(reason::kNbfNotNumber, "claim 'nbf' must be a number");
+    if (nbf > now + skew) {
+      return fail(reason::kTokenNotYetValid, "token is not valid before " + rfc3339(nbf));
+    }
+  }
+  if (auto it = claims.find("iat"); it != claims.end()) {
+    if (!numeric_date(*it, &id.issued_at)) {
+      return fail(reason::kIatNotNumber, "claim 'iat' must be a number");
+    }
+    if (id.issued_at > now + skew) {
+      return fail(reason::kIatInFuture, "token claims to be issued in the future (" +
+                                            rfc3339(id.issued_at) + ")");
+    }
+  }
+  if (options_.max_token_lifetime_seconds > 0) {
+    if (claims.find("iat") == claims.end()) {
+      return fail(reason::kIatMissing,
+                  "claim 'iat' is required when security.max_token_lifetime is set");
+    }
+    if (id.expires_at - id.issued_at > options_.max_token_lifetime_seconds) {
+      return fail(reason::kLifetimeTooLong,
+                  "token lifetime (exp - iat) of " + std::to_string(id.expires_at - id.issued_at) +
+                      "s exceeds security.max_token_lifetime of " +
+                      std::to_string(options_.max_token_lifetime_seconds) + "s");
+    }
+  }
+
+  // Audience.
+  if (!issuer.audiences.empty()) {
+    auto aud_it = claims.find("aud");
+    if (aud_it == claims.end()) {
+      return fail(reason::kAudMissing, "claim 'aud' is required by issuer " + printable(iss));
+    }
+    bool matched = false;
+    auto matches = [&](const json& v) {
+      if (!v.is_string()) return false;
+      for (const auto& a : issuer.audiences) {
+        if (v.get_ref<const std::string&>() == a) return true;
+      }
+      return false;
+    };
+    if (aud_it->is_string()) {
+      matched = matches(*aud_it);
+    } else if (aud_it->is_array()) {
+      for (const auto& v : *aud_it) matched = matched || matches(v);
+    } else {
+      return fail(reason::kClaimBadType, "claim 'aud' must be a string or an array of strings");
+    }
+    if (!matched) {
+      return fail(reason::kAudMismatch,
+                  "claim 'aud' does not name an audience accepted by issuer " + printable(iss));
+    }
+  }
+
+  // Identity claims.
+  id.issuer = iss;
+  for (const auto& [name, field] : {std::pair{"sub", &id.subject}, std::pair{"name", &id.name},
+                                    std::pair{"email", &id.email}, std::pair{"jti", &id.token_id}}) {
+    if (auto s = string_claim(claims, name, field); !s.is_ok()) return s;
+  }
+  if (auto s = string_list_claim(claims, "roles", &id.roles); !s.is_ok()) return s;
+  if (auto s = string_list_claim(claims, "groups", &id.groups); !s.is_ok()) return s;
+  switch (options_.username_claim) {
+    case config::UsernameClaim::kSub: id.username = id.subject; break;
+    case config::UsernameClaim::kEmail: id.username = id.email; break;
+    case config::UsernameClaim::kName: id.username = id.name; break;
+  }
+  if (id.username.empty()) {
+    return fail(reason::kUsernameMissing,
+                std::string("claim '") + config::username_claim_name(options_.username_claim) +
+                    "' (security.username_claim) is missing or empty");
+  }
+  return id;
+}
+
+}  // namespace volguard::identity

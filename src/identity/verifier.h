@@ -1,0 +1,110 @@
+// Verifies compact-JWS bearer tokens against the configured issuers.
+// Model: google/jwt_verify_lib — one reason code per failed check.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "config/config.h"
+#include "identity/identity.h"
+#include "identity/keys.h"
+
+namespace volguard::identity {
+
+// Stable reason codes (the Status `reason` of every authentication failure).
+namespace reason {
+inline constexpr char kTokenTooLarge[] = "token_too_large";
+inline constexpr char kTokenMalformed[] = "token_malformed";
+inline constexpr char kHeaderBadBase64[] = "header_bad_base64";
+inline constexpr char kHeaderBadJson[] = "header_bad_json";
+inline constexpr char kAlgMissing[] = "alg_missing";
+inline constexpr char kAlgNone[] = "alg_none";
+inline constexpr char kAlgUnsupported[] = "alg_unsupported";
+inline constexpr char kAlgKeyMismatch[] = "alg_key_mismatch";
+inline constexpr char kCritUnsupported[] = "crit_unsupported";
+inline constexpr char kPayloadBadBase64[] = "payload_bad_base64";
+inline constexpr char kPayloadBadJson[] = "payload_bad_json";
+inline constexpr char kIssMissing[] = "iss_missing";
+inline constexpr char kIssuerUnknown[] = "issuer_unknown";
+inline constexpr char kKeysUnavailable[] = "keys_unavailable";
+inline constexpr char kKidUnknown[] = "kid_unknown";
+inline constexpr char kSignatureBadBase64[] = "signature_bad_base64";
+inline constexpr char kSignatureBadLength[] = "signature_bad_length";
+inline constexpr char kSignatureInvalid[] = "signature_invalid";
+inline constexpr char kExpMissing[] = "exp_missing";
+inline constexpr char kExpNotNumber[] = "exp_not_number";
+inline constexpr char kTokenExpired[] = "token_expired";
+inline constexpr char kNbfNotNumber[] = "nbf_not_number";
+inline constexpr char kTokenNotYetValid[] = "token_not_yet_valid";
+inline constexpr char kIatNotNumber[] = "iat_not_number";
+inline constexpr char kIatInFuture[] = "iat_in_future";
+inline constexpr char kIatMissing[] = "iat_missing";
+inline constexpr char kLifetimeTooLong[] = "lifetime_too_long";
+inline constexpr char kAudMissing[] = "aud_missing";
+inline constexpr char kAudMismatch[] = "aud_mismatch";
+inline constexpr char kClaimBadType[] = "claim_bad_type";
+inline constexpr char kUsernameMissing[] = "username_missing";
+}  // namespace reason
+
+// Where an issuer's keys come from. A static key ignores `kid`; a JWKS source (OIDC) selects
+// by it. Implementations are thread-safe.
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  // A key for this token, or UNAUTHENTICATED with kKeysUnavailable / kKidUnknown.
+  virtual Result<std::shared_ptr<const VerificationKey>> key_for(std::string_view kid,
+                                                                   Alg alg) const = 0;
+};
+
+class StaticKeySource : public KeySource {
+ public:
+  explicit StaticKeySource(std::shared_ptr<const VerificationKey> key) : key_(std::move(key)) {}
+  Result<std::shared_ptr<const VerificationKey>> key_for(std::string_view, Alg) const override {
+    return key_;
+  }
+
+ private:
+  std::shared_ptr<const VerificationKey> key_;
+};
+
+// One trusted issuer, compiled from config.
+struct TrustedIssuer {
+  std::string issuer;
+  std::shared_ptr<const KeySource> keys;
+  std::vector<std::string> audiences;  // empty = aud not checked
+};
+
+struct VerifierOptions {
+  config::UsernameClaim username_claim = config::UsernameClaim::kSub;
+  int64_t clock_skew_seconds = 30;
+  int64_t max_token_lifetime_seconds = 0;
+};
+
+inline constexpr size_t kMaxTokenBytes = 16 * 1024;
+
+class Verifier {
+ public:
+  Verifier(VerifierOptions options, std::vector<TrustedIssuer> issuers);
+
+  // Builds issuers from config: reads secret files/env and PEM keys now, once. Errors name
+  // the config file, the key and the reason.
+  static Result<std::shared_ptr<const Verifier>> from_config(const config::SecurityConfig& cfg);
+
+  Result<Identity> verify(std::string_view token) const;
+  Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;
+
+  size_t issuer_count() const { return issuers_.size(); }
+
+ private:
+  VerifierOptions options_;
+  std::map<std::string, TrustedIssuer, std::less<>> issuers_;
+};
+
+// Loads a shared secret from a file (one trailing newline dropped) or an env variable.
+Result<std::string> load_secret(const config::IssuerConfig& issuer);
+
+}  // namespace volguard::identity

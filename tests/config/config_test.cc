@@ -1,0 +1,192 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/text.h"
+#include "identity/verifier.h"
+
+namespace volguard::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/volguard-config-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    secret_ = dir_ + "/shared.secret";
+    ASSERT_TRUE(write_file(secret_, std::string(40, 's') + "\n", 0600).is_ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string message_of(const std::string& yaml) {
+    auto r = parse_config(yaml, "vg.yaml");
+    EXPECT_FALSE(r.is_ok()) << "accepted:\n" << yaml;
+    return r.is_ok() ? "" : r.status().message();
+  }
+
+  std::string dir_;
+  std::string secret_;
+};
+
+TEST_F(ConfigTest, DefaultsApply) {
+  auto r = parse_config("security:\n  issuers: []\n", "vg.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_TRUE(r->security.enabled);
+  EXPECT_TRUE(r->security.guest_access);
+  EXPECT_EQ(r->security.username_claim, UsernameClaim::kSub);
+  EXPECT_EQ(r->security.clock_skew.count(), 30);
+  EXPECT_EQ(r->security.token_lifetime.count(), 24 * 3600);
+  EXPECT_EQ(r->security.max_token_lifetime.count(), 0);
+  EXPECT_EQ(r->security.admin_groups, std::vector<std::string>{"*"});
+  EXPECT_EQ(r->api.grpc, "127.0.0.1:9020");
+  EXPECT_EQ(r->api.rest, "127.0.0.1:9021");
+}
+
+TEST_F(ConfigTest, FullExampleParses) {
+  std::string yaml = R"(
+data_dir: /var/lib/volguard
+api:
+  grpc: 127.0.0.1:7000
+  rest: 127.0.0.1:7001
+security:
+  enabled: true
+  guest_access: false
+  username_claim: email
+  clock_skew: 1m
+  token_lifetime: 7d
+  max_token_lifetime: 30d
+  issuers:
+    - issuer: volguard.local
+      shared_secret_file: )" + secret_ + R"(
+    - issuer: https://keys.example.com
+      public_key_file: /etc/volguard/rsa.pub.pem
+      audiences: [volguard-api]
+)";
+  auto r = parse_config(yaml, "vg.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->security.guest_access);
+  EXPECT_EQ(r->security.username_claim, UsernameClaim::kEmail);
+  EXPECT_EQ(r->security.clock_skew.count(), 60);
+  EXPECT_EQ(r->security.token_lifetime.count(), 7 * 86400);
+  EXPECT_EQ(r->security.max_token_lifetime.count(), 30 * 86400);
+  ASSERT_EQ(r->security.issuers.size(), 2u);
+  EXPECT_EQ(r->security.issuers[1].audiences, std::vector<std::string>{"volguard-api"});
+  EXPECT_EQ(r->data_dir, "/var/lib/volguard");
+  EXPECT_EQ(r->api.grpc, "127.0.0.1:7000");
+}
+
+TEST_F(ConfigTest, UnknownKeysAreRefusedWithTheirPath) {
+  EXPECT_NE(message_of("security:\n  guest_acess: false\n").find("vg.yaml: security.guest_acess: unknown key"),
+            std::string::npos);
+  EXPECT_NE(message_of("securty: {}\n").find("vg.yaml: securty: unknown key"), std::string::npos);
+  EXPECT_NE(message_of("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: x\n      algo: HS256\n")
+                .find("security.issuers[0].algo: unknown key"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, BadValuesNameKeyAndReason) {
+  EXPECT_NE(message_of("security:\n  enabled: maybe\n").find("security.enabled: must be true or false"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  username_claim: upn\n").find("security.username_claim"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  clock_skew: 5 minutes\n").find("security.clock_skew"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  token_lifetime: 3w\n").find("unknown unit 'w'"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  issuers:\n    - shared_secret_file: x\n").find(
+                "security.issuers[0].issuer: is required"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  issuers:\n    - issuer: a\n").find("needs exactly one of"),
+            std::string::npos);
+  EXPECT_NE(message_of("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: x\n      public_key_file: y\n")
+                .find("needs exactly one of"),
+            std::string::npos);
+  EXPECT_NE(message_of("security: [\n").find("invalid YAML"), std::string::npos);
+  EXPECT_NE(message_of("").find("empty configuration"), std::string::npos);
+  EXPECT_NE(message_of("data_dir: x\n").find("security: is required"), std::string::npos);
+  EXPECT_NE(message_of("security:\n  guest_access: false\n").find("nobody could call"),
+            std::string::npos);
+}
+
+TEST_F(ConfigTest, DuplicateIssuerRefused) {
+  std::string yaml = "security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " + secret_ +
+                     "\n    - issuer: a\n      shared_secret_file: " + secret_ + "\n";
+  EXPECT_NE(message_of(yaml).find("security.issuers[1].issuer: duplicate issuer 'a'"),
+            std::string::npos);
+}
+
+std::string verifier_error(const Config& cfg) {
+  auto v = identity::Verifier::from_config(cfg.security);
+  return v.is_ok() ? "" : v.status().message();
+}
+
+TEST_F(ConfigTest, KeyMaterialErrorsNameFileKeyAndReason) {
+  auto cfg = parse_config("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " +
+                              dir_ + "/missing\n",
+                          "vg.yaml");
+  ASSERT_TRUE(cfg.is_ok());
+  std::string msg = verifier_error(*cfg);
+  EXPECT_NE(msg.find("vg.yaml: security.issuers[0].shared_secret_file: cannot read"),
+            std::string::npos) << msg;
+  EXPECT_NE(msg.find("No such file"), std::string::npos) << msg;
+
+  ASSERT_TRUE(write_file(dir_ + "/weak", "short-secret\n", 0600).is_ok());
+  cfg = parse_config("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " + dir_ +
+                         "/weak\n",
+                     "vg.yaml");
+  msg = verifier_error(*cfg);
+  EXPECT_NE(msg.find("security.issuers[0].shared_secret_file"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("12 bytes; at least 32"), std::string::npos) << msg;
+
+  ASSERT_TRUE(write_file(dir_ + "/bad.pem", "not a key", 0600).is_ok());
+  cfg = parse_config("security:\n  issuers:\n    - issuer: a\n      public_key_file: " + dir_ +
+                         "/bad.pem\n",
+                     "vg.yaml");
+  msg = verifier_error(*cfg);
+  EXPECT_NE(msg.find("security.issuers[0].public_key_file"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not a PEM public key"), std::string::npos) << msg;
+}
+
+TEST_F(ConfigTest, TrailingNewlineIsNotPartOfTheSecret) {
+  // 32 bytes + "\n": the newline must be dropped (else 33 bytes and a different MAC key).
+  ASSERT_TRUE(write_file(dir_ + "/s32", std::string(32, 'k') + "\n", 0600).is_ok());
+  IssuerConfig ic{.where = "x", .issuer = "a", .shared_secret_file = dir_ + "/s32"};
+  auto secret = identity::load_secret(ic);
+  ASSERT_TRUE(secret.is_ok());
+  EXPECT_EQ(*secret, std::string(32, 'k'));
+  ASSERT_TRUE(write_file(dir_ + "/s31", std::string(31, 'k') + "\n", 0600).is_ok());
+  ic.shared_secret_file = dir_ + "/s31";
+  auto key = identity::VerificationKey::from_secret(identity::load_secret(ic).value());
+  EXPECT_FALSE(key.is_ok());  // 31 real bytes: the newline must not make it pass
+}
+
+TEST_F(ConfigTest, SecretFromEnvironment) {
+  auto cfg = parse_config(
+      "security:\n  issuers:\n    - issuer: a\n      shared_secret_env: VG_TEST_SECRET\n",
+      "vg.yaml");
+  ASSERT_TRUE(cfg.is_ok());
+  unsetenv("VG_TEST_SECRET");
+  EXPECT_NE(verifier_error(*cfg).find("security.issuers[0].shared_secret_env: environment variable "
+                                      "VG_TEST_SECRET is not set"),
+            std::string::npos);
+  setenv("VG_TEST_SECRET", "tiny", 1);
+  EXPECT_NE(verifier_error(*cfg).find("at least 32"), std::string::npos);
+  setenv("VG_TEST_SECRET", std::string(48, 'e').c_str(), 1);
+  EXPECT_EQ(verifier_error(*cfg), "");
+  unsetenv("VG_TEST_SECRET");
+}
+
+TEST_F(ConfigTest, UnreadableConfigFile) {
+  auto r = load_config(dir_ + "/nope.yaml");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find(dir_ + "/nope.yaml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace volguard::config
