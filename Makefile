@@ -26,7 +26,7 @@ test: deps
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
 
 bench: build
-	@$(BUILD)/bench/volguard_bench_verify
+	@taskset -c 0 $(BUILD)/bench/volguard_bench_verify --benchmark_min_time=2
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -10,6 +10,8 @@
 #include <openssl/rsa.h>
 
 #include <array>
+#include <atomic>
+#include <vector>
 #include <cstring>
 
 namespace volguard::identity {
@@ -158,6 +160,61 @@ bool kind_allows(KeyKind kind, Alg alg) {
 
 bool is_pss(Alg alg) { return alg == Alg::kPS256 || alg == Alg::kPS384 || alg == Alg::kPS512; }
 
+std::atomic<uint64_t> next_key_id{1};
+
+// OpenSSL 3 makes every fresh EVP_PKEY_CTX / EVP_MAC_CTX pay for provider lookups, locks and
+// allocations that cost more than an RSA verify's own arithmetic. Each thread therefore keeps
+// contexts initialised once per (key, algorithm) and reuses them, as `openssl speed` does.
+// Contexts are never shared across threads, so no lock is taken on the request path.
+struct CachedContext {
+  uint64_t key_id = 0;
+  Alg alg = Alg::kHS256;
+  EVP_MAC_CTX* mac = nullptr;       // HMAC, keyed; re-initialised per use with the same key
+  EVP_PKEY_CTX* pkey = nullptr;     // RSA / ECDSA: verify-initialised, padding set
+  EVP_MD_CTX* one_shot = nullptr;   // Ed25519: DigestVerify-initialised
+};
+
+class ThreadContexts {
+ public:
+  ~ThreadContexts() {
+    clear();
+    EVP_MD_CTX_free(hash_);
+  }
+  CachedContext* find(uint64_t key_id, Alg alg) {
+    for (auto& c : entries_) {
+      if (c.key_id == key_id && c.alg == alg) return &c;
+    }
+    return nullptr;
+  }
+  CachedContext* add(CachedContext c) {
+    // Bounded: keys rotate rarely; dropping everything on overflow keeps this trivially correct.
+    if (entries_.size() >= 64) clear();
+    entries_.push_back(c);
+    return &entries_.back();
+  }
+  EVP_MD_CTX* hash_ctx() {
+    if (hash_ == nullptr) hash_ = EVP_MD_CTX_new();
+    return hash_;
+  }
+
+ private:
+  void clear() {
+    for (auto& c : entries_) {
+      EVP_MAC_CTX_free(c.mac);
+      EVP_PKEY_CTX_free(c.pkey);
+      EVP_MD_CTX_free(c.one_shot);
+    }
+    entries_.clear();
+  }
+  std::vector<CachedContext> entries_;
+  EVP_MD_CTX* hash_ = nullptr;
+};
+
+ThreadContexts& thread_contexts() {
+  thread_local ThreadContexts contexts;
+  return contexts;
+}
+
 }  // namespace
 
 std::optional<Alg> alg_from_name(std::string_view name) {
@@ -198,6 +255,7 @@ Result<std::shared_ptr<const VerificationKey>> VerificationKey::from_secret(std:
   }
   std::shared_ptr<VerificationKey> key(new VerificationKey());
   key->kind_ = KeyKind::kHmac;
+  key->id_ = next_key_id.fetch_add(1);
   key->secret_ = std::move(secret);
   EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   if (mac == nullptr) {
@@ -238,6 +296,7 @@ Result<std::shared_ptr<const VerificationKey>> VerificationKey::from_pkey(PkeyPt
   if (!kind) return kind.status();
   std::shared_ptr<VerificationKey> key(new VerificationKey());
   key->kind_ = *kind;
+  key->id_ = next_key_id.fetch_add(1);
   key->pkey_ = std::move(pkey);
   return std::shared_ptr<const VerificationKey>(std::move(key));
 }
@@ -266,13 +325,20 @@ SignatureCheck VerificationKey::verify_hmac(Alg alg, std::string_view input,
   int index = digest_index(alg);
   static constexpr size_t kSizes[3] = {32, 48, 64};
   if (sig.size() != kSizes[index]) return SignatureCheck::kBadLength;
-  MacCtxPtr ctx(EVP_MAC_CTX_dup(hmac_[index]));
+  auto& contexts = thread_contexts();
+  CachedContext* cached = contexts.find(id_, alg);
+  if (cached == nullptr) {
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(hmac_[index]);
+    if (ctx == nullptr) return SignatureCheck::kInvalid;
+    cached = contexts.add({.key_id = id_, .alg = alg, .mac = ctx});
+  }
   unsigned char mac[EVP_MAX_MD_SIZE];
   size_t mac_len = 0;
-  if (!ctx ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(input.data()),
+  // A NULL key re-initialises with the key already set (HMAC reuses its padded key state).
+  if (EVP_MAC_init(cached->mac, nullptr, 0, nullptr) != 1 ||
+      EVP_MAC_update(cached->mac, reinterpret_cast<const unsigned char*>(input.data()),
                      input.size()) != 1 ||
-      EVP_MAC_final(ctx.get(), mac, &mac_len, sizeof mac) != 1 || mac_len != sig.size()) {
+      EVP_MAC_final(cached->mac, mac, &mac_len, sizeof mac) != 1 || mac_len != sig.size()) {
     ERR_clear_error();
     return SignatureCheck::kInvalid;
   }
@@ -296,25 +362,59 @@ SignatureCheck VerificationKey::verify_pkey(Alg alg, std::string_view input,
       return SignatureCheck::kBadLength;
     }
   }
-  MdCtxPtr ctx(EVP_MD_CTX_new());
-  EVP_PKEY_CTX* pctx = nullptr;
-  const EVP_MD* md = kind_ == KeyKind::kEd25519 ? nullptr : digest(digest_index(alg));
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), &pctx, md, nullptr, pkey_.get()) != 1) {
-    ERR_clear_error();
-    return SignatureCheck::kInvalid;
+  const auto* sig_bytes = reinterpret_cast<const unsigned char*>(to_check.data());
+  const auto* in_bytes = reinterpret_cast<const unsigned char*>(input.data());
+  auto& contexts = thread_contexts();
+  CachedContext* cached = contexts.find(id_, alg);
+
+  if (kind_ == KeyKind::kEd25519) {
+    if (cached == nullptr) {
+      EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+      if (ctx == nullptr ||
+          EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey_.get()) != 1) {
+        EVP_MD_CTX_free(ctx);
+        ERR_clear_error();
+        return SignatureCheck::kInvalid;
+      }
+      cached = contexts.add({.key_id = id_, .alg = alg, .one_shot = ctx});
+    }
+    // One-shot EdDSA verification leaves the context reusable.
+    int rc = EVP_DigestVerify(cached->one_shot, sig_bytes, to_check.size(), in_bytes,
+                              input.size());
+    if (rc != 1) ERR_clear_error();
+    return rc == 1 ? SignatureCheck::kValid : SignatureCheck::kInvalid;
   }
-  if (is_pss(alg)) {
-    // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
-    if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
-        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1) {
+
+  const EVP_MD* md = digest(digest_index(alg));
+  if (cached == nullptr) {
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr);
+    bool ok = ctx != nullptr && EVP_PKEY_verify_init(ctx) == 1 &&
+              EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
+    if (ok && is_pss(alg)) {
+      // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash.
+      ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1;
+    } else if (ok && kind_ == KeyKind::kRsa) {
+      ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
+    }
+    if (!ok) {
+      EVP_PKEY_CTX_free(ctx);
       ERR_clear_error();
       return SignatureCheck::kInvalid;
     }
+    cached = contexts.add({.key_id = id_, .alg = alg, .pkey = ctx});
   }
-  int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(to_check.data()),
-                            to_check.size(), reinterpret_cast<const unsigned char*>(input.data()),
-                            input.size());
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  unsigned int hash_len = 0;
+  EVP_MD_CTX* hctx = contexts.hash_ctx();
+  if (hctx == nullptr || EVP_DigestInit_ex2(hctx, md, nullptr) != 1 ||
+      EVP_DigestUpdate(hctx, in_bytes, input.size()) != 1 ||
+      EVP_DigestFinal_ex(hctx, hash, &hash_len) != 1) {
+    ERR_clear_error();
+    return SignatureCheck::kInvalid;
+  }
+  int rc = EVP_PKEY_verify(cached->pkey, sig_bytes, to_check.size(), hash, hash_len);
   if (rc != 1) {
     ERR_clear_error();
     return SignatureCheck::kInvalid;

@@ -58,6 +58,9 @@ class VerificationKey {
   SignatureCheck verify_pkey(Alg alg, std::string_view input, std::string_view sig) const;
 
   KeyKind kind_ = KeyKind::kHmac;
+  // Unique per key object for the life of the process: names this key in each thread's cache
+  // of ready-made OpenSSL contexts (an address could be reused by a later key).
+  uint64_t id_ = 0;
   std::string secret_;
   PkeyPtr pkey_;
   // HMAC contexts keyed once at load for SHA-256/384/512; a request duplicates one.

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "common/text.h"
 
@@ -24,47 +25,60 @@ Status fail(const char* why, std::string message) {
   return Status(Code::kUnauthenticated, why, std::move(message));
 }
 
+namespace dom = simdjson::dom;
+
 // Reads a NumericDate claim; false when present but not a finite number.
-bool numeric_date(const json& value, int64_t* out) {
-  if (!value.is_number()) return false;
-  if (value.is_number_integer()) {
-    *out = value.is_number_unsigned()
-               ? static_cast<int64_t>(std::min<uint64_t>(value.get<uint64_t>(), INT64_MAX / 2))
-               : value.get<int64_t>();
-    return true;
+bool numeric_date(dom::element value, int64_t* out) {
+  switch (value.type()) {
+    case dom::element_type::INT64: *out = value.get_int64().value_unsafe(); return true;
+    case dom::element_type::UINT64:
+      *out = static_cast<int64_t>(std::min<uint64_t>(value.get_uint64().value_unsafe(), INT64_MAX / 2));
+      return true;
+    case dom::element_type::DOUBLE: {
+      double d = value.get_double().value_unsafe();
+      if (!std::isfinite(d)) return false;
+      // Clamp before the cast: converting an out-of-range double is undefined behaviour.
+      d = std::max(std::min(d, 4.0e15), -4.0e15);
+      *out = static_cast<int64_t>(std::floor(d));
+      return true;
+    }
+    default: return false;
   }
-  double d = value.get<double>();
-  if (!std::isfinite(d)) return false;
-  // Clamp before the cast: converting an out-of-range double is undefined behaviour.
-  d = std::max(std::min(d, 4.0e15), -4.0e15);
-  *out = static_cast<int64_t>(std::floor(d));
-  return true;
 }
 
-Status string_claim(const json& claims, const char* name, std::string* out) {
-  auto it = claims.find(name);
-  if (it == claims.end() || it->is_null()) return Status::ok();
-  if (!it->is_string()) {
-    return fail(reason::kClaimBadType, std::string("claim '") + name + "' must be a string");
+// The registered and volguard claims read from a payload; everything else is ignored.
+enum ClaimIndex { kIss, kSub, kName, kEmail, kJti, kExp, kNbf, kIat, kAud, kRoles, kGroups, kClaimCount };
+constexpr std::string_view kClaimNames[kClaimCount] = {"iss", "sub", "name", "email", "jti", "exp",
+                                                       "nbf", "iat", "aud", "roles", "groups"};
+
+struct Claims {
+  dom::element value[kClaimCount];
+  bool present[kClaimCount] = {};
+  bool has(ClaimIndex i) const { return present[i] && value[i].type() != dom::element_type::NULL_VALUE; }
+};
+
+Status string_claim(const Claims& claims, ClaimIndex i, std::string* out) {
+  if (!claims.has(i)) return Status::ok();
+  if (claims.value[i].type() != dom::element_type::STRING) {
+    return fail(reason::kClaimBadType, "claim '" + std::string(kClaimNames[i]) + "' must be a string");
   }
-  *out = it->get<std::string>();
+  *out = claims.value[i].get_string().value_unsafe();
   return Status::ok();
 }
 
-Status string_list_claim(const json& claims, const char* name, std::vector<std::string>* out) {
-  auto it = claims.find(name);
-  if (it == claims.end() || it->is_null()) return Status::ok();
-  if (!it->is_array()) {
+Status string_list_claim(const Claims& claims, ClaimIndex i, std::vector<std::string>* out) {
+  if (!claims.has(i)) return Status::ok();
+  auto bad = [&] {
     return fail(reason::kClaimBadType,
-                std::string("claim '") + name + "' must be an array of strings");
-  }
-  out->reserve(it->size());
-  for (const auto& v : *it) {
-    if (!v.is_string()) {
-      return fail(reason::kClaimBadType,
-                  std::string("claim '") + name + "' must be an array of strings");
-    }
-    out->push_back(v.get<std::string>());
+                "claim '" + std::string(kClaimNames[i]) + "' must be an array of strings");
+  };
+  if (claims.value[i].type() != dom::element_type::ARRAY) return bad();
+  dom::array list;
+  if (claims.value[i].get_array().get(list) != simdjson::SUCCESS) return bad();
+  out->reserve(list.size());
+  for (dom::element v : list) {
+    if (v.type() != dom::element_type::STRING) return bad();
+    out->emplace_back(v.get_string().value_unsafe());
   }
   return Status::ok();
 }
@@ -82,6 +96,63 @@ std::string printable(std::string_view value) {
     out += (c >= 0x20 && c < 0x7f) ? c : '?';
   }
   return out + "'";
+}
+
+struct ParsedHeader {
+  Alg alg;
+  std::string alg_text;
+  std::string kid;
+};
+
+Result<ParsedHeader> parse_header_uncached(std::string_view header_b64) {
+  auto header_raw = base64url_decode(header_b64);
+  if (!header_raw) return fail(reason::kHeaderBadBase64, "token header is not base64url");
+  json header = json::parse(*header_raw, nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) {
+    return fail(reason::kHeaderBadJson, "token header is not a JSON object");
+  }
+  auto alg_it = header.find("alg");
+  if (alg_it == header.end() || !alg_it->is_string()) {
+    return fail(reason::kAlgMissing, "token header has no 'alg' string");
+  }
+  const std::string& alg_text = alg_it->get_ref<const std::string&>();
+  if (to_lower(alg_text) == "none") {
+    return fail(reason::kAlgNone, "unsigned tokens (alg 'none') are never accepted");
+  }
+  auto alg = alg_from_name(alg_text);
+  if (!alg) {
+    return fail(reason::kAlgUnsupported, "algorithm " + printable(alg_text) + " is not supported");
+  }
+  // We implement no JWS extension, so any critical one must be refused (RFC 7515 §4.1.11).
+  if (header.contains("crit")) {
+    return fail(reason::kCritUnsupported,
+                "token header 'crit' names extensions this server does not understand");
+  }
+  ParsedHeader out{*alg, alg_text, {}};
+  if (auto it = header.find("kid"); it != header.end() && it->is_string()) {
+    out.kid = it->get<std::string>();
+  }
+  // jku, jwk, x5u and x5c are never read: a token must not choose the key that verifies it.
+  return out;
+}
+
+// Tokens from one issuer share their header byte for byte, so each thread remembers the last
+// few accepted headers: parsing is deterministic, and this halves the JSON work per request.
+Result<ParsedHeader> parse_header(std::string_view header_b64) {
+  struct Entry {
+    std::string b64;
+    ParsedHeader parsed;
+  };
+  thread_local std::vector<Entry> cache;
+  for (const auto& e : cache) {
+    if (e.b64 == header_b64) return e.parsed;
+  }
+  auto parsed = parse_header_uncached(header_b64);
+  if (parsed && header_b64.size() <= 512) {
+    if (cache.size() >= 16) cache.erase(cache.begin());
+    cache.push_back({std::string(header_b64), *parsed});
+  }
+  return parsed;
 }
 
 }  // namespace
@@ -182,44 +253,42 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   std::string_view signing_input = token.substr(0, dot2);
 
   // Header.
-  auto header_raw = base64url_decode(header_b64);
-  if (!header_raw) return fail(reason::kHeaderBadBase64, "token header is not base64url");
-  json header = json::parse(*header_raw, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) {
-    return fail(reason::kHeaderBadJson, "token header is not a JSON object");
-  }
-  auto alg_it = header.find("alg");
-  if (alg_it == header.end() || !alg_it->is_string()) {
-    return fail(reason::kAlgMissing, "token header has no 'alg' string");
-  }
-  const std::string& alg_text = alg_it->get_ref<const std::string&>();
-  if (to_lower(alg_text) == "none") {
-    return fail(reason::kAlgNone, "unsigned tokens (alg 'none') are never accepted");
-  }
-  auto alg = alg_from_name(alg_text);
-  if (!alg) return fail(reason::kAlgUnsupported, "algorithm " + printable(alg_text) + " is not supported");
-  // We implement no JWS extension, so any critical one must be refused (RFC 7515 §4.1.11).
-  if (header.contains("crit")) {
-    return fail(reason::kCritUnsupported,
-                "token header 'crit' names extensions this server does not understand");
-  }
-  std::string kid;
-  if (auto it = header.find("kid"); it != header.end() && it->is_string()) kid = it->get<std::string>();
-  // jku, jwk, x5u and x5c are never read: a token must not choose the key that verifies it.
+  auto header = parse_header(header_b64);
+  if (!header) return header.status();
+  const Alg alg = header->alg;
+  const std::string& alg_text = header->alg_text;
+  const std::string& kid = header->kid;
 
-  // Payload.
+  // Payload. simdjson, one parser per thread: the claims are the hot part of a verify, and
+  // nlohmann's DOM cost more than the HMAC itself.
   auto payload_raw = base64url_decode(payload_b64);
   if (!payload_raw) return fail(reason::kPayloadBadBase64, "token payload is not base64url");
-  json claims = json::parse(*payload_raw, nullptr, false);
-  if (claims.is_discarded() || !claims.is_object()) {
+  thread_local dom::parser parser;
+  dom::element doc;
+  dom::object payload;
+  if (parser.parse(*payload_raw).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(payload) != simdjson::SUCCESS) {
     return fail(reason::kPayloadBadJson, "token payload is not a JSON object");
   }
-  auto iss_it = claims.find("iss");
-  if (iss_it == claims.end() || !iss_it->is_string() ||
-      iss_it->get_ref<const std::string&>().empty()) {
+  Claims claims;
+  for (dom::key_value_pair field : payload) {
+    for (int i = 0; i < kClaimCount; ++i) {
+      if (field.key != kClaimNames[i]) continue;
+      // A repeated claim is ambiguous (which one did the signer mean?): refuse it.
+      if (claims.present[i]) {
+        return fail(reason::kPayloadBadJson,
+                    "claim '" + std::string(kClaimNames[i]) + "' appears more than once");
+      }
+      claims.present[i] = true;
+      claims.value[i] = field.value;
+      break;
+    }
+  }
+  if (!claims.has(kIss) || claims.value[kIss].type() != dom::element_type::STRING ||
+      claims.value[kIss].get_string().value_unsafe().empty()) {
     return fail(reason::kIssMissing, "claim 'iss' is missing or not a string");
   }
-  const std::string& iss = iss_it->get_ref<const std::string&>();
+  const std::string_view iss = claims.value[kIss].get_string().value_unsafe();
   auto issuer_it = issuers_.find(iss);
   if (issuer_it == issuers_.end()) {
     return fail(reason::kIssuerUnknown, "issuer " + printable(iss) + " is not trusted");
@@ -227,9 +296,9 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   const TrustedIssuer& issuer = issuer_it->second;
 
   // Signature.
-  auto key = issuer.keys->key_for(kid, *alg);
+  auto key = issuer.keys->key_for(kid, alg);
   if (!key) return key.status();
-  if (!(*key)->allows(*alg)) {
+  if (!(*key)->allows(alg)) {
     return fail(reason::kAlgKeyMismatch, "algorithm " + alg_text + " is not allowed for issuer " +
                                              printable(iss) + " (its " +
                                              key_kind_name((*key)->kind()) + " key allows " +
@@ -237,7 +306,7 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   }
   auto signature = base64url_decode(signature_b64);
   if (!signature) return fail(reason::kSignatureBadBase64, "token signature is not base64url");
-  switch ((*key)->verify(*alg, signing_input, *signature)) {
+  switch ((*key)->verify(alg, signing_input, *signature)) {
     case SignatureCheck::kValid: break;
     case SignatureCheck::kBadLength:
       return fail(reason::kSignatureBadLength,
@@ -250,23 +319,22 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   // Time.
   Identity id;
   const int64_t skew = options_.clock_skew_seconds;
-  auto exp_it = claims.find("exp");
-  if (exp_it == claims.end()) return fail(reason::kExpMissing, "claim 'exp' is required");
-  if (!numeric_date(*exp_it, &id.expires_at)) {
+  if (!claims.has(kExp)) return fail(reason::kExpMissing, "claim 'exp' is required");
+  if (!numeric_date(claims.value[kExp], &id.expires_at)) {
     return fail(reason::kExpNotNumber, "claim 'exp' must be a number (NumericDate)");
   }
   if (now > id.expires_at + skew) {
     return fail(reason::kTokenExpired, "token expired at " + rfc3339(id.expires_at));
   }
-  if (auto it = claims.find("nbf"); it != claims.end()) {
+  if (claims.has(kNbf)) {
     int64_t nbf = 0;
-    if (!numeric_date(*it, &nbf)) return fail(reason::kNbfNotNumber, "claim 'nbf' must be a number");
+    if (!numeric_date(claims.value[kNbf], &nbf)) return fail(reason::kNbfNotNumber, "claim 'nbf' must be a number");
     if (nbf > now + skew) {
       return fail(reason::kTokenNotYetValid, "token is not valid before " + rfc3339(nbf));
     }
   }
-  if (auto it = claims.find("iat"); it != claims.end()) {
-    if (!numeric_date(*it, &id.issued_at)) {
+  if (claims.has(kIat)) {
+    if (!numeric_date(claims.value[kIat], &id.issued_at)) {
       return fail(reason::kIatNotNumber, "claim 'iat' must be a number");
     }
     if (id.issued_at > now + skew) {
@@ -275,7 +343,7 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
     }
   }
   if (options_.max_token_lifetime_seconds > 0) {
-    if (claims.find("iat") == claims.end()) {
+    if (!claims.has(kIat)) {
       return fail(reason::kIatMissing,
                   "claim 'iat' is required when security.max_token_lifetime is set");
     }
@@ -289,22 +357,25 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
 
   // Audience.
   if (!issuer.audiences.empty()) {
-    auto aud_it = claims.find("aud");
-    if (aud_it == claims.end()) {
+    if (!claims.has(kAud)) {
       return fail(reason::kAudMissing, "claim 'aud' is required by issuer " + printable(iss));
     }
-    bool matched = false;
-    auto matches = [&](const json& v) {
-      if (!v.is_string()) return false;
+    auto accepted = [&](dom::element v) {
+      if (v.type() != dom::element_type::STRING) return false;
+      std::string_view aud = v.get_string().value_unsafe();
       for (const auto& a : issuer.audiences) {
-        if (v.get_ref<const std::string&>() == a) return true;
+        if (aud == a) return true;
       }
       return false;
     };
-    if (aud_it->is_string()) {
-      matched = matches(*aud_it);
-    } else if (aud_it->is_array()) {
-      for (const auto& v : *aud_it) matched = matched || matches(v);
+    bool matched = false;
+    dom::element aud = claims.value[kAud];
+    if (aud.type() == dom::element_type::STRING) {
+      matched = accepted(aud);
+    } else if (aud.type() == dom::element_type::ARRAY) {
+      dom::array list;
+      if (aud.get_array().get(list) != simdjson::SUCCESS) return fail(reason::kClaimBadType, "claim 'aud' is unreadable");
+      for (dom::element v : list) matched = matched || accepted(v);
     } else {
       return fail(reason::kClaimBadType, "claim 'aud' must be a string or an array of strings");
     }
@@ -316,12 +387,12 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
 
   // Identity claims.
   id.issuer = iss;
-  for (const auto& [name, field] : {std::pair{"sub", &id.subject}, std::pair{"name", &id.name},
-                                    std::pair{"email", &id.email}, std::pair{"jti", &id.token_id}}) {
-    if (auto s = string_claim(claims, name, field); !s.is_ok()) return s;
+  for (const auto& [index, field] : {std::pair{kSub, &id.subject}, std::pair{kName, &id.name},
+                                     std::pair{kEmail, &id.email}, std::pair{kJti, &id.token_id}}) {
+    if (auto s = string_claim(claims, index, field); !s.is_ok()) return s;
   }
-  if (auto s = string_list_claim(claims, "roles", &id.roles); !s.is_ok()) return s;
-  if (auto s = string_list_claim(claims, "groups", &id.groups); !s.is_ok()) return s;
+  if (auto s = string_list_claim(claims, kRoles, &id.roles); !s.is_ok()) return s;
+  if (auto s = string_list_claim(claims, kGroups, &id.groups); !s.is_ok()) return s;
   switch (options_.username_claim) {
     case config::UsernameClaim::kSub: id.username = id.subject; break;
     case config::UsernameClaim::kEmail: id.username = id.email; break;

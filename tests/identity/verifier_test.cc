@@ -216,6 +216,16 @@ TEST_F(VerifierTest, RefusesBadPayload) {
   EXPECT_EQ(reason_of(header + "." + base64url_encode("\"str\"") + ".c"), reason::kPayloadBadJson);
 }
 
+TEST_F(VerifierTest, RefusesRepeatedClaims) {
+  // Two parsers could read different values from {"sub":"a","sub":"b"}: refuse, don't guess.
+  std::string payload = R"({"iss":"hs","sub":"alice","sub":"root","exp":)" +
+                        std::to_string(kNow + 60) + "}";
+  std::string input = base64url_encode(R"({"alg":"HS256"})") + "." + base64url_encode(payload);
+  auto key = SigningKey::from_secret(kSecret).value();
+  EXPECT_EQ(reason_of(input + "." + base64url_encode(key.sign(input).value())),
+            reason::kPayloadBadJson);
+}
+
 TEST_F(VerifierTest, RefusesIssuerProblems) {
   json p = claims_for("hs");
   p.erase("iss");
