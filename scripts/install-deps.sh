@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git openssl ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libssl-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev libcurl4-openssl-dev
+  libssl-dev nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   e2fsprogs xfsprogs util-linux mount procps

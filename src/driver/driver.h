@@ -1,0 +1,72 @@
+// Storage drivers: real volumes. The driver knows nothing of identity or policy; the service
+// calls it only after every check has passed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace volguard::driver {
+
+enum class FsType { kExt4, kXfs };
+const char* fs_name(FsType fs);                 // "ext4" | "xfs"
+Result<FsType> parse_fs(const std::string& s);  // INVALID_ARGUMENT names the value
+
+// "1G", "512M", "10GiB", "1073741824" → bytes (K/M/G/T powers of 1024; a trailing "i"/"iB"/"B"
+// is accepted). INVALID_ARGUMENT names the text on anything else, zero, or overflow.
+Result<uint64_t> parse_size(const std::string& text);
+std::string format_size(uint64_t bytes);  // "1G", "512M", "1536K", "100"
+
+// What the host says about a volume right now (derived from the system, not remembered).
+struct VolumeStatus {
+  bool exists = false;
+  uint64_t size_bytes = 0;       // apparent file size
+  uint64_t allocated_bytes = 0;  // blocks actually used by the sparse file
+  std::string device;            // "/dev/loopN" when attached, else ""
+  std::string mount_path;        // where it is mounted, else ""
+  uint64_t fs_used_bytes = 0;    // from statvfs when mounted
+  uint64_t fs_total_bytes = 0;
+};
+
+class VolumeDriver {
+ public:
+  virtual ~VolumeDriver() = default;
+
+  // Sparse file of size_bytes, formatted with the real mkfs. ALREADY_EXISTS if the id exists.
+  virtual Status create(const std::string& id, uint64_t size_bytes, FsType fs) = 0;
+  // FAILED_PRECONDITION while attached or mounted. NOT_FOUND if absent.
+  virtual Status remove(const std::string& id) = 0;
+  // Point-in-time copy of a volume (fsfreeze while mounted; reflink where possible, else a
+  // sparse-aware copy).
+  virtual Status snapshot(const std::string& volume_id, const std::string& snapshot_id) = 0;
+  virtual Status remove_snapshot(const std::string& snapshot_id) = 0;
+  // New volume `new_id` from a volume (frozen while copied if mounted) or from a snapshot.
+  virtual Status clone_volume(const std::string& source_volume_id, const std::string& new_id) = 0;
+  virtual Status clone_snapshot(const std::string& snapshot_id, const std::string& new_id) = 0;
+  // Volume contents back to the snapshot; FAILED_PRECONDITION while attached or mounted.
+  virtual Status restore(const std::string& volume_id, const std::string& snapshot_id) = 0;
+  // Grow only (OUT_OF_RANGE if smaller); grows the filesystem too.
+  virtual Status resize(const std::string& id, uint64_t new_size_bytes, FsType fs) = 0;
+  // Loop device for the volume; idempotent (returns the existing one).
+  virtual Result<std::string> attach(const std::string& id) = 0;
+  // FAILED_PRECONDITION while mounted; OK if not attached.
+  virtual Status detach(const std::string& id) = 0;
+  // Attaches if needed, then mount(2) at `path` (an existing directory). ALREADY_EXISTS if
+  // mounted elsewhere; OK if already mounted at `path`.
+  virtual Status mount(const std::string& id, const std::string& path, FsType fs) = 0;
+  // OK if not mounted. Leaves the device attached.
+  virtual Status unmount(const std::string& id) = 0;
+  virtual Result<VolumeStatus> status(const std::string& id) = 0;
+  // Ids present on disk (for crash recovery).
+  virtual Result<std::vector<std::string>> volume_ids() = 0;
+  virtual Result<std::vector<std::string>> snapshot_ids() = 0;
+  virtual bool snapshot_exists(const std::string& snapshot_id) = 0;
+};
+
+// Volumes as sparse files under `root`/volumes, snapshots under `root`/snapshots.
+Result<std::unique_ptr<VolumeDriver>> open_local_driver(const std::string& root);
+
+}  // namespace volguard::driver
