@@ -214,8 +214,21 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   out.file = file;
   if (root.IsNull()) return bad(file, "(root)", "empty configuration");
   try {
-    if (auto s = check_keys(root, file, "", {"data_dir", "api", "security"}); !s.is_ok()) return s;
+    if (auto s = check_keys(root, file, "", {"data_dir", "mount_roots", "api", "security"});
+        !s.is_ok()) {
+      return s;
+    }
     if (root["data_dir"]) VG_ASSIGN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
+    if (root["mount_roots"]) {
+      VG_ASSIGN(out.mount_roots, get_string_list(root["mount_roots"], file, "mount_roots"));
+      for (size_t i = 0; i < out.mount_roots.size(); ++i) {
+        const auto& r = out.mount_roots[i];
+        if (r.empty() || r[0] != '/' || r == "/") {
+          return bad(file, "mount_roots[" + std::to_string(i) + "]",
+                     "'" + r + "' must be an absolute directory other than /");
+        }
+      }
+    }
     if (root["api"]) VG_ASSIGN(out.api, parse_api(root["api"], file));
     if (!root["security"]) return bad(file, "security", "is required");
     VG_ASSIGN(out.security, parse_security(root["security"], file));

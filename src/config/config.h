@@ -47,6 +47,8 @@ struct ApiConfig {
 struct Config {
   std::string file;  // where it came from, for messages
   std::string data_dir = "./data";
+  // Mount paths must lie under one of these: a caller must not mount over /etc.
+  std::vector<std::string> mount_roots{"/mnt", "/media", "/tmp", "/var/lib/kubelet", "/run/volguard"};
   ApiConfig api;
   SecurityConfig security;
 };

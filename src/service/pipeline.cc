@@ -1,0 +1,200 @@
+#include "service/pipeline.h"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+
+#include "common/text.h"
+
+namespace volguard::service {
+
+namespace {
+
+const char* kind_name(ResourceKind kind) {
+  return kind == ResourceKind::kVolume ? "volume" : "snapshot";
+}
+
+identity::Identity security_off_identity() {
+  identity::Identity id;
+  id.username = "(security disabled)";
+  return id;
+}
+
+}  // namespace
+
+void MethodTable::insert(MethodSpec spec) {
+  auto owned = std::make_unique<MethodSpec>(std::move(spec));
+  by_key_[owned->key()] = owned.get();
+  by_grpc_[owned->grpc_path] = owned.get();
+  methods_.push_back(std::move(owned));
+}
+
+const MethodSpec* MethodTable::find(const std::string& key) const {
+  auto it = by_key_.find(key);
+  return it == by_key_.end() ? nullptr : it->second;
+}
+
+const MethodSpec* MethodTable::find_grpc(const std::string& path) const {
+  auto it = by_grpc_.find(path);
+  return it == by_grpc_.end() ? nullptr : it->second;
+}
+
+Pipeline::Pipeline(const config::SecurityConfig& security,
+                   std::shared_ptr<const identity::Verifier> verifier, const MethodTable* table,
+                   const ResourceResolver* resolver)
+    : security_(security),
+      verifier_(std::move(verifier)),
+      table_(table),
+      resolver_(resolver),
+      admins_{security.admin_groups} {
+  roles_.store(std::make_shared<const policy::RoleSet>(policy::default_roles()));
+  unsigned char rnd[4];
+  RAND_bytes(rnd, sizeof rnd);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+  request_prefix_ = buf;
+}
+
+void Pipeline::set_roles(std::shared_ptr<const policy::RoleSet> roles) { roles_.store(std::move(roles)); }
+
+std::shared_ptr<const policy::RoleSet> Pipeline::roles() const { return roles_.load(); }
+
+Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const {
+  if (meta.authorization.empty()) {
+    if (security_.guest_access) return identity::guest_identity();
+    return Status(Code::kUnauthenticated, "token_missing",
+                  "no token presented and guest access is disabled");
+  }
+  std::string_view value = meta.authorization;
+  size_t space = value.find(' ');
+  if (space == std::string_view::npos || to_lower(value.substr(0, space)) != "bearer") {
+    return Status(Code::kUnauthenticated, "token_bad_scheme",
+                  "authorization must be 'bearer <token>'");
+  }
+  std::string_view token = value.substr(space + 1);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  if (verifier_ == nullptr) {
+    return Status(Code::kUnauthenticated, "issuer_unknown", "no token issuers are configured");
+  }
+  return verifier_->verify(token);
+}
+
+Status Pipeline::invoke(const std::string& key, const RequestMeta& meta, const Message& request,
+                        Message* response) const {
+  const MethodSpec* spec = table_->find(key);
+  if (spec == nullptr) {
+    return Status(Code::kUnimplemented, "method_unknown", "no method " + key);
+  }
+  return invoke(*spec, meta, request, response);
+}
+
+Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
+                        Message* response) const {
+  Call call;
+  call.method = spec.key();
+  call.remote = meta.remote;
+  char id_buf[32];
+  std::snprintf(id_buf, sizeof id_buf, "%s-%08llx", request_prefix_.c_str(),
+                static_cast<unsigned long long>(next_request_.fetch_add(1)));
+  call.request_id = id_buf;
+  call.security_enabled = security_.enabled;
+
+  DecisionRecord record;
+  record.method = call.method;
+  record.request_id = call.request_id;
+  record.remote = meta.remote;
+  auto finish = [&](Status status) {
+    record.status = status;
+    record.resource = call.resource_for_log;
+    if (recorder_ != nullptr) recorder_->record(record);
+    return status;
+  };
+
+  // 1. Authenticate.
+  identity::Identity who;
+  if (security_.enabled) {
+    auto authenticated = authenticate(meta);
+    if (!authenticated) return finish(authenticated.status());
+    who = std::move(authenticated).value();
+  } else {
+    who = security_off_identity();
+  }
+  call.who = &who;
+  record.who = &who;
+
+  // 2. Authorize by roles (one immutable snapshot for the whole call).
+  auto roles = roles_.load();
+  if (security_.enabled) {
+    policy::Decision decision = roles->decide(who.roles, spec.service, spec.api);
+    if (!decision.allowed) {
+      std::string message = who.guest ? "access denied without authentication token: " +
+                                            decision.message
+                                      : decision.message;
+      return finish(Status(Code::kPermissionDenied, decision.reason, message));
+    }
+  }
+
+  // 3 + 4. Resources and ownership.
+  const auto& admins = admins_;
+  bool enabled = security_.enabled;
+  call.may = [&who, &admins, enabled](const ownership::Ownership& o, Access need) {
+    return !enabled || ownership::access_of(who, o, admins).access >= need;
+  };
+  for (const auto& check : spec.resources) {
+    std::string ref = check.ref(request);
+    if (ref.empty()) {
+      if (check.optional) {
+        if (check.kind == ResourceKind::kVolume) call.volumes.push_back(nullptr);
+        else call.snapshots.push_back(nullptr);
+        continue;
+      }
+      return finish(Status(Code::kInvalidArgument, "field_required",
+                           std::string(kind_name(check.kind)) + " (id or name) is required"));
+    }
+    const ownership::Ownership* owner_info = nullptr;
+    std::string label;
+    if (check.kind == ResourceKind::kVolume) {
+      auto v = resolver_->find_volume(ref);
+      if (!v) {
+        return finish(Status(Code::kNotFound, "volume_not_found", "volume '" + ref + "' not found"));
+      }
+      call.volumes.push_back(v);
+      owner_info = &v->ownership;
+      label = "volume " + v->name + " (" + v->id + ")";
+      if (call.resource_for_log.empty()) call.resource_for_log = "volume/" + v->id;
+    } else {
+      auto s = resolver_->find_snapshot(ref);
+      if (!s) {
+        return finish(
+            Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + ref + "' not found"));
+      }
+      call.snapshots.push_back(s);
+      owner_info = &s->ownership;
+      label = "snapshot " + s->name + " (" + s->id + ")";
+      if (call.resource_for_log.empty()) call.resource_for_log = "snapshot/" + s->id;
+    }
+    if (!enabled) continue;
+    Need need = check.need(request);
+    if (need.ownership_admin && !admins_.is_admin(who)) {
+      return finish(Status(Code::kPermissionDenied, "ownership_admin_required",
+                           call.method + " on " + label +
+                               " needs an ownership admin (role system.admin or a group in "
+                               "security.admin_groups)"));
+    }
+    auto granted = ownership::access_of(who, *owner_info, admins_);
+    if (granted.access < need.access) {
+      std::string whom = who.guest ? "a guest" : who.principal();
+      return finish(Status(
+          Code::kPermissionDenied, "acl_insufficient",
+          call.method + " on " + label + " needs " + ownership::access_name(need.access) +
+              " access; " + whom + " has " + ownership::access_name(granted.access) +
+              (granted.via.empty() ? "" : " (via " + granted.via + ")")));
+    }
+  }
+
+  // 5. The method's own work.
+  record.authorized = true;
+  return finish(spec.handler(call, request, response));
+}
+
+}  // namespace volguard::service

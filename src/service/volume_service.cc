@@ -1,0 +1,949 @@
+#include "service/volume_service.h"
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <filesystem>
+
+#include "common/text.h"
+#include "volguard.pb.h"
+
+namespace volguard::service {
+
+namespace fs = std::filesystem;
+using store::RecordState;
+using store::SnapshotRecord;
+using store::VolumeRecord;
+
+namespace {
+
+std::string new_id() {
+  unsigned char rnd[8];
+  RAND_bytes(rnd, sizeof rnd);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : rnd) {
+    out.push_back(hex[b >> 4]);
+    out.push_back(hex[b & 15]);
+  }
+  return out;
+}
+
+int64_t now_unix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+Status invalid(const std::string& field, const std::string& why) {
+  return Status(Code::kInvalidArgument, "invalid_" + field, field + ": " + why);
+}
+
+// Volume and snapshot names: safe in logs, file names and URLs.
+Status check_name(const std::string& field, const std::string& name) {
+  if (name.empty()) return invalid(field, "is required");
+  if (name.size() > 128) return invalid(field, "must be at most 128 characters");
+  if (name[0] == '.' || name[0] == '-') return invalid(field, "'" + name + "' must not start with '.' or '-'");
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_';
+    if (!ok) return invalid(field, "'" + name + "' may contain only letters, digits, '.', '-', '_'");
+  }
+  return Status::ok();
+}
+
+Status check_labels(const google::protobuf::Map<std::string, std::string>& labels) {
+  for (const auto& [k, v] : labels) {
+    if (k.empty() || k.size() > 253) return invalid("labels", "keys must be 1..253 characters");
+    if (v.size() > 1024) return invalid("labels", "value of '" + k + "' exceeds 1024 characters");
+    for (char c : k + v) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        return invalid("labels", "'" + k + "' contains control characters");
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Result<ownership::Access> parse_grant(const std::string& field, const std::string& who,
+                                      const std::string& text) {
+  auto a = ownership::parse_access(text);
+  if (!a) return invalid(field, who + ": access '" + text + "' must be r, w or a");
+  return *a;
+}
+
+void fill_ownership(const ownership::Ownership& o, v1::Ownership* out) {
+  out->set_owner(o.owner);
+  for (const auto& [k, v] : o.groups) (*out->mutable_groups())[k] = std::string(1, ownership::access_letter(v));
+  for (const auto& [k, v] : o.collaborators) {
+    (*out->mutable_collaborators())[k] = std::string(1, ownership::access_letter(v));
+  }
+  out->set_public_(o.public_access == ownership::Access::kNone
+                       ? ""
+                       : std::string(1, ownership::access_letter(o.public_access)));
+}
+
+void fill_snapshot(const SnapshotRecord& s, v1::Snapshot* out) {
+  out->set_id(s.id);
+  out->set_name(s.name);
+  out->set_volume_id(s.volume_id);
+  out->set_size_bytes(s.size_bytes);
+  fill_ownership(s.ownership, out->mutable_ownership());
+  out->set_created_at(rfc3339(s.created_at));
+}
+
+}  // namespace
+
+VolumeService::VolumeService(const config::Config& config,
+                             std::unique_ptr<store::MetadataStore> store,
+                             std::unique_ptr<driver::VolumeDriver> driver)
+    : config_(config), store_(std::move(store)), driver_(std::move(driver)) {}
+
+void VolumeService::set_pipeline(Pipeline* pipeline) { pipeline_ = pipeline; }
+
+size_t VolumeService::volume_count() const {
+  std::shared_lock lock(catalog_mu_);
+  return volumes_.size();
+}
+
+std::shared_ptr<const VolumeRecord> VolumeService::find_volume(const std::string& ref) const {
+  std::shared_lock lock(catalog_mu_);
+  if (auto it = volumes_.find(ref); it != volumes_.end()) return it->second;
+  if (auto it = volume_names_.find(ref); it != volume_names_.end()) {
+    return volumes_.at(it->second);
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const SnapshotRecord> VolumeService::find_snapshot(const std::string& ref) const {
+  std::shared_lock lock(catalog_mu_);
+  if (auto it = snapshots_.find(ref); it != snapshots_.end()) return it->second;
+  if (auto it = snapshot_names_.find(ref); it != snapshot_names_.end()) {
+    return snapshots_.at(it->second);
+  }
+  return nullptr;
+}
+
+std::shared_ptr<std::mutex> VolumeService::op_lock(const std::string& id) {
+  std::lock_guard lock(op_locks_mu_);
+  auto& m = op_locks_[id];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
+void VolumeService::put_volume(std::shared_ptr<const VolumeRecord> rec) {
+  std::unique_lock lock(catalog_mu_);
+  reserved_names_.erase(rec->name);
+  if (auto it = volumes_.find(rec->id); it != volumes_.end() && it->second->name != rec->name) {
+    volume_names_.erase(it->second->name);
+  }
+  volume_names_[rec->name] = rec->id;
+  volumes_[rec->id] = std::move(rec);
+}
+
+void VolumeService::erase_volume(const std::string& id) {
+  std::unique_lock lock(catalog_mu_);
+  if (auto it = volumes_.find(id); it != volumes_.end()) {
+    volume_names_.erase(it->second->name);
+    volumes_.erase(it);
+  }
+  runtime_.erase(id);
+}
+
+void VolumeService::fill_volume(const VolumeRecord& rec, v1::Volume* out) const {
+  out->set_id(rec.id);
+  out->set_name(rec.name);
+  out->set_size_bytes(rec.size_bytes);
+  out->set_size(driver::format_size(rec.size_bytes));
+  out->set_fs(rec.fs);
+  for (const auto& [k, v] : rec.labels) (*out->mutable_labels())[k] = v;
+  fill_ownership(rec.ownership, out->mutable_ownership());
+  out->set_state(store::state_name(rec.state));
+  out->set_source_volume(rec.source_volume);
+  out->set_source_snapshot(rec.source_snapshot);
+  out->set_created_at(rfc3339(rec.created_at));
+  std::shared_lock lock(catalog_mu_);
+  if (auto it = runtime_.find(rec.id); it != runtime_.end()) {
+    out->set_device(it->second.device);
+    out->set_mount_path(it->second.mount_path);
+  }
+}
+
+// A collaborator or new owner: "user" means the caller's own issuer; "<issuer>/<user>" names a
+// configured issuer explicitly. Principals are issuer-qualified so that two issuers' "alice"
+// never share a volume by accident.
+Result<std::string> VolumeService::qualify_user(const identity::Identity& who,
+                                                const std::string& name) const {
+  if (name.empty()) return invalid("user", "must not be empty");
+  if (name == "*") return std::string("*");
+  for (const auto& issuer : config_.security.issuers) {
+    if (name.size() > issuer.issuer.size() + 1 && name.compare(0, issuer.issuer.size(), issuer.issuer) == 0 &&
+        name[issuer.issuer.size()] == '/') {
+      return name;
+    }
+  }
+  if (who.guest || who.issuer.empty()) {
+    return invalid("user", "'" + name + "' must be written <issuer>/<user> (the caller has no issuer)");
+  }
+  return who.issuer + "/" + name;
+}
+
+Status VolumeService::check_mount_path(const std::string& path) const {
+  if (path.empty() || path[0] != '/') return invalid("path", "must be an absolute path");
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.string() != path && p.string() + "/" != path) {
+    return invalid("path", "'" + path + "' must be normalised (no '.', '..' or '//')");
+  }
+  std::error_code ec;
+  fs::path real = fs::canonical(p, ec);
+  if (ec) return Status(Code::kNotFound, "path_not_found", "path: " + path + ": " + ec.message());
+  if (!fs::is_directory(real)) return invalid("path", "'" + path + "' is not a directory");
+  for (const auto& root : config_.mount_roots) {
+    std::string r = fs::path(root).lexically_normal().string();
+    std::string s = real.string();
+    if (s.size() > r.size() && s.compare(0, r.size(), r) == 0 && s[r.size()] == '/') {
+      return Status::ok();
+    }
+  }
+  std::string roots;
+  for (const auto& r : config_.mount_roots) roots += (roots.empty() ? "" : ", ") + r;
+  return Status(Code::kPermissionDenied, "mount_path_forbidden",
+                "path: '" + path + "' is not under a mount root (" + roots + ")");
+}
+
+Status VolumeService::rebuild_roles() {
+  auto stored = store_->list_roles();
+  if (!stored) return stored.status();
+  std::vector<policy::Role> roles = policy::default_roles();
+  for (const auto& rec : *stored) {
+    auto role = policy::role_from_json(rec.json);
+    if (!role) {
+      return Status(Code::kInternal, "store_corrupt",
+                    "stored role " + rec.name + ": " + role.status().message());
+    }
+    if (policy::is_mutable_default_role(role->name)) {
+      for (auto& r : roles) {
+        if (r.name == role->name) r = *role;
+      }
+    } else if (!policy::is_default_role(role->name)) {
+      roles.push_back(*role);
+    }
+  }
+  if (pipeline_) pipeline_->set_roles(std::make_shared<const policy::RoleSet>(std::move(roles)));
+  return Status::ok();
+}
+
+Status VolumeService::recover() {
+  auto vols = store_->list_volumes();
+  if (!vols) return vols.status();
+  auto snaps = store_->list_snapshots();
+  if (!snaps) return snaps.status();
+  std::set<std::string> kept_volumes, kept_snapshots;
+  for (const auto& s : *snaps) {
+    if (s.state != RecordState::kReady || !driver_->snapshot_exists(s.id)) {
+      spdlog::warn("recovery: removing {} snapshot {} ({})", store::state_name(s.state), s.id, s.name);
+      driver_->remove_snapshot(s.id);
+      store_->delete_snapshot(s.id);
+      continue;
+    }
+    kept_snapshots.insert(s.id);
+    auto rec = std::make_shared<const SnapshotRecord>(s);
+    snapshots_[s.id] = rec;
+    snapshot_names_[s.name] = s.id;
+  }
+  for (const auto& v : *vols) {
+    auto st = driver_->status(v.id);
+    bool on_disk = st.is_ok() && st->exists;
+    if (v.state != RecordState::kReady || !on_disk) {
+      // A create or delete that a crash interrupted: finish undoing it, so that store and disk
+      // agree and no half-made volume is ever served.
+      spdlog::warn("recovery: removing {} volume {} ({}){}", store::state_name(v.state), v.id,
+                   v.name, on_disk ? "" : ", not on disk");
+      if (on_disk) {
+        driver_->unmount(v.id);
+        driver_->detach(v.id);
+        driver_->remove(v.id);
+      }
+      store_->delete_volume(v.id);
+      continue;
+    }
+    kept_volumes.insert(v.id);
+    volumes_[v.id] = std::make_shared<const VolumeRecord>(v);
+    volume_names_[v.name] = v.id;
+    if (!st->device.empty() || !st->mount_path.empty()) runtime_[v.id] = {st->device, st->mount_path};
+  }
+  // Files with no record: left by a crash between the driver and the store.
+  if (auto ids = driver_->volume_ids(); ids.is_ok()) {
+    for (const auto& id : *ids) {
+      if (!kept_volumes.count(id)) {
+        spdlog::warn("recovery: removing orphan volume file {}", id);
+        driver_->unmount(id);
+        driver_->detach(id);
+        driver_->remove(id);
+      }
+    }
+  }
+  if (auto ids = driver_->snapshot_ids(); ids.is_ok()) {
+    for (const auto& id : *ids) {
+      if (!kept_snapshots.count(id)) driver_->remove_snapshot(id);
+    }
+  }
+  return rebuild_roles();
+}
+
+void VolumeService::register_methods(MethodTable* t) {
+  using namespace v1;
+  using ownership::Access;
+  auto vol = [](auto getter, Access a, bool optional = false) {
+    return ResourceCheck{ResourceKind::kVolume,
+                         [getter](const Message& m) { return getter(m); },
+                         [a](const Message&) { return Need{a, false}; }, optional};
+  };
+  auto snap = [](auto getter, Access a, bool optional = false) {
+    return ResourceCheck{ResourceKind::kSnapshot,
+                         [getter](const Message& m) { return getter(m); },
+                         [a](const Message&) { return Need{a, false}; }, optional};
+  };
+  auto ref_volume = [](const Message& m) { return static_cast<const VolumeRef&>(m).volume(); };
+
+  // ---- volume.create
+  t->add<CreateVolumeRequest, VolumeResponse>(
+      "volume", "create", "/volguard.v1.Volume/Create", {}, true, true,
+      [this](Call& call, const CreateVolumeRequest& req, VolumeResponse* resp) -> Status {
+        if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+        auto size = driver::parse_size(req.size().empty() ? "1G" : req.size());
+        if (!size) return invalid("size", size.status().message());
+        auto fs_type = driver::parse_fs(req.fs().empty() ? "ext4" : req.fs());
+        if (!fs_type) return invalid("fs", fs_type.status().message());
+        if (auto s = check_labels(req.labels()); !s.is_ok()) return s;
+        VolumeRecord rec;
+        rec.id = new_id();
+        rec.name = req.name();
+        rec.size_bytes = *size;
+        rec.fs = driver::fs_name(*fs_type);
+        rec.labels = {req.labels().begin(), req.labels().end()};
+        rec.created_at = now_unix();
+        const identity::Identity& who = *call.who;
+        // Guests and security-off create unowned (public) volumes.
+        if (call.security_enabled && !who.guest) rec.ownership.owner = who.principal();
+        for (const auto& [g, a] : req.groups()) {
+          auto access = parse_grant("groups", g, a);
+          if (!access) return access.status();
+          rec.ownership.groups[g] = *access;
+        }
+        for (const auto& [u, a] : req.collaborators()) {
+          auto access = parse_grant("collaborators", u, a);
+          if (!access) return access.status();
+          auto principal = qualify_user(who, u);
+          if (!principal) return principal.status();
+          rec.ownership.collaborators[*principal] = *access;
+        }
+        if (!req.public_().empty()) {
+          auto access = parse_grant("public", "public", req.public_());
+          if (!access) return access.status();
+          rec.ownership.public_access = *access;
+        }
+        {
+          std::unique_lock lock(catalog_mu_);
+          if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
+            return Status(Code::kAlreadyExists, "name_taken",
+                          "volume name '" + rec.name + "' already exists");
+          }
+          reserved_names_.insert(rec.name);
+        }
+        auto release = [&] {
+          std::unique_lock lock(catalog_mu_);
+          reserved_names_.erase(rec.name);
+        };
+        call.resource_for_log = "volume/" + rec.id;
+        // Store first (state creating), then disk, then ready: a crash at any point leaves a
+        // record that recovery can undo.
+        if (auto s = store_->create_volume(rec); !s.is_ok()) {
+          release();
+          return s;
+        }
+        if (auto s = driver_->create(rec.id, rec.size_bytes, *fs_type); !s.is_ok()) {
+          store_->delete_volume(rec.id);
+          release();
+          return s;
+        }
+        rec.state = RecordState::kReady;
+        if (auto s = store_->update_volume(rec); !s.is_ok()) {
+          driver_->remove(rec.id);
+          store_->delete_volume(rec.id);
+          release();
+          return s;
+        }
+        auto shared = std::make_shared<const VolumeRecord>(rec);
+        put_volume(shared);
+        fill_volume(*shared, resp->mutable_volume());
+        return Status::ok();
+      });
+
+  // ---- volume.clone: Read on the source volume or snapshot; the clone is owned by its creator.
+  t->add<CloneVolumeRequest, VolumeResponse>(
+      "volume", "clone", "/volguard.v1.Volume/Clone",
+      {vol([](const Message& m) { return static_cast<const CloneVolumeRequest&>(m).source(); },
+           Access::kRead, true),
+       snap([](const Message& m) {
+              return static_cast<const CloneVolumeRequest&>(m).source_snapshot();
+            },
+            Access::kRead, true)},
+      true, true,
+      [this](Call& call, const CloneVolumeRequest& req, VolumeResponse* resp) -> Status {
+        const auto& src_vol = call.volumes[0];
+        const auto& src_snap = call.snapshots[0];
+        if ((src_vol != nullptr) == (src_snap != nullptr)) {
+          return invalid("source", "give exactly one of source (volume) or source_snapshot");
+        }
+        if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+        if (auto s = check_labels(req.labels()); !s.is_ok()) return s;
+        VolumeRecord rec;
+        rec.id = new_id();
+        rec.name = req.name();
+        rec.created_at = now_unix();
+        rec.labels = {req.labels().begin(), req.labels().end()};
+        if (src_vol) {
+          rec.size_bytes = src_vol->size_bytes;
+          rec.fs = src_vol->fs;
+          rec.source_volume = src_vol->id;
+        } else {
+          auto parent = find_volume(src_snap->volume_id);
+          rec.size_bytes = src_snap->size_bytes;
+          rec.fs = parent ? parent->fs : "ext4";
+          rec.source_snapshot = src_snap->id;
+          rec.source_volume = src_snap->volume_id;
+        }
+        if (call.security_enabled && !call.who->guest) rec.ownership.owner = call.who->principal();
+        {
+          std::unique_lock lock(catalog_mu_);
+          if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
+            return Status(Code::kAlreadyExists, "name_taken",
+                          "volume name '" + rec.name + "' already exists");
+          }
+          reserved_names_.insert(rec.name);
+        }
+        auto release = [&] {
+          std::unique_lock lock(catalog_mu_);
+          reserved_names_.erase(rec.name);
+        };
+        call.resource_for_log = "volume/" + rec.id;
+        if (auto s = store_->create_volume(rec); !s.is_ok()) {
+          release();
+          return s;
+        }
+        Status copied;
+        if (src_vol) {
+          auto lock = op_lock(src_vol->id);
+          std::lock_guard guard(*lock);
+          copied = driver_->clone_volume(src_vol->id, rec.id);
+        } else {
+          copied = driver_->clone_snapshot(src_snap->id, rec.id);
+        }
+        if (!copied.is_ok()) {
+          store_->delete_volume(rec.id);
+          release();
+          return copied;
+        }
+        rec.state = RecordState::kReady;
+        if (auto s = store_->update_volume(rec); !s.is_ok()) {
+          driver_->remove(rec.id);
+          store_->delete_volume(rec.id);
+          release();
+          return s;
+        }
+        auto shared = std::make_shared<const VolumeRecord>(rec);
+        put_volume(shared);
+        fill_volume(*shared, resp->mutable_volume());
+        return Status::ok();
+      });
+
+  // ---- volume.delete: Admin.
+  t->add<VolumeRef, Empty>(
+      "volume", "delete", "/volguard.v1.Volume/Delete", {vol(ref_volume, Access::kAdmin)}, true,
+      true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        auto current = find_volume(call.volumes[0]->id);
+        if (!current) return Status(Code::kNotFound, "volume_not_found", "volume was deleted");
+        auto st = driver_->status(current->id);
+        if (st.is_ok() && (!st->mount_path.empty() || !st->device.empty())) {
+          return Status(Code::kFailedPrecondition, "volume_in_use",
+                        "volume " + current->name + " is " +
+                            (st->mount_path.empty() ? "attached at " + st->device
+                                                    : "mounted at " + st->mount_path) +
+                            "; unmount and detach it first");
+        }
+        VolumeRecord rec = *current;
+        rec.state = RecordState::kDeleting;
+        if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+        if (auto s = driver_->remove(rec.id); !s.is_ok()) {
+          rec.state = RecordState::kReady;
+          store_->update_volume(rec);
+          return s;
+        }
+        if (auto s = store_->delete_volume(rec.id); !s.is_ok()) return s;
+        erase_volume(rec.id);
+        return Status::ok();
+      });
+
+  // ---- volume.inspect: Read. No I/O: served from the catalog.
+  t->add<VolumeRef, VolumeResponse>(
+      "volume", "inspect", "/volguard.v1.Volume/Inspect", {vol(ref_volume, Access::kRead)}, false,
+      false, [this](Call& call, const VolumeRef&, VolumeResponse* resp) -> Status {
+        fill_volume(*call.volumes[0], resp->mutable_volume());
+        return Status::ok();
+      });
+
+  // ---- volume.update: Write for labels/size; Admin for ACLs; ownership admin for owner.
+  ResourceCheck update_check{
+      ResourceKind::kVolume,
+      [](const Message& m) { return static_cast<const UpdateVolumeRequest&>(m).volume(); },
+      [](const Message& m) {
+        const auto& r = static_cast<const UpdateVolumeRequest&>(m);
+        Need n{Access::kWrite, false};
+        if (!r.add_groups().empty() || !r.add_collaborators().empty() ||
+            !r.remove_groups().empty() || !r.remove_collaborators().empty() ||
+            !r.set_public().empty()) {
+          n.access = Access::kAdmin;
+        }
+        if (!r.owner().empty()) n = Need{Access::kAdmin, true};
+        return n;
+      },
+      false};
+  t->add<UpdateVolumeRequest, VolumeResponse>(
+      "volume", "update", "/volguard.v1.Volume/Update", {update_check}, true, true,
+      [this](Call& call, const UpdateVolumeRequest& req, VolumeResponse* resp) -> Status {
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        auto current = find_volume(call.volumes[0]->id);
+        if (!current) return Status(Code::kNotFound, "volume_not_found", "volume was deleted");
+        VolumeRecord rec = *current;
+        google::protobuf::Map<std::string, std::string> set_labels = req.set_labels();
+        if (auto s = check_labels(set_labels); !s.is_ok()) return s;
+        for (const auto& [k, v] : set_labels) rec.labels[k] = v;
+        for (const auto& k : req.remove_labels()) rec.labels.erase(k);
+        for (const auto& [g, a] : req.add_groups()) {
+          auto access = parse_grant("add_groups", g, a);
+          if (!access) return access.status();
+          rec.ownership.groups[g] = *access;
+        }
+        for (const auto& g : req.remove_groups()) rec.ownership.groups.erase(g);
+        for (const auto& [u, a] : req.add_collaborators()) {
+          auto access = parse_grant("add_collaborators", u, a);
+          if (!access) return access.status();
+          auto principal = qualify_user(*call.who, u);
+          if (!principal) return principal.status();
+          rec.ownership.collaborators[*principal] = *access;
+        }
+        for (const auto& u : req.remove_collaborators()) {
+          auto principal = qualify_user(*call.who, u);
+          if (!principal) return principal.status();
+          rec.ownership.collaborators.erase(*principal);
+        }
+        if (!req.set_public().empty()) {
+          if (req.set_public() == "none") {
+            rec.ownership.public_access = Access::kNone;
+          } else {
+            auto access = parse_grant("set_public", "public", req.set_public());
+            if (!access) return access.status();
+            rec.ownership.public_access = *access;
+          }
+        }
+        if (!req.owner().empty()) {
+          // A transfer keeps the ACLs (OpenStorage clears them).
+          auto principal = qualify_user(*call.who, req.owner());
+          if (!principal) return principal.status();
+          if (*principal == "*") return invalid("owner", "must name one user");
+          rec.ownership.owner = *principal;
+        }
+        if (!req.size().empty()) {
+          auto size = driver::parse_size(req.size());
+          if (!size) return invalid("size", size.status().message());
+          if (*size < rec.size_bytes) {
+            return Status(Code::kOutOfRange, "shrink_refused",
+                          "size: volumes only grow (" + driver::format_size(rec.size_bytes) +
+                              " → " + driver::format_size(*size) + ")");
+          }
+          if (*size > rec.size_bytes) {
+            auto fs_type = driver::parse_fs(rec.fs);
+            if (!fs_type) return fs_type.status();
+            if (auto s = driver_->resize(rec.id, *size, *fs_type); !s.is_ok()) return s;
+            rec.size_bytes = *size;
+          }
+        }
+        if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+        auto shared = std::make_shared<const VolumeRecord>(rec);
+        put_volume(shared);
+        fill_volume(*shared, resp->mutable_volume());
+        return Status::ok();
+      });
+
+  // ---- volume.enumerate: only what the caller may read.
+  t->add<EnumerateRequest, EnumerateResponse>(
+      "volume", "enumerate", "/volguard.v1.Volume/Enumerate", {}, false, false,
+      [this](Call& call, const EnumerateRequest& req, EnumerateResponse* resp) -> Status {
+        std::vector<std::shared_ptr<const VolumeRecord>> visible;
+        {
+          std::shared_lock lock(catalog_mu_);
+          for (const auto& [id, rec] : volumes_) {
+            if (!req.owner().empty() && rec->ownership.owner != req.owner()) continue;
+            bool labels_match = true;
+            for (const auto& [k, v] : req.labels()) {
+              auto it = rec->labels.find(k);
+              if (it == rec->labels.end() || it->second != v) {
+                labels_match = false;
+                break;
+              }
+            }
+            if (!labels_match || !call.may(rec->ownership, Access::kRead)) continue;
+            visible.push_back(rec);
+          }
+        }
+        for (const auto& rec : visible) fill_volume(*rec, resp->add_volumes());
+        return Status::ok();
+      });
+
+  // ---- volume.stats: Read.
+  t->add<VolumeRef, StatsResponse>(
+      "volume", "stats", "/volguard.v1.Volume/Stats", {vol(ref_volume, Access::kRead)}, false, true,
+      [this](Call& call, const VolumeRef&, StatsResponse* resp) -> Status {
+        auto st = driver_->status(call.volumes[0]->id);
+        if (!st) return st.status();
+        resp->set_volume(call.volumes[0]->id);
+        resp->set_size_bytes(st->size_bytes);
+        resp->set_allocated_bytes(st->allocated_bytes);
+        resp->set_fs_used_bytes(st->fs_used_bytes);
+        resp->set_fs_total_bytes(st->fs_total_bytes);
+        return Status::ok();
+      });
+
+  // ---- volume.snapshotcreate: Write on the volume; the snapshot carries its ownership.
+  t->add<SnapshotCreateRequest, SnapshotResponse>(
+      "volume", "snapshotcreate", "/volguard.v1.Volume/SnapshotCreate",
+      {vol([](const Message& m) { return static_cast<const SnapshotCreateRequest&>(m).volume(); },
+           Access::kWrite)},
+      true, true,
+      [this](Call& call, const SnapshotCreateRequest& req, SnapshotResponse* resp) -> Status {
+        if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        auto volume = find_volume(call.volumes[0]->id);
+        if (!volume) return Status(Code::kNotFound, "volume_not_found", "volume was deleted");
+        SnapshotRecord rec;
+        rec.id = new_id();
+        rec.name = req.name();
+        rec.volume_id = volume->id;
+        rec.size_bytes = volume->size_bytes;
+        rec.ownership = volume->ownership;
+        rec.created_at = now_unix();
+        {
+          std::unique_lock clock(catalog_mu_);
+          if (snapshot_names_.count(rec.name) || reserved_snapshot_names_.count(rec.name)) {
+            return Status(Code::kAlreadyExists, "name_taken",
+                          "snapshot name '" + rec.name + "' already exists");
+          }
+          reserved_snapshot_names_.insert(rec.name);
+        }
+        auto release = [&] {
+          std::unique_lock clock(catalog_mu_);
+          reserved_snapshot_names_.erase(rec.name);
+        };
+        call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
+        if (auto s = store_->create_snapshot(rec); !s.is_ok()) {
+          release();
+          return s;
+        }
+        if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
+          store_->delete_snapshot(rec.id);
+          release();
+          return s;
+        }
+        rec.state = RecordState::kReady;
+        if (auto s = store_->update_snapshot(rec); !s.is_ok()) {
+          driver_->remove_snapshot(rec.id);
+          store_->delete_snapshot(rec.id);
+          release();
+          return s;
+        }
+        {
+          std::unique_lock clock(catalog_mu_);
+          reserved_snapshot_names_.erase(rec.name);
+          snapshots_[rec.id] = std::make_shared<const SnapshotRecord>(rec);
+          snapshot_names_[rec.name] = rec.id;
+        }
+        fill_snapshot(rec, resp->mutable_snapshot());
+        return Status::ok();
+      });
+
+  // ---- volume.snapshotrestore: Write on the volume and Read on the snapshot.
+  t->add<SnapshotRestoreRequest, VolumeResponse>(
+      "volume", "snapshotrestore", "/volguard.v1.Volume/SnapshotRestore",
+      {vol([](const Message& m) { return static_cast<const SnapshotRestoreRequest&>(m).volume(); },
+           Access::kWrite),
+       snap([](const Message& m) {
+              return static_cast<const SnapshotRestoreRequest&>(m).snapshot();
+            },
+            Access::kRead)},
+      true, true,
+      [this](Call& call, const SnapshotRestoreRequest&, VolumeResponse* resp) -> Status {
+        const auto& volume = call.volumes[0];
+        const auto& snapshot = call.snapshots[0];
+        if (snapshot->volume_id != volume->id) {
+          return Status(Code::kFailedPrecondition, "snapshot_of_other_volume",
+                        "snapshot " + snapshot->name + " was taken of another volume (" +
+                            snapshot->volume_id + "); clone it instead");
+        }
+        call.resource_for_log = "volume/" + volume->id + " snapshot/" + snapshot->id;
+        auto lock = op_lock(volume->id);
+        std::lock_guard guard(*lock);
+        if (auto s = driver_->restore(volume->id, snapshot->id); !s.is_ok()) return s;
+        fill_volume(*volume, resp->mutable_volume());
+        return Status::ok();
+      });
+
+  // ---- volume.snapshotenumerate: Read on the named volume (or all readable snapshots).
+  t->add<SnapshotEnumerateRequest, SnapshotEnumerateResponse>(
+      "volume", "snapshotenumerate", "/volguard.v1.Volume/SnapshotEnumerate",
+      {vol([](const Message& m) { return static_cast<const SnapshotEnumerateRequest&>(m).volume(); },
+           Access::kRead, true)},
+      false, false,
+      [this](Call& call, const SnapshotEnumerateRequest&, SnapshotEnumerateResponse* resp) -> Status {
+        std::shared_lock lock(catalog_mu_);
+        for (const auto& [id, rec] : snapshots_) {
+          if (call.volumes[0] && rec->volume_id != call.volumes[0]->id) continue;
+          if (!call.may(rec->ownership, Access::kRead)) continue;
+          fill_snapshot(*rec, resp->add_snapshots());
+        }
+        return Status::ok();
+      });
+
+  // ---- volume.snapshotdelete: Admin on the snapshot.
+  t->add<SnapshotRef, Empty>(
+      "volume", "snapshotdelete", "/volguard.v1.Volume/SnapshotDelete",
+      {snap([](const Message& m) { return static_cast<const SnapshotRef&>(m).snapshot(); },
+            Access::kAdmin)},
+      true, true, [this](Call& call, const SnapshotRef&, Empty*) -> Status {
+        const auto& s = call.snapshots[0];
+        if (auto st = store_->delete_snapshot(s->id); !st.is_ok()) return st;
+        driver_->remove_snapshot(s->id);
+        std::unique_lock lock(catalog_mu_);
+        snapshot_names_.erase(s->name);
+        snapshots_.erase(s->id);
+        return Status::ok();
+      });
+
+  // ---- mountattach: Write.
+  t->add<VolumeRef, AttachResponse>(
+      "mountattach", "attach", "/volguard.v1.MountAttach/Attach", {vol(ref_volume, Access::kWrite)},
+      true, true, [this](Call& call, const VolumeRef&, AttachResponse* resp) -> Status {
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        auto dev = driver_->attach(call.volumes[0]->id);
+        if (!dev) return dev.status();
+        std::unique_lock clock(catalog_mu_);
+        runtime_[call.volumes[0]->id].device = *dev;
+        resp->set_device(*dev);
+        return Status::ok();
+      });
+  t->add<VolumeRef, Empty>(
+      "mountattach", "detach", "/volguard.v1.MountAttach/Detach", {vol(ref_volume, Access::kWrite)},
+      true, true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        if (auto s = driver_->detach(call.volumes[0]->id); !s.is_ok()) return s;
+        std::unique_lock clock(catalog_mu_);
+        runtime_.erase(call.volumes[0]->id);
+        return Status::ok();
+      });
+  t->add<MountRequest, Empty>(
+      "mountattach", "mount", "/volguard.v1.MountAttach/Mount",
+      {vol([](const Message& m) { return static_cast<const MountRequest&>(m).volume(); },
+           Access::kWrite)},
+      true, true, [this](Call& call, const MountRequest& req, Empty*) -> Status {
+        if (auto s = check_mount_path(req.path()); !s.is_ok()) return s;
+        const auto& v = call.volumes[0];
+        auto fs_type = driver::parse_fs(v->fs);
+        if (!fs_type) return fs_type.status();
+        auto lock = op_lock(v->id);
+        std::lock_guard guard(*lock);
+        if (auto s = driver_->mount(v->id, req.path(), *fs_type); !s.is_ok()) return s;
+        auto st = driver_->status(v->id);
+        std::unique_lock clock(catalog_mu_);
+        runtime_[v->id] = {st.is_ok() ? st->device : "", req.path()};
+        return Status::ok();
+      });
+  t->add<VolumeRef, Empty>(
+      "mountattach", "unmount", "/volguard.v1.MountAttach/Unmount", {vol(ref_volume, Access::kWrite)},
+      true, true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
+        auto lock = op_lock(call.volumes[0]->id);
+        std::lock_guard guard(*lock);
+        if (auto s = driver_->unmount(call.volumes[0]->id); !s.is_ok()) return s;
+        std::unique_lock clock(catalog_mu_);
+        runtime_[call.volumes[0]->id].mount_path.clear();
+        return Status::ok();
+      });
+
+  // ---- role.*: RBAC only (roles have no owner).
+  auto to_spec = [](const policy::Role& r, RoleSpec* out) {
+    out->set_name(r.name);
+    for (const auto& rule : r.rules) {
+      auto* pr = out->add_rules();
+      for (const auto& s : rule.services) pr->add_services(s);
+      for (const auto& a : rule.apis) pr->add_apis(a);
+    }
+  };
+  auto from_spec = [](const RoleSpec& spec) {
+    policy::Role r;
+    r.name = spec.name();
+    for (const auto& pr : spec.rules()) {
+      r.rules.push_back({{pr.services().begin(), pr.services().end()},
+                         {pr.apis().begin(), pr.apis().end()}});
+    }
+    return r;
+  };
+  t->add<RoleRequest, RoleResponse>(
+      "role", "create", "/volguard.v1.Role/Create", {}, true, false,
+      [this, to_spec, from_spec](Call& call, const RoleRequest& req, RoleResponse* resp) -> Status {
+        policy::Role role = from_spec(req.role());
+        call.resource_for_log = "role/" + role.name;
+        if (auto s = policy::validate_role(role); !s.is_ok()) return s;
+        std::lock_guard lock(roles_mu_);
+        if (policy::is_default_role(role.name)) {
+          return Status(Code::kAlreadyExists, "role_is_system",
+                        "role name " + role.name + " is a system role");
+        }
+        if (const auto* existing = pipeline_->roles()->find(role.name)) {
+          if (*existing == role) {  // idempotent create
+            to_spec(role, resp->mutable_role());
+            return Status::ok();
+          }
+          return Status(Code::kAlreadyExists, "role_exists", "role " + role.name + " already exists");
+        }
+        if (auto s = store_->put_role({role.name, policy::role_to_json(role)}); !s.is_ok()) return s;
+        if (auto s = rebuild_roles(); !s.is_ok()) return s;
+        to_spec(role, resp->mutable_role());
+        return Status::ok();
+      });
+  t->add<Empty, RoleEnumerateResponse>(
+      "role", "enumerate", "/volguard.v1.Role/Enumerate", {}, false, false,
+      [this](Call&, const Empty&, RoleEnumerateResponse* resp) -> Status {
+        for (const auto& r : pipeline_->roles()->roles()) resp->add_names(r.name);
+        return Status::ok();
+      });
+  t->add<RoleRef, RoleResponse>(
+      "role", "inspect", "/volguard.v1.Role/Inspect", {}, false, false,
+      [this, to_spec](Call& call, const RoleRef& req, RoleResponse* resp) -> Status {
+        call.resource_for_log = "role/" + req.name();
+        auto roles = pipeline_->roles();
+        const auto* r = roles->find(req.name());
+        if (!r) return Status(Code::kNotFound, "role_not_found", "role '" + req.name() + "' not found");
+        to_spec(*r, resp->mutable_role());
+        return Status::ok();
+      });
+  t->add<RoleRequest, RoleResponse>(
+      "role", "update", "/volguard.v1.Role/Update", {}, true, false,
+      [this, to_spec, from_spec](Call& call, const RoleRequest& req, RoleResponse* resp) -> Status {
+        policy::Role role = from_spec(req.role());
+        call.resource_for_log = "role/" + role.name;
+        if (auto s = policy::validate_role(role); !s.is_ok()) return s;
+        std::lock_guard lock(roles_mu_);
+        if (policy::is_default_role(role.name) && !policy::is_mutable_default_role(role.name)) {
+          return Status(Code::kPermissionDenied, "role_immutable",
+                        "role " + role.name + " is a system role and cannot be updated "
+                        "(only system.guest can)");
+        }
+        if (!pipeline_->roles()->find(role.name)) {
+          return Status(Code::kNotFound, "role_not_found", "role '" + role.name + "' not found");
+        }
+        if (auto s = store_->put_role({role.name, policy::role_to_json(role)}); !s.is_ok()) return s;
+        if (auto s = rebuild_roles(); !s.is_ok()) return s;
+        to_spec(role, resp->mutable_role());
+        return Status::ok();
+      });
+  t->add<RoleRef, Empty>(
+      "role", "delete", "/volguard.v1.Role/Delete", {}, true, false,
+      [this](Call& call, const RoleRef& req, Empty*) -> Status {
+        call.resource_for_log = "role/" + req.name();
+        std::lock_guard lock(roles_mu_);
+        if (policy::is_default_role(req.name())) {
+          return Status(Code::kPermissionDenied, "role_immutable",
+                        "role " + req.name() + " is a system role and cannot be deleted");
+        }
+        if (auto s = store_->delete_role(req.name()); !s.is_ok()) {
+          if (s.code() == Code::kNotFound) {
+            return Status(Code::kNotFound, "role_not_found", "role '" + req.name() + "' not found");
+          }
+          return s;
+        }
+        return rebuild_roles();
+      });
+
+  // ---- identity.*
+  t->add<Empty, VersionResponse>("identity", "version", "/volguard.v1.Identity/Version", {}, false,
+                                 false, [](Call&, const Empty&, VersionResponse* resp) -> Status {
+                                   resp->set_version(kVersion);
+                                   resp->set_api("volguard.v1");
+                                   return Status::ok();
+                                 });
+  t->add<Empty, WhoAmIResponse>(
+      "identity", "whoami", "/volguard.v1.Identity/WhoAmI", {}, false, false,
+      [this](Call& call, const Empty&, WhoAmIResponse* resp) -> Status {
+        const auto& who = *call.who;
+        resp->set_username(who.username);
+        resp->set_subject(who.subject);
+        resp->set_name(who.name);
+        resp->set_email(who.email);
+        resp->set_issuer(who.issuer);
+        for (const auto& r : who.roles) resp->add_roles(r);
+        for (const auto& g : who.groups) resp->add_groups(g);
+        resp->set_principal(who.principal());
+        resp->set_guest(who.guest);
+        resp->set_ownership_admin(pipeline_->admins().is_admin(who));
+        if (who.expires_at) resp->set_expires_at(rfc3339(who.expires_at));
+        return Status::ok();
+      });
+  // `auth can-i`: the same decision the pipeline would take, explained.
+  t->add<CapabilitiesRequest, CapabilitiesResponse>(
+      "identity", "capabilities", "/volguard.v1.Identity/Capabilities", {}, false, false,
+      [this, t](Call& call, const CapabilitiesRequest& req, CapabilitiesResponse* resp) -> Status {
+        std::string key = to_lower(req.method());
+        const MethodSpec* spec = t->find(key);
+        if (!spec) return invalid("method", "'" + req.method() + "' is not a volguard method");
+        const auto& who = *call.who;
+        auto decision = pipeline_->roles()->decide(who.roles, spec->service, spec->api);
+        resp->set_role(decision.role);
+        resp->set_rule(decision.rule);
+        if (!decision.allowed) {
+          resp->set_allowed(false);
+          resp->set_reason(decision.message);
+          return Status::ok();
+        }
+        resp->set_allowed(true);
+        if (!req.volume().empty() && !spec->resources.empty()) {
+          const auto& check = spec->resources[0];
+          Need need = check.need(*spec->request_prototype);
+          const ownership::Ownership* o = nullptr;
+          std::shared_ptr<const VolumeRecord> v;
+          std::shared_ptr<const SnapshotRecord> s;
+          if (check.kind == ResourceKind::kVolume) {
+            v = find_volume(req.volume());
+            if (v) o = &v->ownership;
+          } else {
+            s = find_snapshot(req.volume());
+            if (s) o = &s->ownership;
+          }
+          if (!o) return Status(Code::kNotFound, "volume_not_found", "'" + req.volume() + "' not found");
+          auto granted = ownership::access_of(who, *o, pipeline_->admins());
+          resp->set_access_needed(ownership::access_name(need.access));
+          resp->set_access_granted(ownership::access_name(granted.access));
+          resp->set_access_via(granted.via);
+          if (granted.access < need.access) {
+            resp->set_allowed(false);
+            resp->set_reason(key + " needs " + ownership::access_name(need.access) +
+                             " access on " + req.volume() + "; you have " +
+                             ownership::access_name(granted.access));
+          }
+        }
+        return Status::ok();
+      });
+}
+
+}  // namespace volguard::service
