@@ -1,0 +1,510 @@
+// MetadataStore on one SQLite file. One connection behind one mutex: simple, and SQLite
+// serializes writers anyway. Statements are prepared once because the store is on request paths.
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "store/store.h"
+
+namespace volguard::store {
+
+const char* state_name(RecordState s) {
+  switch (s) {
+    case RecordState::kCreating:
+      return "creating";
+    case RecordState::kReady:
+      return "ready";
+    case RecordState::kDeleting:
+      return "deleting";
+  }
+  return "creating";
+}
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+// Long enough to ride out another process's checkpoint, short enough to fail a request visibly.
+constexpr int kBusyTimeoutMs = 5000;
+
+// No foreign key from snapshots to volumes: a thin snapshot outlives its origin, and clone
+// sources may be deleted, so those references are informational. The CHECK on state keeps a
+// hand-edited row from being misread as another state.
+constexpr const char* kSchemaSql = R"sql(
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS volumes (
+  id              TEXT PRIMARY KEY NOT NULL,
+  name            TEXT NOT NULL UNIQUE,
+  size_bytes      INTEGER NOT NULL,
+  fs              TEXT NOT NULL,
+  labels          TEXT NOT NULL,
+  ownership       TEXT NOT NULL,
+  state           TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'deleting')),
+  source_volume   TEXT NOT NULL,
+  source_snapshot TEXT NOT NULL,
+  created_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volumes_by_created ON volumes (created_at, id);
+CREATE TABLE IF NOT EXISTS snapshots (
+  id         TEXT PRIMARY KEY NOT NULL,
+  name       TEXT NOT NULL UNIQUE,
+  volume_id  TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  ownership  TEXT NOT NULL,
+  state      TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'deleting')),
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_created ON snapshots (created_at, id);
+CREATE TABLE IF NOT EXISTS roles (
+  name TEXT PRIMARY KEY NOT NULL,
+  json TEXT NOT NULL
+);
+PRAGMA user_version = 1;
+COMMIT;
+)sql";
+
+constexpr const char* kVolumeColumns =
+    "id, name, size_bytes, fs, labels, ownership, state, source_volume, source_snapshot, "
+    "created_at";
+constexpr const char* kSnapshotColumns =
+    "id, name, volume_id, size_bytes, ownership, state, created_at";
+
+struct DbCloser {
+  // close_v2 tolerates statements still alive, so a destruction-order slip cannot leak the file.
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// One use of a prepared statement. Resetting on scope exit matters beyond reuse: a SELECT left
+// mid-iteration keeps a read transaction open, which pins the WAL and blocks checkpoints.
+class StmtUse {
+ public:
+  explicit StmtUse(sqlite3_stmt* s) : s_(s) {}
+  ~StmtUse() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  StmtUse(const StmtUse&) = delete;
+  StmtUse& operator=(const StmtUse&) = delete;
+
+  // Copies (SQLITE_TRANSIENT): callers' temporaries may die before the bindings are cleared.
+  void text(int i, std::string_view v) {
+    // A null data pointer would bind SQL NULL and trip NOT NULL; an empty string is meant.
+    const char* data = v.data() != nullptr ? v.data() : "";
+    note(sqlite3_bind_text64(s_, i, data, v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  void int64(int i, int64_t v) { note(sqlite3_bind_int64(s_, i, v)); }
+  // Two's-complement storage so that the full uint64 range round-trips through INTEGER.
+  void uint64(int i, uint64_t v) { int64(i, static_cast<int64_t>(v)); }
+
+  // A failed bind is reported as the step's result so call sites check one code.
+  int step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
+
+  std::string col_text(int i) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
+    int n = sqlite3_column_bytes(s_, i);  // after column_text: the byte count of that form
+    return p != nullptr ? std::string(p, static_cast<size_t>(n)) : std::string();
+  }
+  int64_t col_int64(int i) const { return sqlite3_column_int64(s_, i); }
+  uint64_t col_uint64(int i) const { return static_cast<uint64_t>(col_int64(i)); }
+
+ private:
+  void note(int rc) {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+  }
+  sqlite3_stmt* s_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+std::optional<RecordState> parse_state(std::string_view text) {
+  if (text == "creating") return RecordState::kCreating;
+  if (text == "ready") return RecordState::kReady;
+  if (text == "deleting") return RecordState::kDeleting;
+  return std::nullopt;
+}
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+Status name_taken(std::string_view kind, std::string_view name) {
+  return Status(Code::kAlreadyExists, "name_taken",
+                std::string(kind) + " name " + in_quotes(name) + " is already taken");
+}
+
+Status not_found(std::string_view kind, std::string_view id) {
+  return Status(Code::kNotFound, "not_found",
+                std::string(kind) + " " + in_quotes(id) + " not found");
+}
+
+// Refuses, at write time, values that would not read back: one unreadable row would otherwise
+// make every later list call fail.
+Result<std::string> ownership_json(std::string_view kind, std::string_view name,
+                                   const ownership::Ownership& o) {
+  std::string json;
+  try {
+    json = ownership::to_json(o);
+  } catch (const nlohmann::json::exception&) {
+    // dump() throws on strings that are not UTF-8.
+    return Status(
+        Code::kInvalidArgument, "bad_ownership",
+        "ownership of " + std::string(kind) + " " + in_quotes(name) + " is not valid UTF-8");
+  }
+  auto back = ownership::from_json(json);
+  if (!back.is_ok() || *back != o) {
+    return Status(Code::kInvalidArgument, "bad_ownership",
+                  "ownership of " + std::string(kind) + " " + in_quotes(name) +
+                      " cannot be stored (an ACL entry with no access?)");
+  }
+  return json;
+}
+
+Result<std::string> labels_json(std::string_view name,
+                                const std::map<std::string, std::string>& labels) {
+  try {
+    return nlohmann::json(labels).dump();
+  } catch (const nlohmann::json::exception&) {
+    return Status(Code::kInvalidArgument, "bad_labels",
+                  "labels of volume " + in_quotes(name) + " are not valid UTF-8");
+  }
+}
+
+std::optional<std::map<std::string, std::string>> parse_labels(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  std::map<std::string, std::string> labels;
+  for (const auto& [k, v] : j.items()) {
+    if (!v.is_string()) return std::nullopt;
+    labels.emplace(k, v.get<std::string>());
+  }
+  return labels;
+}
+
+class SqliteStore final : public MetadataStore {
+ public:
+  static Result<std::unique_ptr<MetadataStore>> open(const std::string& path) {
+    sqlite3* raw = nullptr;
+    int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    DbPtr db(raw);  // owned even on failure: sqlite3_open_v2 allocates a handle to report errors
+    std::unique_ptr<SqliteStore> store(new SqliteStore(path, std::move(db)));
+    if (rc != SQLITE_OK) {
+      return store->error_rc("cannot open database", rc);
+    }
+    if (Status s = store->init(); !s.is_ok()) return s;
+    return std::unique_ptr<MetadataStore>(std::move(store));
+  }
+
+  Status create_volume(const VolumeRecord& v) override {
+    auto labels = labels_json(v.name, v.labels);
+    if (!labels) return labels.status();
+    auto own = ownership_json("volume", v.name, v.ownership);
+    if (!own) return own.status();
+    std::lock_guard lock(mu_);
+    StmtUse q(insert_volume_.get());
+    bind_volume(q, v, *labels, *own);
+    int rc = q.step();
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return Status(Code::kAlreadyExists, "name_taken",
+                    "volume id " + in_quotes(v.id) + " is already in use (creating volume " +
+                        in_quotes(v.name) + ")");
+    }
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
+    if (rc != SQLITE_DONE) return error("creating volume " + in_quotes(v.name));
+    return Status::ok();
+  }
+
+  Status update_volume(const VolumeRecord& v) override {
+    auto labels = labels_json(v.name, v.labels);
+    if (!labels) return labels.status();
+    auto own = ownership_json("volume", v.name, v.ownership);
+    if (!own) return own.status();
+    std::lock_guard lock(mu_);
+    StmtUse q(update_volume_.get());
+    bind_volume(q, v, *labels, *own);
+    int rc = q.step();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
+    if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
+    if (sqlite3_changes(db_.get()) == 0) return not_found("volume", v.id);
+    return Status::ok();
+  }
+
+  Status delete_volume(const std::string& id) override {
+    return delete_by_key(delete_volume_.get(), "volume", id);
+  }
+
+  Result<std::vector<VolumeRecord>> list_volumes() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_volumes_.get());
+    std::vector<VolumeRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing volumes");
+      VolumeRecord v;
+      v.id = q.col_text(0);
+      v.name = q.col_text(1);
+      v.size_bytes = q.col_uint64(2);
+      v.fs = q.col_text(3);
+      auto labels = parse_labels(q.col_text(4));
+      if (!labels) return corrupt("volume", v.id, "labels");
+      v.labels = std::move(*labels);
+      auto own = ownership::from_json(q.col_text(5));
+      if (!own) return corrupt("volume", v.id, "ownership");
+      v.ownership = std::move(*own);
+      auto state = parse_state(q.col_text(6));
+      if (!state) return corrupt("volume", v.id, "state");
+      v.state = *state;
+      v.source_volume = q.col_text(7);
+      v.source_snapshot = q.col_text(8);
+      v.created_at = q.col_int64(9);
+      out.push_back(std::move(v));
+    }
+    return out;
+  }
+
+  Status create_snapshot(const SnapshotRecord& s) override {
+    auto own = ownership_json("snapshot", s.name, s.ownership);
+    if (!own) return own.status();
+    std::lock_guard lock(mu_);
+    StmtUse q(insert_snapshot_.get());
+    bind_snapshot(q, s, *own);
+    int rc = q.step();
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return Status(Code::kAlreadyExists, "name_taken",
+                    "snapshot id " + in_quotes(s.id) + " is already in use (creating snapshot " +
+                        in_quotes(s.name) + ")");
+    }
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
+    if (rc != SQLITE_DONE) return error("creating snapshot " + in_quotes(s.name));
+    return Status::ok();
+  }
+
+  Status update_snapshot(const SnapshotRecord& s) override {
+    auto own = ownership_json("snapshot", s.name, s.ownership);
+    if (!own) return own.status();
+    std::lock_guard lock(mu_);
+    StmtUse q(update_snapshot_.get());
+    bind_snapshot(q, s, *own);
+    int rc = q.step();
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
+    if (rc != SQLITE_DONE) return error("updating snapshot " + in_quotes(s.id));
+    if (sqlite3_changes(db_.get()) == 0) return not_found("snapshot", s.id);
+    return Status::ok();
+  }
+
+  Status delete_snapshot(const std::string& id) override {
+    return delete_by_key(delete_snapshot_.get(), "snapshot", id);
+  }
+
+  Result<std::vector<SnapshotRecord>> list_snapshots() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_snapshots_.get());
+    std::vector<SnapshotRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing snapshots");
+      SnapshotRecord s;
+      s.id = q.col_text(0);
+      s.name = q.col_text(1);
+      s.volume_id = q.col_text(2);
+      s.size_bytes = q.col_uint64(3);
+      auto own = ownership::from_json(q.col_text(4));
+      if (!own) return corrupt("snapshot", s.id, "ownership");
+      s.ownership = std::move(*own);
+      auto state = parse_state(q.col_text(5));
+      if (!state) return corrupt("snapshot", s.id, "state");
+      s.state = *state;
+      s.created_at = q.col_int64(6);
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  Status put_role(const RoleRecord& r) override {
+    std::lock_guard lock(mu_);
+    StmtUse q(put_role_.get());
+    q.text(1, r.name);
+    q.text(2, r.json);
+    if (q.step() != SQLITE_DONE) return error("storing role " + in_quotes(r.name));
+    return Status::ok();
+  }
+
+  Status delete_role(const std::string& name) override {
+    return delete_by_key(delete_role_.get(), "role", name);
+  }
+
+  Result<std::vector<RoleRecord>> list_roles() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_roles_.get());
+    std::vector<RoleRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing roles");
+      out.push_back(RoleRecord{.name = q.col_text(0), .json = q.col_text(1)});
+    }
+    return out;
+  }
+
+ private:
+  SqliteStore(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
+
+  Status init() {
+    sqlite3* db = db_.get();
+    sqlite3_extended_result_codes(db, 1);  // so a constraint failure says which constraint
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    // journal_mode answers with the mode in force; anything but "wal" (e.g. a read-only
+    // medium) would silently weaken the durability the interface promises.
+    auto mode = query_text("PRAGMA journal_mode=WAL");
+    if (!mode) return mode.status();
+    if (*mode != "wal") {
+      return Status(Code::kInternal, "store_error",
+                    "sqlite store " + in_quotes(path_) + ": cannot enable WAL (journal_mode is " +
+                        in_quotes(*mode) + ")");
+    }
+    for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+      if (sqlite3_exec(db, pragma, nullptr, nullptr, nullptr) != SQLITE_OK) return error(pragma);
+    }
+    auto version = query_text("PRAGMA user_version");
+    if (!version) return version.status();
+    if (std::stoi(*version) > kSchemaVersion) {
+      return Status(Code::kInternal, "store_error",
+                    "sqlite store " + in_quotes(path_) + ": schema version " + *version +
+                        " is newer than this build supports (" + std::to_string(kSchemaVersion) +
+                        ")");
+    }
+    if (sqlite3_exec(db, kSchemaSql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      Status s = error("creating schema");
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // no-op if nothing is open
+      return s;
+    }
+
+    const std::string vol_cols = kVolumeColumns;
+    const std::string snap_cols = kSnapshotColumns;
+    struct Spec {
+      StmtPtr* target;
+      std::string sql;
+    };
+    const Spec specs[] = {
+        {&insert_volume_,
+         "INSERT INTO volumes (" + vol_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+        {&update_volume_,
+         "UPDATE volumes SET name = ?2, size_bytes = ?3, fs = ?4, labels = ?5, ownership = ?6, "
+         "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10 WHERE id = ?1"},
+        {&delete_volume_, "DELETE FROM volumes WHERE id = ?1"},
+        {&list_volumes_, "SELECT " + vol_cols + " FROM volumes ORDER BY created_at, id"},
+        {&insert_snapshot_,
+         "INSERT INTO snapshots (" + snap_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {&update_snapshot_,
+         "UPDATE snapshots SET name = ?2, volume_id = ?3, size_bytes = ?4, ownership = ?5, "
+         "state = ?6, created_at = ?7 WHERE id = ?1"},
+        {&delete_snapshot_, "DELETE FROM snapshots WHERE id = ?1"},
+        {&list_snapshots_, "SELECT " + snap_cols + " FROM snapshots ORDER BY created_at, id"},
+        {&put_role_,
+         "INSERT INTO roles (name, json) VALUES (?1, ?2) "
+         "ON CONFLICT (name) DO UPDATE SET json = excluded.json"},
+        {&delete_role_, "DELETE FROM roles WHERE name = ?1"},
+        {&list_roles_, "SELECT name, json FROM roles ORDER BY name"},
+    };
+    for (const Spec& spec : specs) {
+      sqlite3_stmt* raw = nullptr;
+      int rc = sqlite3_prepare_v3(db, spec.sql.c_str(), static_cast<int>(spec.sql.size()),
+                                  SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+      spec.target->reset(raw);
+      if (rc != SQLITE_OK) return error("preparing statement");
+    }
+    return Status::ok();
+  }
+
+  // Runs a one-row, one-column statement (pragmas) and returns its value as text.
+  Result<std::string> query_text(const char* sql) {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_.get(), sql, -1, &raw, nullptr);
+    StmtPtr stmt(raw);
+    if (rc != SQLITE_OK) return error(sql);
+    StmtUse q(stmt.get());
+    if (q.step() != SQLITE_ROW) return error(sql);
+    return q.col_text(0);
+  }
+
+  static void bind_volume(StmtUse& q, const VolumeRecord& v, const std::string& labels,
+                          const std::string& own) {
+    q.text(1, v.id);
+    q.text(2, v.name);
+    q.uint64(3, v.size_bytes);
+    q.text(4, v.fs);
+    q.text(5, labels);
+    q.text(6, own);
+    q.text(7, state_name(v.state));
+    q.text(8, v.source_volume);
+    q.text(9, v.source_snapshot);
+    q.int64(10, v.created_at);
+  }
+
+  static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own) {
+    q.text(1, s.id);
+    q.text(2, s.name);
+    q.text(3, s.volume_id);
+    q.uint64(4, s.size_bytes);
+    q.text(5, own);
+    q.text(6, state_name(s.state));
+    q.int64(7, s.created_at);
+  }
+
+  Status delete_by_key(sqlite3_stmt* stmt, std::string_view kind, const std::string& key) {
+    std::lock_guard lock(mu_);
+    StmtUse q(stmt);
+    q.text(1, key);
+    if (q.step() != SQLITE_DONE)
+      return error("deleting " + std::string(kind) + " " + in_quotes(key));
+    if (sqlite3_changes(db_.get()) == 0) return not_found(kind, key);
+    return Status::ok();
+  }
+
+  // Callers hold mu_ (or are in open()): sqlite3_errmsg reports the connection's last error.
+  Status error(const std::string& what) const {
+    const char* msg = db_ ? sqlite3_errmsg(db_.get()) : "out of memory";
+    return Status(Code::kInternal, "store_error",
+                  "sqlite store " + in_quotes(path_) + ": " + what + ": " + msg);
+  }
+  Status error_rc(const std::string& what, int rc) const {
+    const char* msg = db_ ? sqlite3_errmsg(db_.get()) : sqlite3_errstr(rc);
+    return Status(Code::kInternal, "store_error",
+                  "sqlite store " + in_quotes(path_) + ": " + what + ": " + msg);
+  }
+  Status corrupt(std::string_view kind, std::string_view id, std::string_view column) const {
+    return Status(Code::kInternal, "store_error",
+                  "sqlite store " + in_quotes(path_) + ": " + std::string(kind) + " " +
+                      in_quotes(id) + " has an unreadable " + std::string(column) + " column");
+  }
+
+  std::string path_;
+  // Declared before the statements: members die in reverse order, so statements are
+  // finalized before the connection closes.
+  DbPtr db_;
+  StmtPtr insert_volume_, update_volume_, delete_volume_, list_volumes_;
+  StmtPtr insert_snapshot_, update_snapshot_, delete_snapshot_, list_snapshots_;
+  StmtPtr put_role_, delete_role_, list_roles_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<MetadataStore>> open_sqlite_store(const std::string& path) {
+  return SqliteStore::open(path);
+}
+
+}  // namespace volguard::store

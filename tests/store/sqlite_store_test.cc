@@ -1,0 +1,484 @@
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/store.h"
+
+namespace volguard::store {
+namespace {
+
+namespace fs = std::filesystem;
+using ownership::Access;
+
+// Reads one value through a connection of its own, to see what is really in the file.
+std::string raw_query(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  } else {
+    ADD_FAILURE() << "query failed: " << sql << ": " << sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
+}
+
+void raw_exec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sql << ": " << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+VolumeRecord full_volume() {
+  VolumeRecord v;
+  v.id = "vol-0001";
+  v.name = "pg-data";
+  v.size_bytes = std::numeric_limits<uint64_t>::max();  // beyond int64: must still round-trip
+  v.fs = "xfs";
+  v.labels = {{"app", "postgres"}, {"tier", "gold"}, {"empty", ""}, {"ünï", "cödé \"q\""}};
+  v.ownership.owner = "https://idp.example/alice";
+  v.ownership.groups = {{"eng", Access::kWrite}, {"*", Access::kRead}};
+  v.ownership.collaborators = {{"https://idp.example/bob", Access::kAdmin}};
+  v.ownership.public_access = Access::kRead;
+  v.state = RecordState::kReady;
+  v.source_volume = "vol-parent";
+  v.source_snapshot = "snap-parent";
+  v.created_at = 1'900'000'123;
+  return v;
+}
+
+SnapshotRecord full_snapshot() {
+  SnapshotRecord s;
+  s.id = "snap-0001";
+  s.name = "pg-data-nightly";
+  s.volume_id = "vol-0001";
+  s.size_bytes = 42ull << 30;
+  s.ownership.owner = "https://idp.example/alice";
+  s.ownership.groups = {{"ops", Access::kRead}};
+  s.ownership.collaborators = {{"*", Access::kWrite}};
+  s.ownership.public_access = Access::kNone;
+  s.state = RecordState::kDeleting;
+  s.created_at = 1'900'000'456;
+  return s;
+}
+
+VolumeRecord volume(const std::string& id, const std::string& name, int64_t created_at = 100) {
+  VolumeRecord v;
+  v.id = id;
+  v.name = name;
+  v.size_bytes = 1 << 20;
+  v.created_at = created_at;
+  return v;
+}
+
+SnapshotRecord snapshot(const std::string& id, const std::string& name, int64_t created_at = 100) {
+  SnapshotRecord s;
+  s.id = id;
+  s.name = name;
+  s.volume_id = "vol-x";
+  s.created_at = created_at;
+  return s;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/volguard-store-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/meta.db";
+    reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void reopen() {
+    store_.reset();  // the old connection closes before the new one opens
+    auto r = open_sqlite_store(path_);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    store_ = std::move(r).value();
+  }
+
+  std::vector<VolumeRecord> volumes() {
+    auto r = store_->list_volumes();
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<VolumeRecord>{};
+  }
+  std::vector<SnapshotRecord> snapshots() {
+    auto r = store_->list_snapshots();
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<SnapshotRecord>{};
+  }
+  std::vector<RoleRecord> roles() {
+    auto r = store_->list_roles();
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<RoleRecord>{};
+  }
+
+  std::string dir_;
+  std::string path_;
+  std::unique_ptr<MetadataStore> store_;
+};
+
+TEST(StateName, Names) {
+  EXPECT_STREQ(state_name(RecordState::kCreating), "creating");
+  EXPECT_STREQ(state_name(RecordState::kReady), "ready");
+  EXPECT_STREQ(state_name(RecordState::kDeleting), "deleting");
+}
+
+TEST_F(SqliteStoreTest, EmptyStoreListsNothing) {
+  EXPECT_TRUE(volumes().empty());
+  EXPECT_TRUE(snapshots().empty());
+  EXPECT_TRUE(roles().empty());
+}
+
+TEST_F(SqliteStoreTest, VolumeRoundTripsEveryField) {
+  VolumeRecord full = full_volume();
+  VolumeRecord plain = volume("vol-0002", "scratch", full.created_at + 1);  // defaults, unowned
+  ASSERT_TRUE(store_->create_volume(full).is_ok());
+  ASSERT_TRUE(store_->create_volume(plain).is_ok());
+  auto got = volumes();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], full);
+  EXPECT_EQ(got[1], plain);
+  EXPECT_EQ(got[1].fs, "ext4");
+  EXPECT_TRUE(got[1].ownership.owner.empty());
+}
+
+TEST_F(SqliteStoreTest, SnapshotRoundTripsEveryField) {
+  SnapshotRecord full = full_snapshot();
+  ASSERT_TRUE(store_->create_snapshot(full).is_ok());
+  auto got = snapshots();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], full);
+}
+
+TEST_F(SqliteStoreTest, EveryStateRoundTripsAndIsStoredAsText) {
+  const RecordState states[] = {RecordState::kCreating, RecordState::kReady,
+                                RecordState::kDeleting};
+  for (int i = 0; i < 3; ++i) {
+    VolumeRecord v = volume("v" + std::to_string(i), "n" + std::to_string(i), i);
+    v.state = states[i];
+    ASSERT_TRUE(store_->create_volume(v).is_ok());
+    SnapshotRecord s = snapshot("s" + std::to_string(i), "n" + std::to_string(i), i);
+    s.state = states[i];
+    ASSERT_TRUE(store_->create_snapshot(s).is_ok());
+  }
+  auto vols = volumes();
+  auto snaps = snapshots();
+  ASSERT_EQ(vols.size(), 3u);
+  ASSERT_EQ(snaps.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(vols[i].state, states[i]);
+    EXPECT_EQ(snaps[i].state, states[i]);
+  }
+  EXPECT_EQ(raw_query(path_, "SELECT state FROM volumes WHERE id = 'v2'"), "deleting");
+  EXPECT_EQ(raw_query(path_, "SELECT state FROM snapshots WHERE id = 's1'"), "ready");
+}
+
+TEST_F(SqliteStoreTest, LabelsAndOwnershipAreJsonText) {
+  ASSERT_TRUE(store_->create_volume(full_volume()).is_ok());
+  EXPECT_EQ(raw_query(path_, "SELECT json_extract(labels, '$.app') FROM volumes"), "postgres");
+  EXPECT_EQ(raw_query(path_, "SELECT json_extract(ownership, '$.owner') FROM volumes"),
+            "https://idp.example/alice");
+}
+
+TEST_F(SqliteStoreTest, SqlMetacharactersAreStoredLiterally) {
+  VolumeRecord v = volume("id'; DROP TABLE volumes; --", "name\"); DELETE FROM volumes; --");
+  v.labels = {{"k'", "v'\"`"}};
+  ASSERT_TRUE(store_->create_volume(v).is_ok());
+  ASSERT_TRUE(store_->create_volume(volume("other", "other")).is_ok());
+  auto got = volumes();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], v);
+}
+
+TEST_F(SqliteStoreTest, PersistsAcrossReopen) {
+  VolumeRecord v = full_volume();
+  SnapshotRecord s = full_snapshot();
+  ASSERT_TRUE(store_->create_volume(v).is_ok());
+  ASSERT_TRUE(store_->create_volume(volume("gone", "gone")).is_ok());
+  ASSERT_TRUE(store_->create_snapshot(s).is_ok());
+  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"rules":[]})"}).is_ok());
+  v.state = RecordState::kDeleting;
+  v.labels["new"] = "label";
+  ASSERT_TRUE(store_->update_volume(v).is_ok());
+  ASSERT_TRUE(store_->delete_volume("gone").is_ok());
+
+  reopen();
+  EXPECT_EQ(volumes(), std::vector<VolumeRecord>{v});
+  EXPECT_EQ(snapshots(), std::vector<SnapshotRecord>{s});
+  EXPECT_EQ(roles(), (std::vector<RoleRecord>{{"ops.viewer", R"({"rules":[]})"}}));
+
+  // A reopened store keeps enforcing the constraints of the existing schema.
+  Status dup = store_->create_volume(volume("vol-new", v.name));
+  EXPECT_EQ(dup.code(), Code::kAlreadyExists);
+  reopen();  // and reopening an existing file twice is harmless
+  EXPECT_EQ(volumes().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, DuplicateVolumeNameIsAlreadyExists) {
+  VolumeRecord first = volume("vol-1", "data");
+  ASSERT_TRUE(store_->create_volume(first).is_ok());
+  VolumeRecord second = volume("vol-2", "data");
+  second.size_bytes = 7;
+  Status s = store_->create_volume(second);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists);
+  EXPECT_EQ(s.reason(), "name_taken");
+  EXPECT_NE(s.message().find("'data'"), std::string::npos) << s.message();
+  EXPECT_EQ(volumes(), std::vector<VolumeRecord>{first});
+}
+
+TEST_F(SqliteStoreTest, DuplicateVolumeIdIsAlreadyExists) {
+  VolumeRecord first = volume("vol-1", "data");
+  ASSERT_TRUE(store_->create_volume(first).is_ok());
+  Status s = store_->create_volume(volume("vol-1", "other"));
+  EXPECT_EQ(s.code(), Code::kAlreadyExists);
+  EXPECT_EQ(s.reason(), "name_taken");
+  EXPECT_NE(s.message().find("'other'"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("'vol-1'"), std::string::npos) << s.message();
+  EXPECT_EQ(volumes(), std::vector<VolumeRecord>{first});
+}
+
+TEST_F(SqliteStoreTest, DuplicateSnapshotNameOrIdIsAlreadyExists) {
+  SnapshotRecord first = snapshot("snap-1", "nightly");
+  ASSERT_TRUE(store_->create_snapshot(first).is_ok());
+  Status by_name = store_->create_snapshot(snapshot("snap-2", "nightly"));
+  EXPECT_EQ(by_name.code(), Code::kAlreadyExists);
+  EXPECT_EQ(by_name.reason(), "name_taken");
+  EXPECT_NE(by_name.message().find("'nightly'"), std::string::npos) << by_name.message();
+  Status by_id = store_->create_snapshot(snapshot("snap-1", "weekly"));
+  EXPECT_EQ(by_id.code(), Code::kAlreadyExists);
+  EXPECT_EQ(by_id.reason(), "name_taken");
+  EXPECT_NE(by_id.message().find("'snap-1'"), std::string::npos) << by_id.message();
+  EXPECT_EQ(snapshots(), std::vector<SnapshotRecord>{first});
+}
+
+TEST_F(SqliteStoreTest, VolumesAndSnapshotsHaveSeparateNamespaces) {
+  EXPECT_TRUE(store_->create_volume(volume("same-id", "same-name")).is_ok());
+  EXPECT_TRUE(store_->create_snapshot(snapshot("same-id", "same-name")).is_ok());
+}
+
+TEST_F(SqliteStoreTest, MissingRecordsAreNotFound) {
+  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(store_->create_snapshot(snapshot("snap-1", "nightly")).is_ok());
+  const Status results[] = {
+      store_->update_volume(volume("vol-missing", "x")),
+      store_->delete_volume("vol-missing"),
+      store_->update_snapshot(snapshot("snap-missing", "x")),
+      store_->delete_snapshot("snap-missing"),
+  };
+  for (const Status& s : results) {
+    EXPECT_EQ(s.code(), Code::kNotFound) << s.to_string();
+    EXPECT_EQ(s.reason(), "not_found");
+    EXPECT_NE(s.message().find("-missing'"), std::string::npos) << s.message();
+  }
+  // Nothing else was touched.
+  EXPECT_EQ(volumes().size(), 1u);
+  EXPECT_EQ(snapshots().size(), 1u);
+  // A deleted record is gone for good: a second delete is NOT_FOUND too.
+  EXPECT_TRUE(store_->delete_volume("vol-1").is_ok());
+  EXPECT_EQ(store_->delete_volume("vol-1").code(), Code::kNotFound);
+  EXPECT_TRUE(store_->delete_snapshot("snap-1").is_ok());
+  EXPECT_EQ(store_->delete_snapshot("snap-1").code(), Code::kNotFound);
+  EXPECT_TRUE(volumes().empty());
+  EXPECT_TRUE(snapshots().empty());
+}
+
+TEST_F(SqliteStoreTest, UpdateReplacesTheWholeRecord) {
+  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  VolumeRecord v = full_volume();
+  v.id = "vol-1";
+  ASSERT_TRUE(store_->update_volume(v).is_ok());
+  EXPECT_EQ(volumes(), std::vector<VolumeRecord>{v});
+  // Writing identical values is still a successful update, not NOT_FOUND.
+  EXPECT_TRUE(store_->update_volume(v).is_ok());
+
+  ASSERT_TRUE(store_->create_snapshot(snapshot("snap-1", "nightly")).is_ok());
+  SnapshotRecord s = full_snapshot();
+  s.id = "snap-1";
+  ASSERT_TRUE(store_->update_snapshot(s).is_ok());
+  EXPECT_EQ(snapshots(), std::vector<SnapshotRecord>{s});
+}
+
+TEST_F(SqliteStoreTest, RenameCollisionIsAlreadyExists) {
+  VolumeRecord a = volume("vol-a", "alpha", 1);
+  VolumeRecord b = volume("vol-b", "beta", 2);
+  ASSERT_TRUE(store_->create_volume(a).is_ok());
+  ASSERT_TRUE(store_->create_volume(b).is_ok());
+  VolumeRecord renamed = b;
+  renamed.name = "alpha";
+  Status s = store_->update_volume(renamed);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists);
+  EXPECT_EQ(s.reason(), "name_taken");
+  EXPECT_NE(s.message().find("'alpha'"), std::string::npos) << s.message();
+  EXPECT_EQ(volumes(), (std::vector<VolumeRecord>{a, b}));
+  // Renaming to a free name works, and frees the old one.
+  renamed.name = "gamma";
+  ASSERT_TRUE(store_->update_volume(renamed).is_ok());
+  EXPECT_TRUE(store_->create_volume(volume("vol-c", "beta", 3)).is_ok());
+
+  SnapshotRecord sa = snapshot("snap-a", "alpha", 1);
+  SnapshotRecord sb = snapshot("snap-b", "beta", 2);
+  ASSERT_TRUE(store_->create_snapshot(sa).is_ok());
+  ASSERT_TRUE(store_->create_snapshot(sb).is_ok());
+  sb.name = "alpha";
+  Status ss = store_->update_snapshot(sb);
+  EXPECT_EQ(ss.code(), Code::kAlreadyExists);
+  EXPECT_EQ(ss.reason(), "name_taken");
+  EXPECT_EQ(snapshots()[1].name, "beta");
+}
+
+TEST_F(SqliteStoreTest, ListsOrderByCreatedAtThenId) {
+  ASSERT_TRUE(store_->create_volume(volume("c", "n1", 20)).is_ok());
+  ASSERT_TRUE(store_->create_volume(volume("b", "n2", 10)).is_ok());
+  ASSERT_TRUE(store_->create_volume(volume("a", "n3", 20)).is_ok());
+  ASSERT_TRUE(store_->create_volume(volume("z", "n4", -5)).is_ok());
+  std::vector<std::string> ids;
+  for (const auto& v : volumes()) ids.push_back(v.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"z", "b", "a", "c"}));
+
+  ASSERT_TRUE(store_->create_snapshot(snapshot("y", "n1", 7)).is_ok());
+  ASSERT_TRUE(store_->create_snapshot(snapshot("x", "n2", 7)).is_ok());
+  ASSERT_TRUE(store_->create_snapshot(snapshot("w", "n3", 9)).is_ok());
+  ids.clear();
+  for (const auto& s : snapshots()) ids.push_back(s.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"x", "y", "w"}));
+}
+
+TEST_F(SqliteStoreTest, RolesUpsertDeleteList) {
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":1})"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"app.admin", R"({"a":1})"}).is_ok());
+  EXPECT_EQ(roles(),
+            (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":1})"}}));
+  // Put again replaces instead of failing.
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":2})"}).is_ok());
+  EXPECT_EQ(roles(),
+            (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":2})"}}));
+  ASSERT_TRUE(store_->delete_role("app.admin").is_ok());
+  EXPECT_EQ(roles(), (std::vector<RoleRecord>{{"system.view", R"({"v":2})"}}));
+  Status s = store_->delete_role("app.admin");
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_EQ(s.reason(), "not_found");
+  EXPECT_NE(s.message().find("'app.admin'"), std::string::npos) << s.message();
+}
+
+TEST_F(SqliteStoreTest, FileIsInWalMode) {
+  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  // The store's connection is still open, so its WAL has not been checkpointed away.
+  EXPECT_TRUE(fs::exists(path_ + "-wal"));
+  EXPECT_EQ(raw_query(path_, "PRAGMA journal_mode"), "wal");
+  // A second connection sees the committed row: the write was not left in a transaction.
+  EXPECT_EQ(raw_query(path_, "SELECT name FROM volumes WHERE id = 'vol-1'"), "data");
+}
+
+TEST_F(SqliteStoreTest, OpenInMissingDirectoryNamesThePath) {
+  std::string bad = dir_ + "/no/such/dir/meta.db";
+  auto r = open_sqlite_store(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kInternal);
+  EXPECT_EQ(r.status().reason(), "store_error");
+  EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("unable to open"), std::string::npos) << r.status().message();
+}
+
+TEST_F(SqliteStoreTest, CorruptFileNamesThePathAndTheSqliteError) {
+  std::string bad = dir_ + "/corrupt.db";
+  {
+    std::ofstream out(bad, std::ios::binary);
+    out << std::string(8192, 'x');  // two pages of garbage, no SQLite header
+  }
+  auto r = open_sqlite_store(bad);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kInternal);
+  EXPECT_EQ(r.status().reason(), "store_error");
+  EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("not a database"), std::string::npos) << r.status().message();
+}
+
+TEST_F(SqliteStoreTest, NewerSchemaVersionIsRefused) {
+  store_.reset();
+  raw_exec(path_, "PRAGMA user_version = 99");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "99");
+  auto r = open_sqlite_store(path_);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().reason(), "store_error");
+  EXPECT_NE(r.status().message().find("99"), std::string::npos) << r.status().message();
+}
+
+TEST_F(SqliteStoreTest, UnreadableValuesAreRefusedAtWriteTime) {
+  // An ACL entry of "none" has no JSON form that reads back; storing it would poison listing.
+  VolumeRecord v = volume("vol-1", "data");
+  v.ownership.owner = "iss/alice";
+  v.ownership.groups["eng"] = Access::kNone;
+  Status s = store_->create_volume(v);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.reason(), "bad_ownership");
+
+  VolumeRecord bad_label = volume("vol-2", "data2");
+  bad_label.labels["k"] = std::string("\xff\xfe", 2);
+  Status l = store_->create_volume(bad_label);
+  EXPECT_EQ(l.code(), Code::kInvalidArgument);
+  EXPECT_EQ(l.reason(), "bad_labels");
+
+  ASSERT_TRUE(store_->create_volume(volume("vol-3", "ok")).is_ok());
+  EXPECT_EQ(volumes().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, CorruptRowIsReportedNotMisread) {
+  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  raw_exec(path_, "UPDATE volumes SET labels = '[1,2]'");
+  auto r = store_->list_volumes();
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Code::kInternal);
+  EXPECT_NE(r.status().message().find("'vol-1'"), std::string::npos) << r.status().message();
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersAllSucceed) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 50;
+  std::vector<std::thread> threads;
+  std::vector<int> failures(kThreads, 0);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string suffix = std::to_string(t) + "-" + std::to_string(i);
+        if (!store_->create_volume(volume("vol-" + suffix, "name-" + suffix, i)).is_ok()) {
+          ++failures[t];
+        }
+        // Readers interleave with writers on the same connection.
+        if (i % 10 == 0 && !store_->list_volumes().is_ok()) ++failures[t];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(failures[t], 0) << "thread " << t;
+
+  auto all = volumes();
+  ASSERT_EQ(all.size(), static_cast<size_t>(kThreads * kPerThread));
+  std::set<std::string> names;
+  for (const auto& v : all) names.insert(v.name);
+  EXPECT_EQ(names.size(), all.size());
+  reopen();
+  EXPECT_EQ(volumes().size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+}  // namespace
+}  // namespace volguard::store
