@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "api/server.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -59,8 +60,8 @@ int main(int argc, char** argv) {
   if (verify->parsed()) return token_verify(verify_config, verify_token);
   if (init_cmd->parsed()) return init(init_args);
   if (server->parsed()) {
-    (void)check_only;
-    return server_check(server_config);
+    if (check_only) return server_check(server_config);
+    return volguard::api::run_server(server_config);
   }
   return kExitUsage;
 }

@@ -305,7 +305,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.create
   t->add<CreateVolumeRequest, VolumeResponse>(
-      "volume", "create", "/volguard.v1.Volume/Create", {}, true, true,
+      "volume", "create", "/volguard.v1.VolguardVolume/Create", {}, true, true,
       [this](Call& call, const CreateVolumeRequest& req, VolumeResponse* resp) -> Status {
         if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
         auto size = driver::parse_size(req.size().empty() ? "1G" : req.size());
@@ -379,7 +379,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.clone: Read on the source volume or snapshot; the clone is owned by its creator.
   t->add<CloneVolumeRequest, VolumeResponse>(
-      "volume", "clone", "/volguard.v1.Volume/Clone",
+      "volume", "clone", "/volguard.v1.VolguardVolume/Clone",
       {vol([](const Message& m) { return static_cast<const CloneVolumeRequest&>(m).source(); },
            Access::kRead, true),
        snap([](const Message& m) {
@@ -457,7 +457,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.delete: Admin.
   t->add<VolumeRef, Empty>(
-      "volume", "delete", "/volguard.v1.Volume/Delete", {vol(ref_volume, Access::kAdmin)}, true,
+      "volume", "delete", "/volguard.v1.VolguardVolume/Delete", {vol(ref_volume, Access::kAdmin)}, true,
       true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
         auto lock = op_lock(call.volumes[0]->id);
         std::lock_guard guard(*lock);
@@ -486,7 +486,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.inspect: Read. No I/O: served from the catalog.
   t->add<VolumeRef, VolumeResponse>(
-      "volume", "inspect", "/volguard.v1.Volume/Inspect", {vol(ref_volume, Access::kRead)}, false,
+      "volume", "inspect", "/volguard.v1.VolguardVolume/Inspect", {vol(ref_volume, Access::kRead)}, false,
       false, [this](Call& call, const VolumeRef&, VolumeResponse* resp) -> Status {
         fill_volume(*call.volumes[0], resp->mutable_volume());
         return Status::ok();
@@ -509,7 +509,7 @@ void VolumeService::register_methods(MethodTable* t) {
       },
       false};
   t->add<UpdateVolumeRequest, VolumeResponse>(
-      "volume", "update", "/volguard.v1.Volume/Update", {update_check}, true, true,
+      "volume", "update", "/volguard.v1.VolguardVolume/Update", {update_check}, true, true,
       [this](Call& call, const UpdateVolumeRequest& req, VolumeResponse* resp) -> Status {
         auto lock = op_lock(call.volumes[0]->id);
         std::lock_guard guard(*lock);
@@ -578,7 +578,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.enumerate: only what the caller may read.
   t->add<EnumerateRequest, EnumerateResponse>(
-      "volume", "enumerate", "/volguard.v1.Volume/Enumerate", {}, false, false,
+      "volume", "enumerate", "/volguard.v1.VolguardVolume/Enumerate", {}, false, false,
       [this](Call& call, const EnumerateRequest& req, EnumerateResponse* resp) -> Status {
         std::vector<std::shared_ptr<const VolumeRecord>> visible;
         {
@@ -603,7 +603,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.stats: Read.
   t->add<VolumeRef, StatsResponse>(
-      "volume", "stats", "/volguard.v1.Volume/Stats", {vol(ref_volume, Access::kRead)}, false, true,
+      "volume", "stats", "/volguard.v1.VolguardVolume/Stats", {vol(ref_volume, Access::kRead)}, false, true,
       [this](Call& call, const VolumeRef&, StatsResponse* resp) -> Status {
         auto st = driver_->status(call.volumes[0]->id);
         if (!st) return st.status();
@@ -617,7 +617,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.snapshotcreate: Write on the volume; the snapshot carries its ownership.
   t->add<SnapshotCreateRequest, SnapshotResponse>(
-      "volume", "snapshotcreate", "/volguard.v1.Volume/SnapshotCreate",
+      "volume", "snapshotcreate", "/volguard.v1.VolguardVolume/SnapshotCreate",
       {vol([](const Message& m) { return static_cast<const SnapshotCreateRequest&>(m).volume(); },
            Access::kWrite)},
       true, true,
@@ -675,7 +675,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.snapshotrestore: Write on the volume and Read on the snapshot.
   t->add<SnapshotRestoreRequest, VolumeResponse>(
-      "volume", "snapshotrestore", "/volguard.v1.Volume/SnapshotRestore",
+      "volume", "snapshotrestore", "/volguard.v1.VolguardVolume/SnapshotRestore",
       {vol([](const Message& m) { return static_cast<const SnapshotRestoreRequest&>(m).volume(); },
            Access::kWrite),
        snap([](const Message& m) {
@@ -701,7 +701,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.snapshotenumerate: Read on the named volume (or all readable snapshots).
   t->add<SnapshotEnumerateRequest, SnapshotEnumerateResponse>(
-      "volume", "snapshotenumerate", "/volguard.v1.Volume/SnapshotEnumerate",
+      "volume", "snapshotenumerate", "/volguard.v1.VolguardVolume/SnapshotEnumerate",
       {vol([](const Message& m) { return static_cast<const SnapshotEnumerateRequest&>(m).volume(); },
            Access::kRead, true)},
       false, false,
@@ -717,7 +717,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- volume.snapshotdelete: Admin on the snapshot.
   t->add<SnapshotRef, Empty>(
-      "volume", "snapshotdelete", "/volguard.v1.Volume/SnapshotDelete",
+      "volume", "snapshotdelete", "/volguard.v1.VolguardVolume/SnapshotDelete",
       {snap([](const Message& m) { return static_cast<const SnapshotRef&>(m).snapshot(); },
             Access::kAdmin)},
       true, true, [this](Call& call, const SnapshotRef&, Empty*) -> Status {
@@ -732,7 +732,7 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- mountattach: Write.
   t->add<VolumeRef, AttachResponse>(
-      "mountattach", "attach", "/volguard.v1.MountAttach/Attach", {vol(ref_volume, Access::kWrite)},
+      "mountattach", "attach", "/volguard.v1.VolguardMountAttach/Attach", {vol(ref_volume, Access::kWrite)},
       true, true, [this](Call& call, const VolumeRef&, AttachResponse* resp) -> Status {
         auto lock = op_lock(call.volumes[0]->id);
         std::lock_guard guard(*lock);
@@ -744,7 +744,7 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<VolumeRef, Empty>(
-      "mountattach", "detach", "/volguard.v1.MountAttach/Detach", {vol(ref_volume, Access::kWrite)},
+      "mountattach", "detach", "/volguard.v1.VolguardMountAttach/Detach", {vol(ref_volume, Access::kWrite)},
       true, true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
         auto lock = op_lock(call.volumes[0]->id);
         std::lock_guard guard(*lock);
@@ -754,7 +754,7 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<MountRequest, Empty>(
-      "mountattach", "mount", "/volguard.v1.MountAttach/Mount",
+      "mountattach", "mount", "/volguard.v1.VolguardMountAttach/Mount",
       {vol([](const Message& m) { return static_cast<const MountRequest&>(m).volume(); },
            Access::kWrite)},
       true, true, [this](Call& call, const MountRequest& req, Empty*) -> Status {
@@ -771,7 +771,7 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<VolumeRef, Empty>(
-      "mountattach", "unmount", "/volguard.v1.MountAttach/Unmount", {vol(ref_volume, Access::kWrite)},
+      "mountattach", "unmount", "/volguard.v1.VolguardMountAttach/Unmount", {vol(ref_volume, Access::kWrite)},
       true, true, [this](Call& call, const VolumeRef&, Empty*) -> Status {
         auto lock = op_lock(call.volumes[0]->id);
         std::lock_guard guard(*lock);
@@ -800,7 +800,7 @@ void VolumeService::register_methods(MethodTable* t) {
     return r;
   };
   t->add<RoleRequest, RoleResponse>(
-      "role", "create", "/volguard.v1.Role/Create", {}, true, false,
+      "role", "create", "/volguard.v1.VolguardRole/Create", {}, true, false,
       [this, to_spec, from_spec](Call& call, const RoleRequest& req, RoleResponse* resp) -> Status {
         policy::Role role = from_spec(req.role());
         call.resource_for_log = "role/" + role.name;
@@ -823,13 +823,13 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<Empty, RoleEnumerateResponse>(
-      "role", "enumerate", "/volguard.v1.Role/Enumerate", {}, false, false,
+      "role", "enumerate", "/volguard.v1.VolguardRole/Enumerate", {}, false, false,
       [this](Call&, const Empty&, RoleEnumerateResponse* resp) -> Status {
         for (const auto& r : pipeline_->roles()->roles()) resp->add_names(r.name);
         return Status::ok();
       });
   t->add<RoleRef, RoleResponse>(
-      "role", "inspect", "/volguard.v1.Role/Inspect", {}, false, false,
+      "role", "inspect", "/volguard.v1.VolguardRole/Inspect", {}, false, false,
       [this, to_spec](Call& call, const RoleRef& req, RoleResponse* resp) -> Status {
         call.resource_for_log = "role/" + req.name();
         auto roles = pipeline_->roles();
@@ -839,7 +839,7 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<RoleRequest, RoleResponse>(
-      "role", "update", "/volguard.v1.Role/Update", {}, true, false,
+      "role", "update", "/volguard.v1.VolguardRole/Update", {}, true, false,
       [this, to_spec, from_spec](Call& call, const RoleRequest& req, RoleResponse* resp) -> Status {
         policy::Role role = from_spec(req.role());
         call.resource_for_log = "role/" + role.name;
@@ -859,7 +859,7 @@ void VolumeService::register_methods(MethodTable* t) {
         return Status::ok();
       });
   t->add<RoleRef, Empty>(
-      "role", "delete", "/volguard.v1.Role/Delete", {}, true, false,
+      "role", "delete", "/volguard.v1.VolguardRole/Delete", {}, true, false,
       [this](Call& call, const RoleRef& req, Empty*) -> Status {
         call.resource_for_log = "role/" + req.name();
         std::lock_guard lock(roles_mu_);
@@ -877,14 +877,14 @@ void VolumeService::register_methods(MethodTable* t) {
       });
 
   // ---- identity.*
-  t->add<Empty, VersionResponse>("identity", "version", "/volguard.v1.Identity/Version", {}, false,
+  t->add<Empty, VersionResponse>("identity", "version", "/volguard.v1.VolguardIdentity/Version", {}, false,
                                  false, [](Call&, const Empty&, VersionResponse* resp) -> Status {
                                    resp->set_version(kVersion);
                                    resp->set_api("volguard.v1");
                                    return Status::ok();
                                  });
   t->add<Empty, WhoAmIResponse>(
-      "identity", "whoami", "/volguard.v1.Identity/WhoAmI", {}, false, false,
+      "identity", "whoami", "/volguard.v1.VolguardIdentity/WhoAmI", {}, false, false,
       [this](Call& call, const Empty&, WhoAmIResponse* resp) -> Status {
         const auto& who = *call.who;
         resp->set_username(who.username);
@@ -902,7 +902,7 @@ void VolumeService::register_methods(MethodTable* t) {
       });
   // `auth can-i`: the same decision the pipeline would take, explained.
   t->add<CapabilitiesRequest, CapabilitiesResponse>(
-      "identity", "capabilities", "/volguard.v1.Identity/Capabilities", {}, false, false,
+      "identity", "capabilities", "/volguard.v1.VolguardIdentity/Capabilities", {}, false, false,
       [this, t](Call& call, const CapabilitiesRequest& req, CapabilitiesResponse* resp) -> Status {
         std::string key = to_lower(req.method());
         const MethodSpec* spec = t->find(key);
