@@ -1,0 +1,773 @@
+// Local driver: each volume is a sparse image file, attached through a loop device and mounted
+// with mount(2). Nothing about attach/mount state is remembered in memory: it is read back from
+// /sys/block/loop* and /proc/self/mountinfo on every call, so the driver stays correct across
+// server restarts and never disagrees with the host.
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "driver/driver.h"
+#include "driver/sys.h"
+
+namespace volguard::driver {
+namespace {
+
+namespace stdfs = std::filesystem;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr uint64_t kBlock = 4096;  // image sizes are rounded up to whole 4 KiB blocks
+constexpr const char* kImgSuffix = ".img";
+// Ids may not start with '.', so temp names can never collide with a real image.
+constexpr const char* kTmpPrefix = ".tmp-";
+
+uint64_t min_size(FsType fs) { return fs == FsType::kXfs ? 300 * kMiB : 16 * kMiB; }
+
+Status validate_id(const std::string& id, const char* what) {
+  bool ok = !id.empty() && id.size() <= 128 && id[0] != '.';
+  for (char c : id) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!allowed) ok = false;
+  }
+  if (ok) return Status::ok();
+  return Status(Code::kInvalidArgument, "invalid_id",
+                std::string("invalid ") + what + " id \"" + id +
+                    "\": use 1-128 of [A-Za-z0-9._-], not starting with '.'");
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::optional<std::string> read_small_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return trim(ss.str());
+}
+
+Status fsync_dir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0) {
+    return errno_status(Code::kInternal, "io_error", "fsync " + dir, errno);
+  }
+  return Status::ok();
+}
+
+// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescape_mountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+struct MountEntry {
+  std::string devnum;  // "7:3"
+  std::string mount_point;
+  std::string source;
+};
+
+std::vector<MountEntry> read_mounts() {
+  std::vector<MountEntry> mounts;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mount_point options [optional...] - fstype source superopts
+    std::istringstream ls(line);
+    std::vector<std::string> f;
+    for (std::string w; ls >> w;) f.push_back(w);
+    if (f.size() < 5) continue;
+    MountEntry e{f[2], unescape_mountinfo(f[4]), ""};
+    auto dash = std::find(f.begin() + 5, f.end(), "-");
+    if (dash != f.end() && dash + 2 < f.end()) e.source = unescape_mountinfo(*(dash + 2));
+    mounts.push_back(std::move(e));
+  }
+  return mounts;
+}
+
+// Where the host says a loop device is attached, derived fresh each time.
+struct LoopDevice {
+  std::string path;    // "/dev/loop3"
+  std::string devnum;  // "7:3"
+};
+
+// The loop device backed by `file` (a canonical path), if any. The sysfs backing_file gives the
+// path; LOOP_GET_STATUS64 confirms the inode so a replaced file is not mistaken for the old one.
+std::optional<LoopDevice> find_loop(const std::string& file) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+  std::error_code ec;
+  for (const auto& entry : stdfs::directory_iterator("/sys/block", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("loop", 0) != 0) continue;
+    auto backing = read_small_file(entry.path().string() + "/loop/backing_file");
+    if (!backing || *backing != file) continue;
+    LoopDevice dev{"/dev/" + name, read_small_file(entry.path().string() + "/dev").value_or("")};
+    UniqueFd fd(::open(dev.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd) {
+      loop_info64 info{};
+      if (::ioctl(fd.get(), LOOP_GET_STATUS64, &info) == 0 && info.lo_inode != st.st_ino) {
+        continue;
+      }
+    }
+    return dev;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> mount_points_of(const LoopDevice& dev) {
+  std::vector<std::string> points;
+  for (const auto& m : read_mounts()) {
+    if ((!dev.devnum.empty() && m.devnum == dev.devnum) || m.source == dev.path) {
+      points.push_back(m.mount_point);
+    }
+  }
+  return points;
+}
+
+// FIFREEZE on construction, FITHAW on destruction: a snapshot can never leave a volume frozen.
+class FreezeGuard {
+ public:
+  static Result<std::unique_ptr<FreezeGuard>> freeze(const std::string& mount_path) {
+    UniqueFd fd(::open(mount_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return errno_status(Code::kInternal, "freeze_failed", "open " + mount_path, errno);
+    if (::ioctl(fd.get(), FIFREEZE, 0) != 0) {
+      const int err = errno;
+      return errno_status(err == EBUSY ? Code::kFailedPrecondition : Code::kInternal,
+                          err == EBUSY ? "volume_busy" : "freeze_failed",
+                          "freeze filesystem at " + mount_path, err);
+    }
+    return std::unique_ptr<FreezeGuard>(new FreezeGuard(std::move(fd)));
+  }
+  ~FreezeGuard() { ::ioctl(fd_.get(), FITHAW, 0); }
+  FreezeGuard(const FreezeGuard&) = delete;
+  FreezeGuard& operator=(const FreezeGuard&) = delete;
+
+ private:
+  explicit FreezeGuard(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+// A temp file that is unlinked unless it was renamed into place.
+class TempFile {
+ public:
+  static Result<TempFile> create(const std::string& dir, const std::string& id) {
+    std::string templ = dir + "/" + kTmpPrefix + id + ".XXXXXX";
+    const int fd = ::mkostemp(templ.data(), O_CLOEXEC);
+    if (fd < 0) return errno_status(Code::kInternal, "io_error", "create temp in " + dir, errno);
+    return TempFile(std::move(templ), UniqueFd(fd));
+  }
+  TempFile(TempFile&& o) noexcept
+      : path_(std::move(o.path_)), fd_(std::move(o.fd_)), keep_(std::exchange(o.keep_, true)) {}
+  TempFile& operator=(TempFile&&) = delete;
+  ~TempFile() {
+    fd_.reset();
+    if (!keep_) ::unlink(path_.c_str());
+  }
+
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_.get(); }
+  Status close() {
+    if (const int err = fd_.close_checked(); err != 0) {
+      return errno_status(Code::kInternal, "io_error", "close " + path_, err);
+    }
+    return Status::ok();
+  }
+  // rename(2) into place; with no_replace an existing target yields ALREADY_EXISTS.
+  Status commit(const std::string& target, bool no_replace, const std::string& exists_reason) {
+    if (no_replace) {
+      if (::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) != 0) {
+        const int err = errno;
+        if (err == EEXIST) {
+          return Status(Code::kAlreadyExists, exists_reason, target + " already exists");
+        }
+        return errno_status(Code::kInternal, "io_error", "rename to " + target, err);
+      }
+    } else if (::rename(path_.c_str(), target.c_str()) != 0) {
+      return errno_status(Code::kInternal, "io_error", "rename to " + target, errno);
+    }
+    keep_ = true;
+    return Status::ok();
+  }
+
+ private:
+  TempFile(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+  std::string path_;
+  UniqueFd fd_;
+  bool keep_ = false;
+};
+
+Status write_all_range(int src, int dst, off_t off, off_t end) {
+  // copy_file_range first (in-kernel, may share extents); plain pread/pwrite when the
+  // filesystems cannot do it.
+  bool use_cfr = true;
+  std::vector<char> buf;
+  while (off < end) {
+    const size_t want = static_cast<size_t>(std::min<off_t>(end - off, 8 * kMiB));
+    if (use_cfr) {
+      loff_t in = off, out = off;
+      const ssize_t n = ::copy_file_range(src, &in, dst, &out, want, 0);
+      if (n > 0) {
+        off += n;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) break;  // source shrank under us: stop at its end
+      if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+        return errno_status(Code::kInternal, "io_error", "copy_file_range", errno);
+      }
+      use_cfr = false;
+      buf.resize(kMiB);
+    }
+    const ssize_t n = ::pread(src, buf.data(), std::min(want, buf.size()), off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_status(Code::kInternal, "io_error", "read", errno);
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::pwrite(dst, buf.data() + done, static_cast<size_t>(n - done), off + done);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno_status(Code::kInternal, "io_error", "write", errno);
+      }
+      done += w;
+    }
+    off += n;
+  }
+  return Status::ok();
+}
+
+// Reflink when the filesystem shares extents (btrfs, xfs with reflink); otherwise copies only
+// the data extents so that the copy stays as sparse as the source.
+Status clone_or_sparse_copy(int src, int dst, uint64_t size) {
+  if (::ioctl(dst, FICLONE, src) == 0) return Status::ok();
+  off_t off = 0;
+  const off_t end = static_cast<off_t>(size);
+  while (off < end) {
+    off_t data = ::lseek(src, off, SEEK_DATA);
+    off_t hole;
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole remains
+      if (errno != EINVAL && errno != EOPNOTSUPP) {
+        return errno_status(Code::kInternal, "io_error", "lseek SEEK_DATA", errno);
+      }
+      data = off;  // no SEEK_DATA support: copy everything
+      hole = end;
+    } else {
+      hole = ::lseek(src, data, SEEK_HOLE);
+      if (hole < 0) hole = end;
+    }
+    if (data >= end) break;
+    hole = std::min(hole, end);
+    if (Status s = write_all_range(src, dst, data, hole); !s.is_ok()) return s;
+    off = hole;
+  }
+  if (::ftruncate(dst, end) != 0) {
+    return errno_status(Code::kInternal, "io_error", "ftruncate copy", errno);
+  }
+  return Status::ok();
+}
+
+Status set_loop_capacity(const std::string& device) {
+  UniqueFd fd(::open(device.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd || ::ioctl(fd.get(), LOOP_SET_CAPACITY, 0) != 0) {
+    return errno_status(Code::kInternal, "resize_failed", "set capacity of " + device, errno);
+  }
+  return Status::ok();
+}
+
+// Whether tools we spawn as root get `cap`: after exec, root's capabilities are its bounding set.
+// Online ext4 growth needs CAP_SYS_RESOURCE, which containers often drop.
+bool children_have_capability(int cap) {
+  std::ifstream in("/proc/thread-self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("CapBnd:", 0) != 0) continue;
+    const uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    return (mask >> cap) & 1;
+  }
+  return true;  // cannot tell: let the tool report
+}
+
+class LocalDriver final : public VolumeDriver {
+ public:
+  explicit LocalDriver(std::string root)
+      : root_(std::move(root)), vol_dir_(root_ + "/volumes"), snap_dir_(root_ + "/snapshots") {}
+
+  Status init() {
+    if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) {
+      return errno_status(Code::kInternal, "io_error", "mkdir " + root_, errno);
+    }
+    for (const auto& dir : {vol_dir_, snap_dir_}) {
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        return errno_status(Code::kInternal, "io_error", "mkdir " + dir, errno);
+      }
+      // Images hold other users' data: only root may look into these folders.
+      if (::chmod(dir.c_str(), 0700) != 0) {
+        return errno_status(Code::kInternal, "io_error", "chmod " + dir, errno);
+      }
+      // Crash recovery: a temp file is by construction never a finished image.
+      std::error_code ec;
+      for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+        if (e.path().filename().string().rfind(kTmpPrefix, 0) == 0) stdfs::remove(e.path(), ec);
+      }
+    }
+    return Status::ok();
+  }
+
+  Status create(const std::string& id, uint64_t size_bytes, FsType fs) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    if (size_bytes < min_size(fs)) {
+      return Status(Code::kOutOfRange, "size_too_small",
+                    "volume size " + format_size(size_bytes) + " is below the " +
+                        format_size(min_size(fs)) + " minimum for " + fs_name(fs));
+    }
+    if (size_bytes > UINT64_MAX - kBlock) {
+      return Status(Code::kOutOfRange, "size_too_large", "volume size is too large");
+    }
+    const uint64_t size = (size_bytes + kBlock - 1) / kBlock * kBlock;
+    const std::string path = vol_path(id);
+    if (file_exists(path)) return volume_exists(id);
+
+    auto tmp = TempFile::create(vol_dir_, id);
+    if (!tmp) return tmp.status();
+    if (::ftruncate(tmp->fd(), static_cast<off_t>(size)) != 0) {
+      const int err = errno;
+      return errno_status(err == EFBIG ? Code::kOutOfRange : Code::kInternal,
+                          err == EFBIG ? "size_too_large" : "io_error",
+                          "size volume file to " + format_size(size), err);
+    }
+    std::vector<std::string> argv =
+        fs == FsType::kXfs ? std::vector<std::string>{"mkfs.xfs", "-q", "-f", tmp->path()}
+                           : std::vector<std::string>{"mkfs.ext4", "-q", "-F", tmp->path()};
+    if (auto r = run_command(argv); !r) return r.status();
+    // mkfs wrote through its own fd; make the result durable before it gets its final name.
+    if (::fsync(tmp->fd()) != 0) {
+      return errno_status(Code::kInternal, "io_error", "fsync " + tmp->path(), errno);
+    }
+    if (Status s = tmp->close(); !s.is_ok()) return s;
+    if (Status s = tmp->commit(path, true, "volume_exists"); !s.is_ok()) return s;
+    return fsync_dir(vol_dir_);
+  }
+
+  Status remove(const std::string& id) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string path = vol_path(id);
+    if (!file_exists(path)) return volume_not_found(id);
+    if (Status s = require_detached(id, path); !s.is_ok()) return s;
+    if (::unlink(path.c_str()) != 0) {
+      return errno_status(Code::kInternal, "io_error", "remove " + path, errno);
+    }
+    return fsync_dir(vol_dir_);
+  }
+
+  Status snapshot(const std::string& volume_id, const std::string& snapshot_id) override {
+    if (Status s = validate_id(volume_id, "volume"); !s.is_ok()) return s;
+    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    if (!file_exists(vol_path(volume_id))) return volume_not_found(volume_id);
+    if (file_exists(snap_path(snapshot_id))) {
+      return Status(Code::kAlreadyExists, "snapshot_exists",
+                    "snapshot \"" + snapshot_id + "\" already exists");
+    }
+    return copy_image(vol_path(volume_id), true, snap_dir_, snapshot_id, "snapshot_exists");
+  }
+
+  Status remove_snapshot(const std::string& snapshot_id) override {
+    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    const std::string path = snap_path(snapshot_id);
+    if (!file_exists(path)) return snapshot_not_found(snapshot_id);
+    if (::unlink(path.c_str()) != 0) {
+      return errno_status(Code::kInternal, "io_error", "remove " + path, errno);
+    }
+    return fsync_dir(snap_dir_);
+  }
+
+  Status clone_volume(const std::string& source_volume_id, const std::string& new_id) override {
+    if (Status s = validate_id(source_volume_id, "volume"); !s.is_ok()) return s;
+    if (Status s = validate_id(new_id, "volume"); !s.is_ok()) return s;
+    if (!file_exists(vol_path(source_volume_id))) return volume_not_found(source_volume_id);
+    if (file_exists(vol_path(new_id))) return volume_exists(new_id);
+    return copy_image(vol_path(source_volume_id), true, vol_dir_, new_id, "volume_exists");
+  }
+
+  Status clone_snapshot(const std::string& snapshot_id, const std::string& new_id) override {
+    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    if (Status s = validate_id(new_id, "volume"); !s.is_ok()) return s;
+    if (!file_exists(snap_path(snapshot_id))) return snapshot_not_found(snapshot_id);
+    if (file_exists(vol_path(new_id))) return volume_exists(new_id);
+    return copy_image(snap_path(snapshot_id), false, vol_dir_, new_id, "volume_exists");
+  }
+
+  Status restore(const std::string& volume_id, const std::string& snapshot_id) override {
+    if (Status s = validate_id(volume_id, "volume"); !s.is_ok()) return s;
+    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    const std::string path = vol_path(volume_id);
+    if (!file_exists(path)) return volume_not_found(volume_id);
+    if (!file_exists(snap_path(snapshot_id))) return snapshot_not_found(snapshot_id);
+    if (Status s = require_detached(volume_id, path); !s.is_ok()) return s;
+    // Copy beside the volume and rename over it: a crash leaves either the old or the
+    // restored contents, never a mix.
+    auto tmp = copy_to_temp(snap_path(snapshot_id), false, vol_dir_, volume_id);
+    if (!tmp) return tmp.status();
+    if (Status s = tmp->commit(path, false, ""); !s.is_ok()) return s;
+    return fsync_dir(vol_dir_);
+  }
+
+  Status resize(const std::string& id, uint64_t new_size_bytes, FsType fs) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string path = vol_path(id);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return volume_not_found(id);
+    const uint64_t current = static_cast<uint64_t>(st.st_size);
+    if (new_size_bytes > UINT64_MAX - kBlock) {
+      return Status(Code::kOutOfRange, "size_too_large", "volume size is too large");
+    }
+    const uint64_t size = (new_size_bytes + kBlock - 1) / kBlock * kBlock;
+    if (size < current) {
+      return Status(Code::kOutOfRange, "shrink_refused",
+                    "volume \"" + id + "\" is " + format_size(current) + "; shrinking to " +
+                        format_size(new_size_bytes) + " is not supported");
+    }
+    if (size == current) return Status::ok();
+
+    const auto dev = find_loop(path);
+    const auto points = dev ? mount_points_of(*dev) : std::vector<std::string>{};
+    if (fs == FsType::kXfs && points.empty()) {
+      return Status(Code::kFailedPrecondition, "volume_not_mounted",
+                    "xfs can only grow while mounted: mount volume \"" + id + "\" first");
+    }
+    // Checked before the file grows, so that a refusal changes nothing.
+    if (fs == FsType::kExt4 && !points.empty() && !children_have_capability(CAP_SYS_RESOURCE)) {
+      return Status(Code::kFailedPrecondition, "online_resize_unavailable",
+                    "growing a mounted ext4 volume needs CAP_SYS_RESOURCE, which this server "
+                    "lacks: unmount volume \"" +
+                        id + "\" to resize it offline");
+    }
+
+    {
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!fd) return errno_status(Code::kInternal, "io_error", "open " + path, errno);
+      if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+        const int err = errno;
+        return errno_status(err == EFBIG ? Code::kOutOfRange : Code::kInternal,
+                            err == EFBIG ? "size_too_large" : "io_error",
+                            "grow " + path + " to " + format_size(size), err);
+      }
+      if (::fsync(fd.get()) != 0) {
+        return errno_status(Code::kInternal, "io_error", "fsync " + path, errno);
+      }
+    }
+    if (dev) {
+      if (Status s = set_loop_capacity(dev->path); !s.is_ok()) return s;
+    }
+
+    Status grown;
+    if (fs == FsType::kXfs) {
+      grown = run_command({"xfs_growfs", "-d", points.front()}).status();
+    } else if (!points.empty()) {
+      grown = run_command({"resize2fs", dev->path}).status();  // online grow
+    } else {
+      // Offline resize2fs insists on a fresh full check.
+      const std::string target = dev ? dev->path : path;
+      auto fsck = run_process({"e2fsck", "-f", "-y", target});
+      if (!fsck) return fsck.status();
+      if (fsck->exit_code > 1) {
+        grown = Status(Code::kInternal, "fsck_failed",
+                       "e2fsck -f -y " + target + " failed (exit " +
+                           std::to_string(fsck->exit_code) + "): " + trim(fsck->out + fsck->err));
+      } else {
+        grown = run_command({"resize2fs", target}).status();
+      }
+    }
+    if (!grown.is_ok()) {
+      return Status(grown.code(), grown.reason(),
+                    "file of volume \"" + id + "\" grew to " + format_size(size) +
+                        " but the filesystem did not: " + grown.message());
+    }
+    return Status::ok();
+  }
+
+  Result<std::string> attach(const std::string& id) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string path = vol_path(id);
+    if (!file_exists(path)) return volume_not_found(id);
+    // Serializes check-then-attach so two concurrent calls cannot attach twice.
+    std::lock_guard lock(attach_mu_);
+    if (auto dev = find_loop(path)) return dev->path;
+    auto out = run_command({"losetup", "--find", "--show", path});
+    if (!out) return out.status();
+    const std::string device = trim(*out);
+    if (device.rfind("/dev/loop", 0) != 0) {
+      return Status(Code::kInternal, "attach_failed", "losetup printed \"" + device + "\"");
+    }
+    return device;
+  }
+
+  Status detach(const std::string& id) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string path = vol_path(id);
+    if (!file_exists(path)) return volume_not_found(id);
+    std::lock_guard lock(attach_mu_);
+    const auto dev = find_loop(path);
+    if (!dev) return Status::ok();
+    if (const auto points = mount_points_of(*dev); !points.empty()) {
+      return Status(Code::kFailedPrecondition, "volume_mounted",
+                    "volume \"" + id + "\" is mounted at " + points.front() + "; unmount first");
+    }
+    return run_command({"losetup", "-d", dev->path}).status();
+  }
+
+  Status mount(const std::string& id, const std::string& path, FsType fs) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string file = vol_path(id);
+    if (!file_exists(file)) return volume_not_found(id);
+    if (path.empty() || path[0] != '/') {
+      return Status(Code::kInvalidArgument, "invalid_mount_path",
+                    "mount path \"" + path + "\" must be absolute");
+    }
+    std::error_code ec;
+    const stdfs::path canon = stdfs::canonical(path, ec);
+    if (ec) {
+      return Status(
+          ec == std::errc::no_such_file_or_directory ? Code::kNotFound : Code::kInvalidArgument,
+          "mount_path_not_found", "mount path \"" + path + "\" is not usable: " + ec.message());
+    }
+    if (!stdfs::is_directory(canon, ec)) {
+      return Status(Code::kInvalidArgument, "mount_path_not_directory",
+                    "mount path \"" + path + "\" is not a directory");
+    }
+    const std::string target = canon.string();
+
+    if (auto dev = find_loop(file)) {
+      const auto points = mount_points_of(*dev);
+      if (!points.empty()) {
+        if (std::find(points.begin(), points.end(), target) != points.end()) {
+          return Status::ok();
+        }
+        return Status(Code::kAlreadyExists, "volume_mounted",
+                      "volume \"" + id + "\" is already mounted at " + points.front());
+      }
+    }
+    // Stacking over another mount would hide it and confuse the mount-path lookup.
+    for (const auto& m : read_mounts()) {
+      if (m.mount_point == target) {
+        return Status(Code::kFailedPrecondition, "mount_path_in_use",
+                      "mount path \"" + target + "\" already has " + m.source + " mounted");
+      }
+    }
+
+    const bool was_attached = find_loop(file).has_value();
+    auto dev = attach(id);
+    if (!dev) return dev.status();
+    // xfs refuses a second mount of the same UUID, which every clone and snapshot shares.
+    const char* data = fs == FsType::kXfs ? "nouuid" : nullptr;
+    if (::mount(dev->c_str(), target.c_str(), fs_name(fs), MS_NOSUID | MS_NODEV, data) != 0) {
+      const int err = errno;
+      if (!was_attached) (void)detach(id);  // leave the host as we found it
+      return errno_status(Code::kFailedPrecondition, "mount_failed",
+                          "mount " + *dev + " (" + fs_name(fs) + ") at " + target, err);
+    }
+    return Status::ok();
+  }
+
+  Status unmount(const std::string& id) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string file = vol_path(id);
+    if (!file_exists(file)) return volume_not_found(id);
+    const auto dev = find_loop(file);
+    if (!dev) return Status::ok();
+    auto points = mount_points_of(*dev);
+    // Newest first, in case the same device is mounted more than once.
+    for (auto it = points.rbegin(); it != points.rend(); ++it) {
+      if (::umount2(it->c_str(), 0) != 0 && errno != EINVAL) {
+        const int err = errno;
+        return errno_status(err == EBUSY ? Code::kFailedPrecondition : Code::kInternal,
+                            err == EBUSY ? "volume_busy" : "unmount_failed", "unmount " + *it, err);
+      }
+    }
+    return Status::ok();
+  }
+
+  Result<VolumeStatus> status(const std::string& id) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string file = vol_path(id);
+    VolumeStatus vs;
+    struct stat st;
+    if (::stat(file.c_str(), &st) != 0) {
+      if (errno == ENOENT) return vs;
+      return errno_status(Code::kInternal, "io_error", "stat " + file, errno);
+    }
+    vs.exists = true;
+    vs.size_bytes = static_cast<uint64_t>(st.st_size);
+    vs.allocated_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+    if (auto dev = find_loop(file)) {
+      vs.device = dev->path;
+      if (auto points = mount_points_of(*dev); !points.empty()) {
+        vs.mount_path = points.front();
+        struct statvfs sv;
+        if (::statvfs(vs.mount_path.c_str(), &sv) == 0) {
+          vs.fs_total_bytes = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize;
+          vs.fs_used_bytes = static_cast<uint64_t>(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+        }
+      }
+    }
+    return vs;
+  }
+
+  Result<std::vector<std::string>> volume_ids() override { return list_ids(vol_dir_); }
+  Result<std::vector<std::string>> snapshot_ids() override { return list_ids(snap_dir_); }
+
+  bool snapshot_exists(const std::string& snapshot_id) override {
+    return validate_id(snapshot_id, "snapshot").is_ok() && file_exists(snap_path(snapshot_id));
+  }
+
+ private:
+  std::string vol_path(const std::string& id) const { return vol_dir_ + "/" + id + kImgSuffix; }
+  std::string snap_path(const std::string& id) const { return snap_dir_ + "/" + id + kImgSuffix; }
+
+  static Status volume_not_found(const std::string& id) {
+    return Status(Code::kNotFound, "volume_not_found", "volume \"" + id + "\" does not exist");
+  }
+  static Status snapshot_not_found(const std::string& id) {
+    return Status(Code::kNotFound, "snapshot_not_found", "snapshot \"" + id + "\" does not exist");
+  }
+  static Status volume_exists(const std::string& id) {
+    return Status(Code::kAlreadyExists, "volume_exists", "volume \"" + id + "\" already exists");
+  }
+
+  Status require_detached(const std::string& id, const std::string& path) {
+    const auto dev = find_loop(path);
+    if (!dev) return Status::ok();
+    const auto points = mount_points_of(*dev);
+    return Status(
+        Code::kFailedPrecondition, "volume_in_use",
+        "volume \"" + id + "\" is " +
+            (points.empty() ? "attached to " + dev->path : "mounted at " + points.front()) +
+            "; unmount and detach it first");
+  }
+
+  // Copies `src` into a fresh temp file in `dir`, fsync'd and closed. For a live volume the
+  // copy is made consistent first: a mounted filesystem is frozen for the duration, an attached
+  // device has its buffers flushed into the backing file.
+  Result<TempFile> copy_to_temp(const std::string& src, bool live_volume, const std::string& dir,
+                                const std::string& id) {
+    auto tmp = TempFile::create(dir, id);
+    if (!tmp) return tmp.status();
+    std::unique_ptr<FreezeGuard> frozen;
+    if (live_volume) {
+      if (auto dev = find_loop(src)) {
+        if (auto points = mount_points_of(*dev); !points.empty()) {
+          auto guard = FreezeGuard::freeze(points.front());
+          if (!guard) return guard.status();
+          frozen = std::move(*guard);
+        } else {
+          UniqueFd dfd(::open(dev->path.c_str(), O_RDONLY | O_CLOEXEC));
+          if (!dfd || ::fsync(dfd.get()) != 0) {
+            return errno_status(Code::kInternal, "io_error", "flush " + dev->path, errno);
+          }
+        }
+      }
+    }
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) return errno_status(Code::kInternal, "io_error", "open " + src, errno);
+    struct stat st;
+    if (::fstat(in.get(), &st) != 0) {
+      return errno_status(Code::kInternal, "io_error", "stat " + src, errno);
+    }
+    if (Status s = clone_or_sparse_copy(in.get(), tmp->fd(), static_cast<uint64_t>(st.st_size));
+        !s.is_ok()) {
+      return Status(s.code(), s.reason(), "copy " + src + ": " + s.message());
+    }
+    frozen.reset();  // the copy is complete in our page cache; thaw before the slow fsync
+    if (::fsync(tmp->fd()) != 0) {
+      return errno_status(Code::kInternal, "io_error", "fsync " + tmp->path(), errno);
+    }
+    if (Status s = tmp->close(); !s.is_ok()) return s;
+    return std::move(*tmp);
+  }
+
+  Status copy_image(const std::string& src, bool live_volume, const std::string& dir,
+                    const std::string& id, const std::string& exists_reason) {
+    auto tmp = copy_to_temp(src, live_volume, dir, id);
+    if (!tmp) return tmp.status();
+    if (Status s = tmp->commit(dir + "/" + id + kImgSuffix, true, exists_reason); !s.is_ok()) {
+      return s;
+    }
+    return fsync_dir(dir);
+  }
+
+  static Result<std::vector<std::string>> list_ids(const std::string& dir) {
+    std::vector<std::string> ids;
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      const size_t n = std::char_traits<char>::length(kImgSuffix);
+      if (name.size() <= n || name.compare(name.size() - n, n, kImgSuffix) != 0) continue;
+      std::string id = name.substr(0, name.size() - n);
+      if (validate_id(id, "volume").is_ok()) ids.push_back(std::move(id));
+    }
+    if (ec) return Status(Code::kInternal, "io_error", "list " + dir + ": " + ec.message());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  const std::string root_;
+  const std::string vol_dir_;
+  const std::string snap_dir_;
+  std::mutex attach_mu_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<VolumeDriver>> open_local_driver(const std::string& root) {
+  if (root.empty() || root[0] != '/') {
+    return Status(Code::kInvalidArgument, "bad_config",
+                  "driver root \"" + root + "\" must be an absolute path");
+  }
+  if (::mkdir(root.c_str(), 0700) != 0 && errno != EEXIST) {
+    return errno_status(Code::kInternal, "io_error", "mkdir " + root, errno);
+  }
+  // Canonical, because the kernel reports loop backing files by their resolved path.
+  std::error_code ec;
+  const stdfs::path canon = stdfs::canonical(root, ec);
+  if (ec) return Status(Code::kInternal, "io_error", "resolve " + root + ": " + ec.message());
+  auto driver = std::make_unique<LocalDriver>(canon.string());
+  if (Status s = driver->init(); !s.is_ok()) return s;
+  return std::unique_ptr<VolumeDriver>(std::move(driver));
+}
+
+}  // namespace volguard::driver

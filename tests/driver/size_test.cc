@@ -1,0 +1,73 @@
+#include <gtest/gtest.h>
+
+#include "driver/driver.h"
+
+namespace volguard::driver {
+namespace {
+
+constexpr uint64_t kKiB = 1024, kMiB = kKiB << 10, kGiB = kMiB << 10, kTiB = kGiB << 10;
+
+TEST(ParseSizeTest, AcceptsUnitsAndSuffixes) {
+  const struct {
+    const char* text;
+    uint64_t bytes;
+  } cases[] = {
+      {"1073741824", kGiB}, {"1", 1},          {"100B", 100},        {"100K", 100 * kKiB},
+      {"512M", 512 * kMiB}, {"1G", kGiB},      {"10GiB", 10 * kGiB}, {"10gib", 10 * kGiB},
+      {"3Gi", 3 * kGiB},    {"2GB", 2 * kGiB}, {"4t", 4 * kTiB},     {"64m", 64 * kMiB},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_size(c.text);
+    ASSERT_TRUE(r.is_ok()) << c.text << ": " << r.status().to_string();
+    EXPECT_EQ(*r, c.bytes) << c.text;
+  }
+}
+
+TEST(ParseSizeTest, RefusesGarbageZeroNegativeAndOverflow) {
+  for (const char* bad : {"",          "G",
+                          "abc",       "0",
+                          "0G",        "-1",
+                          "-1G",       "+1G",
+                          "1.5G",      " 1G",
+                          "1G ",       "1 G",
+                          "1X",        "1iB",
+                          "1Gx",       "1GiBB",
+                          "1KK",       "18446744073709551616",
+                          "16777216T", "99999999999999999999K"}) {
+    auto r = parse_size(bad);
+    ASSERT_FALSE(r.is_ok()) << bad << " parsed as " << *r;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos)
+        << r.status().message();
+  }
+  // The largest value that fits is still accepted.
+  EXPECT_EQ(*parse_size("18446744073709551615"), UINT64_MAX);
+  EXPECT_EQ(*parse_size("16777215T"), 16777215 * kTiB);
+}
+
+TEST(FormatSizeTest, PicksLargestExactUnit) {
+  EXPECT_EQ(format_size(0), "0");
+  EXPECT_EQ(format_size(100), "100");
+  EXPECT_EQ(format_size(1536 * kKiB), "1536K");
+  EXPECT_EQ(format_size(512 * kMiB), "512M");
+  EXPECT_EQ(format_size(kGiB), "1G");
+  EXPECT_EQ(format_size(3 * kTiB), "3T");
+  EXPECT_EQ(format_size(kGiB + 1), "1073741825");
+  for (uint64_t v : {uint64_t{1}, 4096 * kKiB, 300 * kMiB, 7 * kTiB, kGiB + kKiB}) {
+    EXPECT_EQ(*parse_size(format_size(v)), v) << v;
+  }
+}
+
+TEST(FsNameTest, RoundTrips) {
+  EXPECT_STREQ(fs_name(FsType::kExt4), "ext4");
+  EXPECT_STREQ(fs_name(FsType::kXfs), "xfs");
+  EXPECT_EQ(*parse_fs("ext4"), FsType::kExt4);
+  EXPECT_EQ(*parse_fs("XFS"), FsType::kXfs);
+  auto bad = parse_fs("btrfs");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("btrfs"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace volguard::driver
