@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "api/server.h"
+#include "cli/client_commands.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -49,6 +50,97 @@ int main(int argc, char** argv) {
   server->add_option("--config", server_config, "Server config file")->required();
   server->add_flag("--check", check_only, "Validate the config and keys, then exit");
 
+  // Client verbs; global flags may come anywhere on the line.
+  Globals g;
+  app.fallthrough();
+  app.add_option("--endpoint", g.endpoint, "Server gRPC address")->capture_default_str();
+  app.add_option("--token", g.token, "Bearer token (else --token-file, else $VOLGUARD_TOKEN)");
+  app.add_option("--token-file", g.token_file, "File holding the bearer token");
+  app.add_option("--tls-ca", g.tls_ca, "CA certificate: use TLS to the server");
+  app.add_option("-o,--output", g.output, "Output format: json")->check(CLI::IsMember({"json", "table"}));
+
+  VolumeArgs va;
+  std::string chosen;  // "volume.create", "snapshot.list", ...
+  auto* volume = app.add_subcommand("volume", "Manage volumes");
+  volume->require_subcommand(1);
+  auto verb = [&](CLI::App* parent, const std::string& group, const std::string& name,
+                  const std::string& help) {
+    auto* c = parent->add_subcommand(name, help);
+    c->callback([&chosen, group, name] { chosen = group + "." + name; });
+    return c;
+  };
+  auto* vc = verb(volume, "volume", "create", "Create a volume");
+  vc->add_option("name", va.name, "Volume name")->required();
+  vc->add_option("--size", va.size, "Size, e.g. 1G, 512M")->default_val("1G");
+  vc->add_option("--fs", va.fs, "ext4 | xfs")->default_val("ext4");
+  vc->add_option("--label", va.labels, "KEY=VALUE (repeatable)");
+  vc->add_option("--group", va.groups, "GROUP:r|w|a (repeatable)");
+  vc->add_option("--collaborator", va.collaborators, "USER:r|w|a (repeatable)");
+  vc->add_option("--public", va.public_access, "Public access: r|w|a");
+  auto* vl = verb(volume, "volume", "list", "List volumes you may read");
+  vl->add_option("--label", va.labels, "KEY=VALUE filter (repeatable)");
+  vl->add_option("--owner", va.owner, "Only volumes of this principal");
+  for (const char* v : {"inspect", "delete", "attach", "detach", "unmount", "stats"}) {
+    verb(volume, "volume", v, std::string("Volume ") + v)->add_option("volume", va.name, "Volume id or name")->required();
+  }
+  auto* vu = verb(volume, "volume", "update", "Update labels or grow a volume");
+  vu->add_option("volume", va.name, "Volume id or name")->required();
+  vu->add_option("--label", va.labels, "KEY=VALUE to set (repeatable)");
+  vu->add_option("--remove-label", va.remove_labels, "KEY to remove (repeatable)");
+  vu->add_option("--size", va.size, "Grow to this size");
+  auto* vm = verb(volume, "volume", "mount", "Attach and mount a volume");
+  vm->add_option("volume", va.name, "Volume id or name")->required();
+  vm->add_option("--path", va.path, "Mount path (existing directory)")->required();
+  auto* vr = verb(volume, "volume", "restore", "Restore a volume from a snapshot");
+  vr->add_option("volume", va.name, "Volume id or name")->required();
+  vr->add_option("--snapshot", va.snapshot, "Snapshot id or name")->required();
+  auto* vcl = verb(volume, "volume", "clone", "Clone a volume (or a snapshot with --snapshot)");
+  vcl->add_option("source", va.name, "Source volume id or name");
+  vcl->add_option("--snapshot", va.snapshot, "Clone from this snapshot instead");
+  vcl->add_option("--name", va.new_name, "Name of the new volume")->required();
+
+  auto* snap = volume->add_subcommand("snapshot", "Manage snapshots");
+  snap->require_subcommand(1);
+  auto* sc = verb(snap, "snapshot", "create", "Snapshot a volume");
+  sc->add_option("volume", va.name, "Volume id or name")->required();
+  sc->add_option("--name", va.new_name, "Snapshot name")->required();
+  verb(snap, "snapshot", "list", "List snapshots")->add_option("volume", va.name, "Only this volume's");
+  verb(snap, "snapshot", "delete", "Delete a snapshot")->add_option("snapshot", va.name, "Snapshot id or name")->required();
+
+  auto* access = volume->add_subcommand("access", "Manage volume ownership and ACLs");
+  access->require_subcommand(1);
+  auto* aa = verb(access, "access", "add", "Grant access");
+  aa->add_option("volume", va.name, "Volume id or name")->required();
+  aa->add_option("--group", va.groups, "GROUP:r|w|a");
+  aa->add_option("--collaborator", va.collaborators, "USER:r|w|a (USER or ISSUER/USER)");
+  aa->add_option("--public", va.public_access, "r|w|a");
+  auto* ar = verb(access, "access", "remove", "Revoke access");
+  ar->add_option("volume", va.name, "Volume id or name")->required();
+  ar->add_option("--group", va.groups, "GROUP");
+  ar->add_option("--collaborator", va.collaborators, "USER");
+  ar->add_flag("--public", va.remove_public, "Remove public access");
+  verb(access, "access", "show", "Show ownership")->add_option("volume", va.name, "Volume id or name")->required();
+  auto* at = verb(access, "access", "transfer", "Transfer ownership (ownership admins)");
+  at->add_option("volume", va.name, "Volume id or name")->required();
+  at->add_option("--owner", va.owner, "New owner: USER or ISSUER/USER")->required();
+
+  std::string role_arg;
+  auto* role = app.add_subcommand("role", "Manage roles");
+  role->require_subcommand(1);
+  verb(role, "role", "create", "Create a role")->add_option("--role-config", role_arg, "Role JSON file")->required();
+  verb(role, "role", "update", "Replace a role")->add_option("--role-config", role_arg, "Role JSON file")->required();
+  verb(role, "role", "list", "List roles");
+  verb(role, "role", "inspect", "Show a role")->add_option("name,--name", role_arg, "Role name")->required();
+  verb(role, "role", "delete", "Delete a role")->add_option("name,--name", role_arg, "Role name")->required();
+
+  std::string can_method, can_volume;
+  auto* auth = app.add_subcommand("auth", "Who am I, and what may I do");
+  auth->require_subcommand(1);
+  verb(auth, "auth", "whoami", "Show the caller's identity");
+  auto* cani = verb(auth, "auth", "can-i", "Would METHOD be allowed (and why)?");
+  cani->add_option("method", can_method, "e.g. volume.delete")->required();
+  cani->add_option("--volume", can_volume, "Check ownership on this volume too");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -56,6 +148,16 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
+  if (g.output == "table") g.output.clear();
+  if (!chosen.empty()) {
+    auto dot = chosen.find('.');
+    std::string group = chosen.substr(0, dot), name = chosen.substr(dot + 1);
+    if (group == "volume") return volume_command(g, name, va);
+    if (group == "snapshot") return snapshot_command(g, name, va);
+    if (group == "access") return access_command(g, name, va);
+    if (group == "role") return role_command(g, name, role_arg);
+    if (group == "auth") return auth_command(g, name, can_method, can_volume);
+  }
   if (generate->parsed()) return token_generate(gen);
   if (verify->parsed()) return token_verify(verify_config, verify_token);
   if (init_cmd->parsed()) return init(init_args);

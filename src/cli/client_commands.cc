@@ -1,0 +1,440 @@
+#include "cli/client_commands.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "api/client.h"
+#include "cli/commands.h"
+#include "common/text.h"
+#include "policy/policy.h"
+#include "volguard.pb.h"
+
+namespace volguard::cli {
+
+namespace {
+
+using google::protobuf::Message;
+
+const std::string kVolumeSvc = "/volguard.v1.VolguardVolume/";
+const std::string kMountSvc = "/volguard.v1.VolguardMountAttach/";
+const std::string kRoleSvc = "/volguard.v1.VolguardRole/";
+const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
+
+std::string resolve_token(const Globals& g) {
+  if (!g.token.empty()) return g.token;
+  if (!g.token_file.empty()) {
+    auto t = read_file(g.token_file);
+    if (!t) {
+      std::cerr << "error: --token-file: " << t.status().message() << "\n";
+      std::exit(kExitUsage);
+    }
+    std::string s = *t;
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+  const char* env = std::getenv("VOLGUARD_TOKEN");
+  return env ? env : "";
+}
+
+void print_json(const Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  o.add_whitespace = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  std::cout << out;
+  if (out.empty() || out.back() != '\n') std::cout << "\n";
+}
+
+// Calls and reports; returns the exit code. `print` runs only on success in table mode.
+int call(const Globals& g, const std::string& path, const Message& req, Message* resp,
+         const std::function<void()>& print) {
+  auto client = api::Client::connect(g.endpoint, resolve_token(g), g.tls_ca);
+  if (!client) {
+    std::cerr << "error: " << client.status().message() << "\n";
+    return kExitUsage;
+  }
+  Status s = client->call(path, req, resp);
+  if (!s.is_ok()) {
+    std::cerr << "error: " << code_name(s.code()) << (s.reason().empty() ? "" : " " + s.reason())
+              << ": " << s.message() << "\n";
+    return exit_code_for(static_cast<int>(s.code()));
+  }
+  if (g.output == "json") {
+    print_json(*resp);
+  } else if (print) {
+    print();
+  }
+  return kExitOk;
+}
+
+// "g:r" → {g, r}; the last ':' splits so that issuer URLs in names survive.
+bool split_grant(const std::string& text, std::string* name, std::string* access) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return false;
+  *name = text.substr(0, colon);
+  *access = text.substr(colon + 1);
+  return true;
+}
+
+bool split_label(const std::string& text, std::string* k, std::string* v) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) return false;
+  *k = text.substr(0, eq);
+  *v = text.substr(eq + 1);
+  return true;
+}
+
+std::string acl_text(const v1::Ownership& o) {
+  std::string out;
+  for (const auto& [k, v] : o.groups()) out += (out.empty() ? "" : ",") + std::string("g:") + k + ":" + v;
+  for (const auto& [k, v] : o.collaborators()) out += (out.empty() ? "" : ",") + std::string("u:") + k + ":" + v;
+  if (!o.public_().empty()) out += (out.empty() ? "" : ",") + std::string("public:") + o.public_();
+  return out.empty() ? "-" : out;
+}
+
+void print_volume_table(const std::vector<const v1::Volume*>& vols) {
+  std::cout << std::left << std::setw(18) << "ID" << std::setw(24) << "NAME" << std::setw(8) << "SIZE"
+            << std::setw(6) << "FS" << std::setw(28) << "OWNER" << std::setw(20) << "STATE"
+            << "ACL\n";
+  for (const auto* v : vols) {
+    std::string state = v->mount_path().empty() ? (v->device().empty() ? v->state() : "attached")
+                                                : "mounted " + v->mount_path();
+    std::cout << std::setw(18) << v->id() << std::setw(24) << v->name() << std::setw(8) << v->size()
+              << std::setw(6) << v->fs() << std::setw(28)
+              << (v->ownership().owner().empty() ? "(public)" : v->ownership().owner())
+              << std::setw(20) << state << acl_text(v->ownership()) << "\n";
+  }
+}
+
+void print_volume(const v1::Volume& v) {
+  std::cout << "Volume     : " << v.name() << " (" << v.id() << ")\n"
+            << "Size       : " << v.size() << " (" << v.size_bytes() << " bytes)\n"
+            << "Filesystem : " << v.fs() << "\n"
+            << "State      : " << v.state() << "\n"
+            << "Owner      : " << (v.ownership().owner().empty() ? "(none: public)" : v.ownership().owner()) << "\n"
+            << "ACL        : " << acl_text(v.ownership()) << "\n";
+  if (!v.device().empty()) std::cout << "Device     : " << v.device() << "\n";
+  if (!v.mount_path().empty()) std::cout << "Mounted at : " << v.mount_path() << "\n";
+  if (!v.source_volume().empty()) std::cout << "Source     : " << v.source_volume() << "\n";
+  if (!v.labels().empty()) {
+    std::cout << "Labels     :";
+    for (const auto& [k, val] : v.labels()) std::cout << " " << k << "=" << val;
+    std::cout << "\n";
+  }
+  std::cout << "Created    : " << v.created_at() << "\n";
+}
+
+int usage(const std::string& why) {
+  std::cerr << "error: " << why << "\n";
+  return kExitUsage;
+}
+
+}  // namespace
+
+int exit_code_for(int grpc_code) {
+  switch (static_cast<Code>(grpc_code)) {
+    case Code::kOk: return 0;
+    case Code::kUnauthenticated: return 3;
+    case Code::kPermissionDenied: return 4;
+    case Code::kNotFound: return 5;
+    case Code::kAlreadyExists: return 6;
+    case Code::kInvalidArgument: return 7;
+    case Code::kFailedPrecondition: return 8;
+    case Code::kUnavailable: return 9;
+    case Code::kOutOfRange: return 10;
+    default: return 1;
+  }
+}
+
+int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& a) {
+  if (verb == "create") {
+    v1::CreateVolumeRequest req;
+    req.set_name(a.name);
+    req.set_size(a.size);
+    req.set_fs(a.fs);
+    for (const auto& l : a.labels) {
+      std::string k, v;
+      if (!split_label(l, &k, &v)) return usage("--label '" + l + "' must be KEY=VALUE");
+      (*req.mutable_labels())[k] = v;
+    }
+    for (const auto& gr : a.groups) {
+      std::string n, acc;
+      if (!split_grant(gr, &n, &acc)) return usage("--group '" + gr + "' must be GROUP:r|w|a");
+      (*req.mutable_groups())[n] = acc;
+    }
+    for (const auto& c : a.collaborators) {
+      std::string n, acc;
+      if (!split_grant(c, &n, &acc)) return usage("--collaborator '" + c + "' must be USER:r|w|a");
+      (*req.mutable_collaborators())[n] = acc;
+    }
+    req.set_public_(a.public_access);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "Create", req, &resp, [&] {
+      std::cout << "Volume successfully created: " << resp.volume().id() << "\n";
+    });
+  }
+  if (verb == "list") {
+    v1::EnumerateRequest req;
+    for (const auto& l : a.labels) {
+      std::string k, v;
+      if (!split_label(l, &k, &v)) return usage("--label '" + l + "' must be KEY=VALUE");
+      (*req.mutable_labels())[k] = v;
+    }
+    req.set_owner(a.owner);
+    v1::EnumerateResponse resp;
+    return call(g, kVolumeSvc + "Enumerate", req, &resp, [&] {
+      std::vector<const v1::Volume*> vols;
+      for (const auto& v : resp.volumes()) vols.push_back(&v);
+      print_volume_table(vols);
+    });
+  }
+  if (verb == "inspect") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "Inspect", req, &resp, [&] { print_volume(resp.volume()); });
+  }
+  if (verb == "update") {
+    v1::UpdateVolumeRequest req;
+    req.set_volume(a.name);
+    for (const auto& l : a.labels) {
+      std::string k, v;
+      if (!split_label(l, &k, &v)) return usage("--label '" + l + "' must be KEY=VALUE");
+      (*req.mutable_set_labels())[k] = v;
+    }
+    for (const auto& k : a.remove_labels) req.add_remove_labels(k);
+    req.set_size(a.size);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "Update", req, &resp, [&] { print_volume(resp.volume()); });
+  }
+  if (verb == "delete") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::Empty resp;
+    return call(g, kVolumeSvc + "Delete", req, &resp, [&] { std::cout << "Volume " << a.name << " deleted\n"; });
+  }
+  if (verb == "stats") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::StatsResponse resp;
+    return call(g, kVolumeSvc + "Stats", req, &resp, [&] {
+      std::cout << "size " << resp.size_bytes() << " allocated " << resp.allocated_bytes()
+                << " fs_used " << resp.fs_used_bytes() << " fs_total " << resp.fs_total_bytes() << "\n";
+    });
+  }
+  if (verb == "restore") {
+    v1::SnapshotRestoreRequest req;
+    req.set_volume(a.name);
+    req.set_snapshot(a.snapshot);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "SnapshotRestore", req, &resp, [&] {
+      std::cout << "Volume " << a.name << " restored from snapshot " << a.snapshot << "\n";
+    });
+  }
+  if (verb == "clone") {
+    v1::CloneVolumeRequest req;
+    if (!a.snapshot.empty()) req.set_source_snapshot(a.snapshot);
+    else req.set_source(a.name);
+    req.set_name(a.new_name);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "Clone", req, &resp, [&] {
+      std::cout << "Volume clone created: " << resp.volume().id() << "\n";
+    });
+  }
+  if (verb == "attach") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::AttachResponse resp;
+    return call(g, kMountSvc + "Attach", req, &resp, [&] {
+      std::cout << "Volume " << a.name << " attached at " << resp.device() << "\n";
+    });
+  }
+  if (verb == "detach" || verb == "unmount") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::Empty resp;
+    return call(g, kMountSvc + (verb == "detach" ? "Detach" : "Unmount"), req, &resp,
+                [&] { std::cout << "Volume " << a.name << " " << verb << "ed\n"; });
+  }
+  if (verb == "mount") {
+    v1::MountRequest req;
+    req.set_volume(a.name);
+    req.set_path(a.path);
+    v1::Empty resp;
+    return call(g, kMountSvc + "Mount", req, &resp, [&] {
+      std::cout << "Volume " << a.name << " mounted at " << a.path << "\n";
+    });
+  }
+  return usage("unknown volume verb " + verb);
+}
+
+int snapshot_command(const Globals& g, const std::string& verb, const VolumeArgs& a) {
+  if (verb == "create") {
+    v1::SnapshotCreateRequest req;
+    req.set_volume(a.name);
+    req.set_name(a.new_name);
+    v1::SnapshotResponse resp;
+    return call(g, kVolumeSvc + "SnapshotCreate", req, &resp, [&] {
+      std::cout << "Volume snap successful: " << resp.snapshot().id() << "\n";
+    });
+  }
+  if (verb == "list") {
+    v1::SnapshotEnumerateRequest req;
+    req.set_volume(a.name);
+    v1::SnapshotEnumerateResponse resp;
+    return call(g, kVolumeSvc + "SnapshotEnumerate", req, &resp, [&] {
+      std::cout << std::left << std::setw(18) << "ID" << std::setw(24) << "NAME" << std::setw(18)
+                << "VOLUME" << "CREATED\n";
+      for (const auto& s : resp.snapshots()) {
+        std::cout << std::setw(18) << s.id() << std::setw(24) << s.name() << std::setw(18)
+                  << s.volume_id() << s.created_at() << "\n";
+      }
+    });
+  }
+  if (verb == "delete") {
+    v1::SnapshotRef req;
+    req.set_snapshot(a.name);
+    v1::Empty resp;
+    return call(g, kVolumeSvc + "SnapshotDelete", req, &resp,
+                [&] { std::cout << "Snapshot " << a.name << " deleted\n"; });
+  }
+  return usage("unknown snapshot verb " + verb);
+}
+
+int access_command(const Globals& g, const std::string& verb, const VolumeArgs& a) {
+  if (verb == "show") {
+    v1::VolumeRef req;
+    req.set_volume(a.name);
+    v1::VolumeResponse resp;
+    return call(g, kVolumeSvc + "Inspect", req, &resp, [&] {
+      const auto& o = resp.volume().ownership();
+      std::cout << "Owner: " << (o.owner().empty() ? "(none: public)" : o.owner()) << "\n";
+      for (const auto& [k, v] : o.groups()) std::cout << "Group: " << k << " " << v << "\n";
+      for (const auto& [k, v] : o.collaborators()) std::cout << "Collaborator: " << k << " " << v << "\n";
+      if (!o.public_().empty()) std::cout << "Public: " << o.public_() << "\n";
+    });
+  }
+  v1::UpdateVolumeRequest req;
+  req.set_volume(a.name);
+  if (verb == "add") {
+    for (const auto& gr : a.groups) {
+      std::string n, acc;
+      if (!split_grant(gr, &n, &acc)) return usage("--group '" + gr + "' must be GROUP:r|w|a");
+      (*req.mutable_add_groups())[n] = acc;
+    }
+    for (const auto& c : a.collaborators) {
+      std::string n, acc;
+      if (!split_grant(c, &n, &acc)) return usage("--collaborator '" + c + "' must be USER:r|w|a");
+      (*req.mutable_add_collaborators())[n] = acc;
+    }
+    req.set_set_public(a.public_access);
+  } else if (verb == "remove") {
+    for (const auto& gr : a.groups) req.add_remove_groups(gr);
+    for (const auto& c : a.collaborators) req.add_remove_collaborators(c);
+    if (a.remove_public) req.set_set_public("none");
+  } else if (verb == "transfer") {
+    if (a.owner.empty()) return usage("--owner is required");
+    req.set_owner(a.owner);
+  } else {
+    return usage("unknown access verb " + verb);
+  }
+  if (req.add_groups().empty() && req.add_collaborators().empty() && req.remove_groups().empty() &&
+      req.remove_collaborators().empty() && req.set_public().empty() && req.owner().empty()) {
+    return usage("nothing to change: give --group, --collaborator or --public");
+  }
+  v1::VolumeResponse resp;
+  return call(g, kVolumeSvc + "Update", req, &resp, [&] {
+    std::cout << "Volume " << a.name << " access updated: owner "
+              << resp.volume().ownership().owner() << ", " << acl_text(resp.volume().ownership())
+              << "\n";
+  });
+}
+
+int role_command(const Globals& g, const std::string& verb, const std::string& arg) {
+  if (verb == "create" || verb == "update") {
+    auto text = read_file(arg);
+    if (!text) return usage("--role-config: " + text.status().message());
+    auto role = policy::role_from_json(*text);
+    if (!role) return usage(arg + ": " + role.status().message());
+    v1::RoleRequest req;
+    req.mutable_role()->set_name(role->name);
+    for (const auto& r : role->rules) {
+      auto* pr = req.mutable_role()->add_rules();
+      for (const auto& s : r.services) pr->add_services(s);
+      for (const auto& ap : r.apis) pr->add_apis(ap);
+    }
+    v1::RoleResponse resp;
+    return call(g, kRoleSvc + (verb == "create" ? "Create" : "Update"), req, &resp, [&] {
+      std::cout << "Role " << resp.role().name() << " " << verb << "d\n";
+    });
+  }
+  if (verb == "list") {
+    v1::Empty req;
+    v1::RoleEnumerateResponse resp;
+    return call(g, kRoleSvc + "Enumerate", req, &resp, [&] {
+      for (const auto& n : resp.names()) std::cout << n << "\n";
+    });
+  }
+  if (verb == "inspect") {
+    v1::RoleRef req;
+    req.set_name(arg);
+    v1::RoleResponse resp;
+    return call(g, kRoleSvc + "Inspect", req, &resp, [&] { print_json(resp.role()); });
+  }
+  if (verb == "delete") {
+    v1::RoleRef req;
+    req.set_name(arg);
+    v1::Empty resp;
+    return call(g, kRoleSvc + "Delete", req, &resp, [&] { std::cout << "Role " << arg << " deleted\n"; });
+  }
+  return usage("unknown role verb " + verb);
+}
+
+int auth_command(const Globals& g, const std::string& verb, const std::string& method,
+                 const std::string& volume) {
+  if (verb == "whoami") {
+    v1::Empty req;
+    v1::WhoAmIResponse resp;
+    return call(g, kIdentitySvc + "WhoAmI", req, &resp, [&] {
+      if (resp.guest()) {
+        std::cout << "guest (no token): roles [system.guest]\n";
+        return;
+      }
+      std::cout << "Username  : " << resp.username() << "\nPrincipal : " << resp.principal()
+                << "\nIssuer    : " << resp.issuer() << "\nName      : " << resp.name()
+                << "\nEmail     : " << resp.email() << "\nRoles     :";
+      for (const auto& r : resp.roles()) std::cout << " " << r;
+      std::cout << "\nGroups    :";
+      for (const auto& gr : resp.groups()) std::cout << " " << gr;
+      std::cout << "\nOwnership admin: " << (resp.ownership_admin() ? "yes" : "no")
+                << "\nExpires   : " << resp.expires_at() << "\n";
+    });
+  }
+  if (verb == "can-i") {
+    v1::CapabilitiesRequest req;
+    req.set_method(method);
+    req.set_volume(volume);
+    v1::CapabilitiesResponse resp;
+    int rc = call(g, kIdentitySvc + "Capabilities", req, &resp, [&] {
+      std::cout << (resp.allowed() ? "yes" : "no") << "\n";
+      if (!resp.role().empty()) std::cout << "  role rule : " << resp.role() << " " << resp.rule() << "\n";
+      if (!resp.access_needed().empty()) {
+        std::cout << "  ownership : needs " << resp.access_needed() << ", has "
+                  << resp.access_granted()
+                  << (resp.access_via().empty() ? "" : " via " + resp.access_via()) << "\n";
+      }
+      if (!resp.reason().empty()) std::cout << "  why not   : " << resp.reason() << "\n";
+    });
+    if (rc == kExitOk && !resp.allowed()) return kExitRefused;
+    return rc;
+  }
+  return usage("unknown auth verb " + verb);
+}
+
+}  // namespace volguard::cli

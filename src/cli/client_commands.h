@@ -1,0 +1,38 @@
+// Client verbs (pxctl-style): each builds one request, calls the server over gRPC, and prints a
+// table or (-o json) the reply.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace volguard::cli {
+
+struct Globals {
+  std::string endpoint = "127.0.0.1:9020";
+  std::string token;
+  std::string token_file;
+  std::string tls_ca;
+  std::string output;  // "" (table) | "json"
+};
+
+// Exit codes distinguish the refusals (README "CLI exit codes").
+int exit_code_for(int grpc_code);
+
+struct VolumeArgs {
+  std::string name;          // the volume (or source) positional
+  std::string size, fs;
+  std::vector<std::string> labels, remove_labels, groups, collaborators;
+  std::string public_access;
+  std::string path, snapshot, new_name, owner;
+  bool remove_public = false;
+};
+
+int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
+int snapshot_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
+int access_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
+int role_command(const Globals& g, const std::string& verb, const std::string& name_or_file);
+int auth_command(const Globals& g, const std::string& verb, const std::string& method,
+                 const std::string& volume);
+
+}  // namespace volguard::cli
