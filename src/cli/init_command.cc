@@ -107,7 +107,16 @@ int init(const InitArgs& args) {
   std::cout << "volguard initialised in " << dir.string() << "\n"
             << "  config:       " << config_file.string() << "\n"
             << "  admin token:  " << (dir / "admin.token").string() << " (system.admin)\n"
-            << "  user token:   " << (dir / "user.token").string() << " (system.user)\n";
+            << "  user token:   " << (dir / "user.token").string() << " (system.user)\n"
+            << "\nNext, in another terminal (gRPC " << cfg->api.grpc << ", REST " << cfg->api.rest
+            << "):\n"
+            << "  export VOLGUARD_TOKEN=$(cat " << (dir / "user.token").string() << ")\n"
+            << "  volguard --endpoint " << cfg->api.grpc << " auth whoami\n"
+            << "  volguard --endpoint " << cfg->api.grpc << " volume create demo --size 1G\n"
+            << "  volguard --endpoint " << cfg->api.grpc << " volume list\n"
+            << "  curl -s -XPOST http://" << cfg->api.rest
+            << "/v1/volume/enumerate -H \"Authorization: bearer $VOLGUARD_TOKEN\" -d '{}'\n"
+            << "(volguard is at ./build/volguard; stop the server with Ctrl-C)\n\n";
   return kExitOk;
 }
 

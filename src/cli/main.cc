@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
   };
   auto* vc = verb(volume, "volume", "create", "Create a volume");
   vc->add_option("name", va.name, "Volume name")->required();
-  vc->add_option("--size", va.size, "Size, e.g. 1G, 512M")->default_val("1G");
-  vc->add_option("--fs", va.fs, "ext4 | xfs")->default_val("ext4");
+  vc->add_option("--size", va.size, "Size, e.g. 1G, 512M (default 1G)");
+  vc->add_option("--fs", va.fs, "ext4 (default) | xfs");
   vc->add_option("--label", va.labels, "KEY=VALUE (repeatable)");
   vc->add_option("--group", va.groups, "GROUP:r|w|a (repeatable)");
   vc->add_option("--collaborator", va.collaborators, "USER:r|w|a (repeatable)");

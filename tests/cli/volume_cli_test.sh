@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# End to end through the real binary: `volguard server` on loopback driven by the CLI verbs,
+# the seeds' walkthrough, exit codes, restart persistence, kill -9 during a create loop, and
+# that no token ever shows up in any output or log.
+set -euo pipefail
+VG="$1"
+work=$(mktemp -d /tmp/volguard-cli-XXXXXX)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null || true
+  for m in $(awk '{print $2}' /proc/mounts | grep "^$work" || true); do umount -l "$m" || true; done
+  for f in "$work"/data/volumes/*.img; do
+    [ -e "$f" ] && losetup -j "$f" | cut -d: -f1 | xargs -r losetup -d || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; [ -f server.log ] && tail -20 server.log >&2; exit 1; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+GP=$(free_port); RP=$(free_port)
+EP="127.0.0.1:$GP"
+
+"$VG" init --data-dir "$work/data" --grpc "$EP" --rest "127.0.0.1:$RP" > init.out
+start_server() {
+  "$VG" server --config data/volguard.yaml >> server.log 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$RP/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  fail "server did not start"
+}
+start_server
+
+ADMIN=$(cat data/admin.token)
+mint() { "$VG" token generate --issuer volguard.local --shared-secret-file data/shared.secret "$@"; }
+USER_T=$(mint --subject tenant-user --name Kubernetes --roles system.user --groups system-user --duration 7d)
+VIEW_T=$(mint --subject tenant-view --name System-View --roles system.view --groups system-view --duration 7d)
+ALL_OUT="$work/all-output.txt"
+vg() { "$VG" --endpoint "$EP" "$@" 2>&1 | tee -a "$ALL_OUT"; return "${PIPESTATUS[0]}"; }
+expect_rc() { local want=$1; shift; set +e; out=$(vg "$@"); rc=$?; set -e
+  [ "$rc" = "$want" ] || fail "expected exit $want, got $rc: volguard $(echo "$*" | sed -E "s/eyJ[A-Za-z0-9._-]+/TOKEN/g") -> $out"; }
+
+# --- The seeds' walkthrough.
+expect_rc 0 --token "$USER_T" volume create pvc-user --size 64M --label pvc=mysql-data --label namespace=system-user-ns
+expect_rc 4 --token "$VIEW_T" volume create pvc-view --size 64M
+echo "$out" | grep -q "rbac_denied" || fail "view refusal reason: $out"
+echo "$out" | grep -q "system.view" || fail "view refusal names the role set: $out"
+VIEW_T=$(mint --subject tenant-view --name System-View --roles system.user --groups system-view --duration 7d)
+expect_rc 0 --token "$VIEW_T" volume create pvc-view --size 64M
+expect_rc 0 volume create pvc-guest --size 64M
+out=$(vg --token "$ADMIN" volume inspect pvc-guest -o json)
+echo "$out" | /usr/bin/python3 -c 'import json,sys; v=json.load(sys.stdin)["volume"]; assert v["ownership"]["owner"]=="", v' \
+  || fail "guest volume must be unowned: $out"
+
+# --- Verbs, tables and -o json.
+out=$(vg --token "$USER_T" volume list)
+echo "$out" | grep -q "pvc-user" || fail "list: $out"
+echo "$out" | grep -q "pvc-guest" || fail "list shows public: $out"
+if echo "$out" | grep -q "pvc-view"; then fail "list shows another tenant's volume"; fi
+export VOLGUARD_TOKEN="$USER_T"   # the env var works as --token
+out=$(vg volume list -o json)
+echo "$out" | /usr/bin/python3 -c 'import json,sys; n={v["name"] for v in json.load(sys.stdin)["volumes"]}; assert n=={"pvc-user","pvc-guest"}, n' \
+  || fail "list json: $out"
+unset VOLGUARD_TOKEN
+echo "$USER_T" > user.tok
+expect_rc 0 --token-file user.tok volume inspect pvc-user
+echo "$out" | grep -q "Owner      : volguard.local/tenant-user" || fail "inspect: $out"
+expect_rc 0 --token "$USER_T" volume update pvc-user --label tier=gold
+expect_rc 0 --token "$USER_T" volume access add pvc-user --group system-view:r --collaborator tenant-view:w
+expect_rc 0 --token "$USER_T" volume access show pvc-user
+echo "$out" | grep -q "Collaborator: volguard.local/tenant-view w" || fail "access show: $out"
+expect_rc 0 --token "$VIEW_T" volume inspect pvc-user
+expect_rc 4 --token "$VIEW_T" volume delete pvc-user
+expect_rc 0 --token "$USER_T" auth can-i volume.delete --volume pvc-user
+echo "$out" | grep -q "^yes" || fail "can-i owner: $out"
+expect_rc 1 --token "$VIEW_T" auth can-i volume.delete --volume pvc-user
+echo "$out" | grep -q "^no" || fail "can-i: $out"
+echo "$out" | grep -q "needs admin, has write via collaborator" || fail "can-i explains ownership: $out"
+expect_rc 0 --token "$USER_T" volume access remove pvc-user --collaborator tenant-view
+expect_rc 4 --token "$USER_T" volume access transfer pvc-user --owner tenant-view
+expect_rc 0 --token "$ADMIN" volume access transfer pvc-user --owner tenant-view
+expect_rc 0 --token "$VIEW_T" volume inspect pvc-user
+echo "$out" | grep -q "Owner      : volguard.local/tenant-view" || fail "transfer: $out"
+echo "$out" | grep -q "g:system-view:r" || fail "transfer keeps ACLs: $out"
+
+# Snapshots, clone, attach, mount, restore.
+mkdir -p "$work/mnt"
+expect_rc 0 --token "$VIEW_T" volume mount pvc-user --path "$work/mnt"
+echo "first version" > "$work/mnt/data.txt"; sync
+expect_rc 0 --token "$VIEW_T" volume snapshot create pvc-user --name pvc-user-snap1
+expect_rc 0 --token "$VIEW_T" volume snapshot list pvc-user
+echo "$out" | grep -q "pvc-user-snap1" || fail "snapshot list: $out"
+echo "second version" > "$work/mnt/data.txt"; sync
+expect_rc 8 --token "$VIEW_T" volume restore pvc-user --snapshot pvc-user-snap1
+expect_rc 8 --token "$VIEW_T" volume delete pvc-user
+expect_rc 0 --token "$VIEW_T" volume unmount pvc-user
+expect_rc 0 --token "$VIEW_T" volume detach pvc-user
+expect_rc 0 --token "$VIEW_T" volume restore pvc-user --snapshot pvc-user-snap1
+expect_rc 0 --token "$VIEW_T" volume attach pvc-user
+echo "$out" | grep -q "/dev/loop" || fail "attach: $out"
+expect_rc 0 --token "$VIEW_T" volume mount pvc-user --path "$work/mnt"
+[ "$(cat "$work/mnt/data.txt")" = "first version" ] || fail "restore did not bring back the first version"
+expect_rc 0 --token "$VIEW_T" volume unmount pvc-user
+expect_rc 0 --token "$VIEW_T" volume detach pvc-user
+expect_rc 0 --token "$VIEW_T" volume clone pvc-user --name pvc-user-clone
+expect_rc 0 --token "$VIEW_T" volume clone --snapshot pvc-user-snap1 --name pvc-snap-clone
+expect_rc 0 --token "$VIEW_T" volume stats pvc-user
+expect_rc 0 --token "$VIEW_T" volume update pvc-user --size 128M
+expect_rc 10 --token "$VIEW_T" volume update pvc-user --size 64M
+
+# Roles from JSON.
+cat > view.json <<'JSON'
+{"name": "test.view", "rules": [{"services": ["volume"], "apis": ["inspect", "enumerate"]}]}
+JSON
+cat > typo.json <<'JSON'
+{"name": "typo", "rules": [{"services": ["volumes"], "apis": ["inspect"]}]}
+JSON
+expect_rc 4 --token "$USER_T" role create --role-config view.json
+expect_rc 0 --token "$ADMIN" role create --role-config view.json
+expect_rc 7 --token "$ADMIN" role create --role-config typo.json
+expect_rc 0 --token "$ADMIN" role list
+echo "$out" | grep -q "test.view" || fail "role list: $out"
+expect_rc 0 --token "$ADMIN" role inspect test.view
+expect_rc 4 --token "$ADMIN" role delete system.admin
+CUSTOM_T=$(mint --subject auditor --roles test.view --groups system-view)
+expect_rc 0 --token "$CUSTOM_T" volume list
+expect_rc 4 --token "$CUSTOM_T" volume create nope --size 64M
+expect_rc 4 --token "$CUSTOM_T" auth whoami   # test.view grants no identity api
+expect_rc 0 --token "$USER_T" auth whoami
+echo "$out" | grep -q "Principal : volguard.local/tenant-user" || fail "whoami: $out"
+
+# Exit codes for each refusal.
+expect_rc 5 --token "$ADMIN" volume inspect no-such-volume
+expect_rc 6 --token "$USER_T" volume create pvc-guest --size 64M
+expect_rc 7 --token "$USER_T" volume create "bad/name" --size 64M
+expect_rc 7 --token "$USER_T" volume create ok-name --size 12Q
+expect_rc 3 --token "not.a.token" volume list
+head -c 48 /dev/urandom | base64 -w0 > other.secret
+BAD_T=$("$VG" token generate --issuer volguard.local --shared-secret-file other.secret --subject x --roles system.admin --groups '*')
+expect_rc 3 --token "$BAD_T" volume list
+echo "$out" | grep -q "signature_invalid" || fail "forged token reason: $out"
+
+# --- Restart: everything is still there.
+kill -TERM "$server_pid"; wait "$server_pid" || fail "server exit code after SIGTERM"
+grep -q "volguard stopped" server.log || fail "no clean stop"
+start_server
+expect_rc 0 --token "$ADMIN" volume list -o json
+for n in pvc-user pvc-view pvc-guest pvc-user-clone pvc-snap-clone; do
+  echo "$out" | grep -q "\"$n\"" || fail "$n lost across restart"
+done
+expect_rc 0 --token "$CUSTOM_T" volume list   # custom role survived
+
+# --- kill -9 during a create loop: store and disk agree after restart.
+( for i in $(seq 1 40); do
+    "$VG" --endpoint "$EP" --token "$USER_T" volume create "crash-$i" --size 32M >/dev/null 2>&1 && echo "crash-$i" >> acked.txt
+  done ) &
+loop_pid=$!
+sleep 1.5
+kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
+wait "$loop_pid" || true
+start_server
+expect_rc 0 --token "$ADMIN" volume list -o json
+echo "$out" > after.json
+/usr/bin/python3 - "$work" <<'PY' || fail "store and disk disagree after kill -9"
+import json, os, sys
+work = sys.argv[1]
+vols = json.load(open(f"{work}/after.json"))["volumes"]
+ids = {v["id"] for v in vols}
+names = {v["name"] for v in vols}
+files = {f[:-4] for f in os.listdir(f"{work}/data/volumes") if f.endswith(".img")}
+others = [f for f in os.listdir(f"{work}/data/volumes") if not f.endswith(".img")]
+assert ids == files, (ids ^ files)
+assert not others, others
+assert all(v["state"] == "ready" for v in vols), vols
+acked = open(f"{work}/acked.txt").read().split() if os.path.exists(f"{work}/acked.txt") else []
+missing = [a for a in acked if a not in names]
+assert not missing, missing
+print(f"kill -9: {len(acked)} acknowledged creates, all present; {len(ids)} volumes = {len(files)} files")
+PY
+
+# --- No token text anywhere but `token generate`'s own output.
+cat server.log >> "$ALL_OUT"
+for t in "$ADMIN" "$USER_T" "$VIEW_T" "$CUSTOM_T"; do
+  sig="${t##*.}"
+  if grep -qF -- "$sig" "$ALL_OUT"; then fail "a token signature appeared in CLI or server output"; fi
+done
+kill -TERM "$server_pid"; wait "$server_pid" || true
+server_pid=""
+echo PASS
