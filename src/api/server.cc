@@ -16,6 +16,8 @@
 #include "common/text.h"
 #include "driver/driver.h"
 #include "identity/verifier.h"
+#include "service/audit_recorder.h"
+#include "service/metrics.h"
 #include "service/pipeline.h"
 #include "service/volume_service.h"
 #include "store/store.h"
@@ -195,6 +197,8 @@ struct Server::Impl {
   std::unique_ptr<service::VolumeService> volumes;
   service::MethodTable table;
   std::unique_ptr<service::Pipeline> pipeline;
+  service::Metrics metrics;
+  std::unique_ptr<service::AuditRecorder> recorder;
   std::unique_ptr<WorkerPool> pool;
   std::unique_ptr<GenericService> generic;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -235,6 +239,10 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   impl->pipeline = std::make_unique<service::Pipeline>(config.security, impl->verifier,
                                                        &impl->table, impl->volumes.get());
   impl->volumes->set_pipeline(impl->pipeline.get());
+  auto recorder = service::AuditRecorder::open(config, &impl->metrics);
+  if (!recorder) return recorder.status();
+  impl->recorder = std::move(recorder).value();
+  impl->pipeline->set_recorder(impl->recorder.get());
   if (auto s = impl->volumes->recover(); !s.is_ok()) return s;
 
   // gRPC.
@@ -311,6 +319,29 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     (void)google::protobuf::util::MessageToJsonString(*response, &out, print);
     res.set_content(out, "application/json");
   });
+  auto* metrics = &impl->metrics;
+  bool metrics_token = config.metrics_require_token && config.security.enabled;
+  impl->rest->Get("/metrics", [pipeline, metrics, metrics_token](const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    if (metrics_token) {
+      service::RequestMeta meta{req.get_header_value("Authorization"), req.remote_addr};
+      auto who = pipeline->authenticate(meta);
+      Status refusal;
+      if (!who) {
+        refusal = who.status();
+      } else if (who->guest) {
+        refusal = Status(Code::kUnauthenticated, "token_missing", "/metrics needs a token");
+      } else if (auto d = pipeline->roles()->decide(who->roles, "metrics", "inspect"); !d.allowed) {
+        refusal = Status(Code::kPermissionDenied, d.reason, d.message);
+      }
+      if (!refusal.is_ok()) {
+        res.status = http_status_of(refusal.code());
+        res.set_content(error_json(refusal), "application/json");
+        return;
+      }
+    }
+    res.set_content(metrics->render(), "text/plain; version=0.0.4");
+  });
   impl->rest->set_payload_max_length(1 << 20);
   int port = rest_addr->second;
   if (port == 0) {
@@ -325,6 +356,28 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   }
   auto* rest = impl->rest.get();
   impl->rest_thread = std::thread([rest] { rest->listen_after_bind(); });
+  std::string issuers;
+  for (const auto& i : config.security.issuers) issuers += (issuers.empty() ? "" : ",") + i.issuer;
+  Status started = impl->recorder->event(
+      "Server started",
+      {{"security_enabled", config.security.enabled ? "true" : "false"},
+       {"guest_access", config.security.guest_access ? "true" : "false"},
+       {"username_claim", config::username_claim_name(config.security.username_claim)},
+       {"issuers", issuers},
+       {"admin_groups", [&] {
+          std::string g;
+          for (const auto& a : config.security.admin_groups) g += (g.empty() ? "" : ",") + a;
+          return g;
+        }()},
+       {"audit_fail_closed", config.audit.fail_closed ? "true" : "false"},
+       {"previous_shutdown", impl->recorder->previous_run_unsealed() ? "unclean" : "clean"}});
+  if (!started.is_ok() && config.audit.fail_closed) {
+    impl->rest->stop();
+    impl->rest_thread.join();
+    impl->grpc_server->Shutdown();
+    return Status(Code::kUnavailable, "audit_unavailable",
+                  "cannot write the audit log: " + started.message());
+  }
   spdlog::info("volguard listening: grpc {} port {}, rest {} port {}, security {}",
                config.api.grpc, impl->grpc_port, config.api.rest, impl->rest_port,
                config.security.enabled ? "on" : "OFF (every call allowed)");
@@ -344,6 +397,8 @@ void Server::shutdown() {
     impl_->grpc_server->Wait();
   }
   if (impl_->pool) impl_->pool->stop();
+  // The seal: a verify can tell a clean stop from a crash or a cut tail.
+  if (impl_->recorder) impl_->recorder->event("Server stopped", {}, /*sealed=*/true);
   spdlog::info("volguard stopped");
 }
 

@@ -66,6 +66,22 @@ Result<std::vector<std::string>> get_string_list(const YAML::Node& node, const s
   return out;
 }
 
+// "100M", "1G", "4096" → bytes (K/M/G powers of 1024).
+Result<uint64_t> parse_bytes(const std::string& text) {
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+  std::string unit = to_lower(end);
+  uint64_t scale = unit.empty() || unit == "b" ? 1
+                   : unit == "k" || unit == "ki" || unit == "kib" ? 1024
+                   : unit == "m" || unit == "mi" || unit == "mib" ? 1024 * 1024
+                   : unit == "g" || unit == "gi" || unit == "gib" ? 1024ull * 1024 * 1024
+                                                                    : 0;
+  if (end == text.c_str() || n == 0 || scale == 0) {
+    return Status(Code::kInvalidArgument, "bad_size", "'" + text + "' is not a size such as 100M");
+  }
+  return static_cast<uint64_t>(n) * scale;
+}
+
 #define VG_ASSIGN(lhs, expr)            \
   do {                                  \
     auto vg_r = (expr);                 \
@@ -214,7 +230,8 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   out.file = file;
   if (root.IsNull()) return bad(file, "(root)", "empty configuration");
   try {
-    if (auto s = check_keys(root, file, "", {"data_dir", "mount_roots", "api", "security"});
+    if (auto s = check_keys(root, file, "",
+                            {"data_dir", "mount_roots", "api", "security", "audit", "metrics"});
         !s.is_ok()) {
       return s;
     }
@@ -230,6 +247,49 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
       }
     }
     if (root["api"]) VG_ASSIGN(out.api, parse_api(root["api"], file));
+    if (root["audit"]) {
+      const auto& a = root["audit"];
+      if (auto s = check_keys(a, file, "audit",
+                              {"dir", "format", "max_size", "keep", "fail_closed", "key_file"});
+          !s.is_ok()) {
+        return s;
+      }
+      if (a["dir"]) VG_ASSIGN(out.audit.dir, get_string(a["dir"], file, "audit.dir"));
+      if (a["format"]) {
+        VG_ASSIGN(out.audit.format, get_string(a["format"], file, "audit.format"));
+        if (out.audit.format != "logfmt" && out.audit.format != "json") {
+          return bad(file, "audit.format", "'" + out.audit.format + "' is not logfmt or json");
+        }
+      }
+      if (a["max_size"]) {
+        std::string size;
+        VG_ASSIGN(size, get_string(a["max_size"], file, "audit.max_size"));
+        auto bytes = parse_bytes(size);
+        if (!bytes) return bad(file, "audit.max_size", bytes.status().message());
+        out.audit.max_bytes = *bytes;
+      }
+      if (a["keep"]) {
+        std::string keep;
+        VG_ASSIGN(keep, get_string(a["keep"], file, "audit.keep"));
+        char* end = nullptr;
+        long k = std::strtol(keep.c_str(), &end, 10);
+        if (*end != '\0' || k < 1 || k > 1000) return bad(file, "audit.keep", "must be 1..1000");
+        out.audit.keep = static_cast<int>(k);
+      }
+      if (a["fail_closed"]) {
+        VG_ASSIGN(out.audit.fail_closed, get_bool(a["fail_closed"], file, "audit.fail_closed"));
+      }
+      if (a["key_file"]) VG_ASSIGN(out.audit.key_file, get_string(a["key_file"], file, "audit.key_file"));
+    }
+    if (root["metrics"]) {
+      const auto& m = root["metrics"];
+      if (auto s = check_keys(m, file, "metrics", {"require_token"}); !s.is_ok()) return s;
+      if (m["require_token"]) {
+        VG_ASSIGN(out.metrics_require_token, get_bool(m["require_token"], file, "metrics.require_token"));
+      }
+    }
+    if (out.audit.dir.empty()) out.audit.dir = out.data_dir + "/log/security";
+    if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");
     VG_ASSIGN(out.security, parse_security(root["security"], file));
   } catch (const YAML::Exception& e) {

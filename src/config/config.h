@@ -44,6 +44,15 @@ struct ApiConfig {
   TlsConfig tls;
 };
 
+struct AuditConfig {
+  std::string dir;                 // default <data_dir>/log/security
+  std::string format = "logfmt";   // logfmt | json
+  uint64_t max_bytes = 100ull << 20;
+  int keep = 10;
+  bool fail_closed = true;         // refuse state changes when the audit log cannot be written
+  std::string key_file;            // HMAC chain key; default <data_dir>/audit.key (made if absent)
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   std::string data_dir = "./data";
@@ -51,6 +60,8 @@ struct Config {
   std::vector<std::string> mount_roots{"/mnt", "/media", "/tmp", "/var/lib/kubelet", "/run/volguard"};
   ApiConfig api;
   SecurityConfig security;
+  AuditConfig audit;
+  bool metrics_require_token = true;  // /metrics needs a token whose roles allow metrics.inspect
 };
 
 // Parses YAML text; `file` names it in errors.

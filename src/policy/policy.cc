@@ -20,6 +20,7 @@ const std::map<std::string, std::vector<std::string>>& known_methods() {
       {"mountattach", {"attach", "detach", "mount", "unmount"}},
       {"role", {"create", "enumerate", "inspect", "update", "delete"}},
       {"identity", {"version", "whoami", "capabilities"}},
+      {"metrics", {"inspect"}},  // GET /metrics when metrics.require_token
       {"migrate", {"start", "cancel", "status"}},
       {"cloudbackup", {"create", "groupcreate", "restore", "delete", "deleteall",
                        "enumeratewithfilters", "status", "catalog", "history", "statechange",

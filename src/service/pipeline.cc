@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "common/text.h"
@@ -18,6 +19,27 @@ identity::Identity security_off_identity() {
   identity::Identity id;
   id.username = "(security disabled)";
   return id;
+}
+
+// "Volume 9a3f created": the resource's id and what happened to it.
+std::string default_audit_message(const Call& call) {
+  static const std::map<std::string, std::pair<std::string, std::string>> kMessages = {
+      {"volume.create", {"Volume", "created"}},       {"volume.clone", {"Volume", "created as a clone"}},
+      {"volume.delete", {"Volume", "deleted"}},       {"volume.update", {"Volume", "updated"}},
+      {"volume.snapshotcreate", {"Snapshot", "created"}},
+      {"volume.snapshotrestore", {"Volume", "restored from snapshot"}},
+      {"volume.snapshotdelete", {"Snapshot", "deleted"}},
+      {"mountattach.attach", {"Volume", "attached"}}, {"mountattach.detach", {"Volume", "detached"}},
+      {"mountattach.mount", {"Volume", "mounted"}},   {"mountattach.unmount", {"Volume", "unmounted"}},
+      {"role.create", {"Role", "created"}},           {"role.update", {"Role", "updated"}},
+      {"role.delete", {"Role", "deleted"}},
+  };
+  std::string id = call.resource_for_log;
+  if (auto space = id.rfind(' '); space != std::string::npos) id = id.substr(space + 1);
+  if (auto slash = id.find('/'); slash != std::string::npos) id = id.substr(slash + 1);
+  auto it = kMessages.find(call.method);
+  if (it == kMessages.end()) return call.method + " succeeded";
+  return it->second.first + " " + id + " " + it->second.second;
 }
 
 }  // namespace
@@ -99,13 +121,17 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   call.request_id = id_buf;
   call.security_enabled = security_.enabled;
 
+  const auto started = std::chrono::steady_clock::now();
   DecisionRecord record;
+  record.security_enabled = security_.enabled;
   record.method = call.method;
   record.request_id = call.request_id;
   record.remote = meta.remote;
   auto finish = [&](Status status) {
     record.status = status;
     record.resource = call.resource_for_log;
+    record.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (recorder_ != nullptr) recorder_->record(record);
     return status;
   };
@@ -192,9 +218,20 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
     }
   }
 
-  // 5. The method's own work.
+  // 5. The method's own work; a state change only when the audit log can record it.
+  if (spec.mutates && recorder_ != nullptr) {
+    if (Status ready = recorder_->audit_ready(); !ready.is_ok()) return finish(ready);
+  }
   record.authorized = true;
-  return finish(spec.handler(call, request, response));
+  Status result = spec.handler(call, request, response);
+  if (result.is_ok() && spec.mutates && recorder_ != nullptr) {
+    record.resource = call.resource_for_log;
+    record.audit_message = call.audit_message.empty() ? default_audit_message(call) : call.audit_message;
+    record.status = result;
+    // Durable before the reply: an unrecorded change is not acknowledged.
+    if (Status audited = recorder_->audit(record); !audited.is_ok()) return finish(audited);
+  }
+  return finish(result);
 }
 
 }  // namespace volguard::service

@@ -55,7 +55,8 @@ struct Call {
   // Whether the caller holds `need` on an ownership (for enumerate filtering); provided by
   // the pipeline so that the rule lives in one place.
   std::function<bool(const ownership::Ownership&, Access)> may;
-  std::string resource_for_log;  // "volume <id>", set by the pipeline / handler
+  std::string resource_for_log;  // "volume/<id>", set by the pipeline / handler
+  std::string audit_message;     // "Volume <id> created"; a default is derived when empty
 };
 
 using Handler = std::function<Status(Call& call, const Message& request, Message* response)>;
@@ -124,12 +125,23 @@ struct DecisionRecord {
   std::string resource;
   Status status;  // OK = allowed and done
   bool authorized = false;  // passed every check (the handler ran)
+  bool security_enabled = true;
+  double seconds = 0;
+  std::string audit_message;  // for state changes
 };
 
 class DecisionRecorder {
  public:
   virtual ~DecisionRecorder() = default;
+  // Every decision: the access log and metrics.
   virtual void record(const DecisionRecord& record) = 0;
+  // Before a state change: OK, or UNAVAILABLE when the audit log cannot take it (fail-closed).
+  virtual Status audit_ready() { return Status::ok(); }
+  // After a state change: durable before it returns; an error is returned to the caller.
+  virtual Status audit(const DecisionRecord& record) {
+    (void)record;
+    return Status::ok();
+  }
 };
 
 struct RequestMeta {

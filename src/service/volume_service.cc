@@ -570,6 +570,43 @@ void VolumeService::register_methods(MethodTable* t) {
           }
         }
         if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+        // Say exactly what changed: auditors look for access and ownership changes.
+        std::vector<std::string> what;
+        if (rec.ownership.owner != current->ownership.owner) {
+          what.push_back("ownership transferred from " + current->ownership.owner + " to " +
+                         rec.ownership.owner);
+        }
+        for (const auto& [g, a] : rec.ownership.groups) {
+          auto old_it = current->ownership.groups.find(g);
+          if (old_it == current->ownership.groups.end() || old_it->second != a) {
+            what.push_back(std::string("access added: group ") + g + ":" + ownership::access_letter(a));
+          }
+        }
+        for (const auto& [g, a] : current->ownership.groups) {
+          if (!rec.ownership.groups.count(g)) what.push_back("access removed: group " + g);
+        }
+        for (const auto& [u, a] : rec.ownership.collaborators) {
+          auto old_it = current->ownership.collaborators.find(u);
+          if (old_it == current->ownership.collaborators.end() || old_it->second != a) {
+            what.push_back(std::string("access added: collaborator ") + u + ":" + ownership::access_letter(a));
+          }
+        }
+        for (const auto& [u, a] : current->ownership.collaborators) {
+          if (!rec.ownership.collaborators.count(u)) what.push_back("access removed: collaborator " + u);
+        }
+        if (rec.ownership.public_access != current->ownership.public_access) {
+          what.push_back(rec.ownership.public_access == Access::kNone
+                             ? std::string("access removed: public")
+                             : std::string("access added: public:") +
+                                   ownership::access_letter(rec.ownership.public_access));
+        }
+        if (rec.size_bytes != current->size_bytes) {
+          what.push_back("resized to " + driver::format_size(rec.size_bytes));
+        }
+        if (rec.labels != current->labels) what.push_back("labels updated");
+        std::string joined;
+        for (const auto& w : what) joined += (joined.empty() ? "" : "; ") + w;
+        call.audit_message = "Volume " + rec.id + (joined.empty() ? " updated (no change)" : " " + joined);
         auto shared = std::make_shared<const VolumeRecord>(rec);
         put_volume(shared);
         fill_volume(*shared, resp->mutable_volume());
@@ -669,6 +706,7 @@ void VolumeService::register_methods(MethodTable* t) {
           snapshots_[rec.id] = std::make_shared<const SnapshotRecord>(rec);
           snapshot_names_[rec.name] = rec.id;
         }
+        call.audit_message = "Snapshot " + rec.id + " of volume " + volume->id + " created";
         fill_snapshot(rec, resp->mutable_snapshot());
         return Status::ok();
       });
@@ -695,6 +733,7 @@ void VolumeService::register_methods(MethodTable* t) {
         auto lock = op_lock(volume->id);
         std::lock_guard guard(*lock);
         if (auto s = driver_->restore(volume->id, snapshot->id); !s.is_ok()) return s;
+        call.audit_message = "Volume " + volume->id + " restored from snapshot " + snapshot->id;
         fill_volume(*volume, resp->mutable_volume());
         return Status::ok();
       });
@@ -765,6 +804,7 @@ void VolumeService::register_methods(MethodTable* t) {
         auto lock = op_lock(v->id);
         std::lock_guard guard(*lock);
         if (auto s = driver_->mount(v->id, req.path(), *fs_type); !s.is_ok()) return s;
+        call.audit_message = "Volume " + v->id + " mounted at " + req.path();
         auto st = driver_->status(v->id);
         std::unique_lock clock(catalog_mu_);
         runtime_[v->id] = {st.is_ok() ? st->device : "", req.path()};

@@ -1,0 +1,498 @@
+#include "audit/audit.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/text.h"
+
+namespace volguard::audit {
+
+namespace fs = std::filesystem;
+
+const std::string* Record::get(std::string_view key) const {
+  for (const auto& [k, v] : fields) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+std::string now_rfc3339() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  struct tm tm_utc;
+  gmtime_r(&tv.tv_sec, &tm_utc);
+  char buf[64];
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm_utc);
+  snprintf(buf + n, sizeof buf - n, ".%06ldZ", static_cast<long>(tv.tv_usec));
+  return buf;
+}
+
+namespace {
+
+bool bare(std::string_view v) {
+  if (v.empty()) return false;
+  for (char c : v) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '/' || c == '@' || c == ':' || c == '+' ||
+              c == '*' || c == ',' || c == '[' || c == ']';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void append_quoted(std::string* out, std::string_view v) {
+  out->push_back('"');
+  for (unsigned char c : v) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          snprintf(buf, sizeof buf, "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// Keys are ours, never a caller's: still, keep them to a safe alphabet.
+std::string safe_key(std::string_view k) {
+  std::string out;
+  for (char c : k) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    out.push_back(ok ? c : '_');
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string to_logfmt(const Record& r) {
+  std::string out;
+  for (const auto& [k, v] : r.fields) {
+    if (!out.empty()) out.push_back(' ');
+    out += safe_key(k);
+    out.push_back('=');
+    if (bare(v)) out += v;
+    else append_quoted(&out, v);
+  }
+  return out;
+}
+
+std::string to_json_line(const Record& r) {
+  // Ordered output; nlohmann escapes every string, so no value can break the line.
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [k, v] : r.fields) {
+    if (!first) out.push_back(',');
+    first = false;
+    out += nlohmann::json(safe_key(k)).dump();
+    out.push_back(':');
+    out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  return out + "}";
+}
+
+Result<Record> parse_line(std::string_view line) {
+  Record r;
+  auto bad = [&](const std::string& why) {
+    return Status(Code::kDataLoss, "bad_record", why);
+  };
+  if (!line.empty() && line.front() == '{') {
+    nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+    for (const auto& [k, v] : j.items()) {
+      if (!v.is_string()) return bad("field " + k + " is not a string");
+      r.add(k, v.get<std::string>());
+    }
+    return r;
+  }
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i >= line.size()) break;
+    size_t eq = line.find('=', i);
+    if (eq == std::string_view::npos) return bad("key without value");
+    std::string key(line.substr(i, eq - i));
+    i = eq + 1;
+    std::string value;
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        char c = line[i++];
+        if (c == '"') {
+          closed = true;
+          break;
+        }
+        if (c == '\\' && i < line.size()) {
+          char e = line[i++];
+          switch (e) {
+            case 'n': value.push_back('\n'); break;
+            case 'r': value.push_back('\r'); break;
+            case 't': value.push_back('\t'); break;
+            case 'u': {
+              if (i + 4 > line.size()) return bad("short \\u escape");
+              value.push_back(static_cast<char>(std::stoi(std::string(line.substr(i, 4)), nullptr, 16)));
+              i += 4;
+              break;
+            }
+            default: value.push_back(e);
+          }
+        } else {
+          value.push_back(c);
+        }
+      }
+      if (!closed) return bad("unterminated quoted value of " + key);
+    } else {
+      size_t end = line.find(' ', i);
+      if (end == std::string_view::npos) end = line.size();
+      value = std::string(line.substr(i, end - i));
+      i = end;
+    }
+    r.add(std::move(key), std::move(value));
+  }
+  return r;
+}
+
+std::string hmac_hex(const std::string& key, const std::string& data) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  size_t len = 0;
+  EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, sizeof mac, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < len; ++i) {
+    out.push_back(hex[mac[i] >> 4]);
+    out.push_back(hex[mac[i] & 15]);
+  }
+  return out;
+}
+
+namespace {
+
+// The part of a line the chain covers: everything before the chain field.
+std::string_view chained_prefix(std::string_view line) {
+  size_t pos = line.rfind(" chain=");
+  if (pos == std::string_view::npos) pos = line.rfind(",\"chain\":");
+  return pos == std::string_view::npos ? line : line.substr(0, pos);
+}
+
+std::vector<std::string> files_in_order(const std::string& path) {
+  std::vector<std::string> files;
+  for (int i = 1000; i >= 1; --i) {
+    std::string p = path + "." + std::to_string(i);
+    if (fs::exists(p)) files.push_back(p);
+  }
+  if (fs::exists(path)) files.push_back(path);
+  return files;
+}
+
+std::string render(const Record& r, Format f) { return f == Format::kJson ? to_json_line(r) : to_logfmt(r); }
+
+}  // namespace
+
+LogFile::LogFile(LogOptions options) : options_(std::move(options)) {}
+
+Result<std::unique_ptr<LogFile>> LogFile::open(LogOptions options) {
+  std::error_code ec;
+  fs::create_directories(fs::path(options.path).parent_path(), ec);
+  if (ec) {
+    return Status(Code::kUnavailable, "audit_unavailable",
+                  "cannot create " + fs::path(options.path).parent_path().string() + ": " + ec.message());
+  }
+  ::chmod(fs::path(options.path).parent_path().c_str(), 0700);
+  std::unique_ptr<LogFile> log(new LogFile(std::move(options)));
+  if (auto s = log->recover_chain(); !s.is_ok()) return s;
+  if (auto s = log->open_fd(); !s.is_ok()) return s;
+  log->flusher_ = std::thread([l = log.get()] { l->flusher(); });
+  return log;
+}
+
+LogFile::~LogFile() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status LogFile::open_fd() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) {
+    return Status(Code::kUnavailable, "audit_unavailable",
+                  "cannot open " + options_.path + ": " + std::strerror(errno));
+  }
+  ::fchmod(fd_, 0600);  // never wider, even if it existed
+  struct stat st;
+  size_ = ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  return Status::ok();
+}
+
+// Continues the chain and sequence from the newest complete record on disk.
+Status LogFile::recover_chain() {
+  if (options_.chain_key.empty()) return Status::ok();
+  auto files = files_in_order(options_.path);
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    std::ifstream in(*it);
+    std::string line, last;
+    while (std::getline(in, line)) {
+      if (!line.empty()) last = line;
+    }
+    if (last.empty()) continue;
+    auto rec = parse_line(last);
+    if (!rec) continue;
+    const std::string* seq = rec->get("seq");
+    const std::string* chain = rec->get("chain");
+    if (!seq || !chain) continue;
+    seq_ = std::stoull(*seq);
+    chain_ = *chain;
+    const std::string* sealed = rec->get("sealed");
+    previous_unsealed_ = !(sealed && *sealed == "true");
+    return Status::ok();
+  }
+  return Status::ok();
+}
+
+Status LogFile::rotate_locked() {
+  ::fsync(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  std::error_code ec;
+  fs::remove(options_.path + "." + std::to_string(options_.keep), ec);
+  for (int i = options_.keep - 1; i >= 1; --i) {
+    std::string from = options_.path + "." + std::to_string(i);
+    if (fs::exists(from)) fs::rename(from, options_.path + "." + std::to_string(i + 1), ec);
+  }
+  fs::rename(options_.path, options_.path + ".1", ec);
+  return open_fd();
+}
+
+Status LogFile::append(Record record) {
+  auto pending = std::make_shared<Pending>();
+  std::unique_lock lock(mu_);
+  // Chain values are assigned here, in queue order, under the lock.
+  if (!options_.chain_key.empty()) record.add("seq", std::to_string(seq_ + 1));
+  pending->line = render(record, options_.format);
+  if (!options_.chain_key.empty()) {
+    // The chain covers the rendered record (with seq) and the previous chain value.
+    std::string covered = pending->line;
+    if (options_.format == Format::kJson) covered.pop_back();  // without the closing brace
+    std::string chain = hmac_hex(options_.chain_key, chain_ + "\n" + covered);
+    if (options_.format == Format::kJson) {
+      pending->line = covered + ",\"chain\":\"" + chain + "\"}";
+    } else {
+      pending->line += " chain=" + chain;
+    }
+    seq_ += 1;
+    chain_ = chain;
+  }
+  pending->line.push_back('\n');
+  queue_.push_back(pending);
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return pending->done; });
+  return pending->result;
+}
+
+void LogFile::flusher() {
+  std::unique_lock lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty() && stopping_) return;
+    std::vector<std::shared_ptr<Pending>> batch(queue_.begin(), queue_.end());
+    queue_.clear();
+    std::string data;
+    for (const auto& p : batch) data += p->line;
+    Status result;
+    if (fd_ < 0) {
+      if (auto s = open_fd(); !s.is_ok()) result = s;
+    }
+    if (result.is_ok() && size_ > 0 && size_ + data.size() > options_.max_bytes) {
+      if (auto s = rotate_locked(); !s.is_ok()) result = s;
+    }
+    if (result.is_ok()) {
+      // One write per batch: a record is never split, by rotation or by a crash between calls.
+      lock.unlock();
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      int err = errno;
+      bool ok = n == static_cast<ssize_t>(data.size());
+      if (ok && options_.durable) {
+        auto t0 = std::chrono::steady_clock::now();
+        ok = ::fdatasync(fd_) == 0;
+        err = errno;
+        if (fsync_observer_) {
+          fsync_observer_(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+      }
+      lock.lock();
+      if (!ok) {
+        if (n > 0) {
+          // A partial write would leave a torn record: cut it back off.
+          if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+            // Nothing more to do: verify will report the torn tail.
+          }
+        }
+        result = Status(Code::kUnavailable, "audit_unavailable",
+                        "cannot write " + options_.path + ": " + std::strerror(n < 0 || !ok ? err : EIO));
+      } else {
+        size_ += data.size();
+      }
+    }
+    if (!result.is_ok()) {
+      healthy_ = false;
+      // Records not written do not exist: roll the chain back so the next one links to the
+      // last record on disk.
+      if (!options_.chain_key.empty()) {
+        seq_ -= batch.size();
+        auto files = files_in_order(options_.path);
+        chain_.clear();
+        for (auto it = files.rbegin(); it != files.rend() && chain_.empty(); ++it) {
+          std::ifstream in(*it);
+          std::string line, last;
+          while (std::getline(in, line)) {
+            if (!line.empty()) last = line;
+          }
+          if (auto rec = parse_line(last); rec.is_ok() && rec->get("chain")) chain_ = *rec->get("chain");
+        }
+        // Records queued after this batch were chained to the lost ones: fail them too.
+        for (auto& p : queue_) {
+          p->result = Status(Code::kUnavailable, "audit_unavailable", "audit log write failed");
+          p->done = true;
+        }
+        seq_ -= queue_.size();
+        queue_.clear();
+      }
+    } else {
+      healthy_ = true;
+      written_ += batch.size();
+    }
+    for (auto& p : batch) {
+      p->result = result;
+      p->done = true;
+    }
+    cv_.notify_all();
+  }
+}
+
+bool LogFile::healthy() const {
+  std::lock_guard lock(mu_);
+  return healthy_;
+}
+
+uint64_t LogFile::records_written() const {
+  std::lock_guard lock(mu_);
+  return written_;
+}
+
+Result<std::vector<Record>> read_all(const std::string& path) {
+  std::vector<Record> out;
+  for (const auto& f : files_in_order(path)) {
+    std::ifstream in(f);
+    if (!in) return Status(Code::kNotFound, "file_unreadable", "cannot read " + f);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      auto r = parse_line(line);
+      if (r) out.push_back(std::move(r).value());
+    }
+  }
+  return out;
+}
+
+VerifyReport verify_chain(const std::string& path, const std::string& key) {
+  VerifyReport report;
+  auto files = files_in_order(path);
+  if (files.empty()) {
+    report.ok = false;
+    report.problem = "no audit log at " + path;
+    return report;
+  }
+  std::string prev;
+  uint64_t expected_seq = 0;
+  bool anchored = false;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string content((std::istreambuf_iterator<char>(in)), {});
+    size_t pos = 0;
+    uint64_t line_no = 0;
+    while (pos < content.size()) {
+      size_t nl = content.find('\n', pos);
+      ++line_no;
+      std::string where = f + " line " + std::to_string(line_no);
+      if (nl == std::string::npos) {
+        report.ok = false;
+        report.problem = where + ": torn last record (the file was cut mid-record)";
+        return report;
+      }
+      std::string line = content.substr(pos, nl - pos);
+      pos = nl + 1;
+      auto rec = parse_line(line);
+      const std::string* seq_text = rec ? rec->get("seq") : nullptr;
+      const std::string* chain = rec ? rec->get("chain") : nullptr;
+      if (!rec || !seq_text || !chain) {
+        report.ok = false;
+        report.problem = where + ": not an audit record (edited or inserted)";
+        return report;
+      }
+      uint64_t seq = std::strtoull(seq_text->c_str(), nullptr, 10);
+      if (!anchored) {
+        anchored = true;
+        if (seq != 1) {
+          // Older files were removed by retention: trust this record as the anchor.
+          expected_seq = seq;
+          prev = *chain;
+          report.records++;
+          report.problem = "chain starts at seq " + std::to_string(seq) + " (older files rotated away)";
+          continue;
+        }
+        expected_seq = 1;
+      }
+      if (seq != expected_seq) {
+        report.ok = false;
+        report.problem = where + ": seq " + std::to_string(seq) + " where " +
+                         std::to_string(expected_seq) +
+                         " was expected (a record was deleted, inserted or reordered)";
+        return report;
+      }
+      std::string covered(chained_prefix(line));
+      std::string want = hmac_hex(key, prev + "\n" + covered);
+      if (want != *chain) {
+        report.ok = false;
+        report.problem = where + ": seq " + std::to_string(seq) +
+                         " does not match its chain value (the record, or one before it, was edited)";
+        return report;
+      }
+      prev = *chain;
+      expected_seq = seq + 1;
+      report.records++;
+      const std::string* sealed = rec->get("sealed");
+      report.tail_sealed = sealed && *sealed == "true";
+      if (report.tail_sealed) report.last_sealed_seq = seq;
+    }
+  }
+  if (report.ok && report.problem.rfind("chain starts", 0) != 0) report.problem.clear();
+  return report;
+}
+
+}  // namespace volguard::audit

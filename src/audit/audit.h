@@ -1,0 +1,112 @@
+// The audit trail: an access log (every authorization decision, refusals included) and an
+// audit log (every state change, durable before it is acknowledged, HMAC-chained so that an
+// edit, deletion, insertion, reordering or cut is detected by `volguard audit verify`).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace volguard::audit {
+
+// One record: ordered key/value fields (time, level and msg first).
+struct Record {
+  std::vector<std::pair<std::string, std::string>> fields;
+  void add(std::string key, std::string value) { fields.emplace_back(std::move(key), std::move(value)); }
+  const std::string* get(std::string_view key) const;
+};
+
+enum class Format { kLogfmt, kJson };
+
+// logfmt with values quoted whenever they hold anything outside [A-Za-z0-9-._/@:+*,\[\]];
+// quotes, backslashes and control characters are escaped, so a claim can never forge a field
+// or a second line.
+std::string to_logfmt(const Record& r);
+std::string to_json_line(const Record& r);
+// Parses one line written by to_logfmt / to_json_line (used by verify and show).
+Result<Record> parse_line(std::string_view line);
+
+// RFC 3339 UTC with microseconds.
+std::string now_rfc3339();
+
+struct LogOptions {
+  std::string path;            // e.g. <data_dir>/log/security/volguard-audit.log
+  Format format = Format::kLogfmt;
+  uint64_t max_bytes = 100ull << 20;  // rotate when the file would exceed this
+  int keep = 10;                      // rotated files kept: path.1 … path.N
+  bool durable = false;               // fsync (group commit) before append() returns
+  std::string chain_key;              // non-empty: HMAC-SHA256 chain over records
+};
+
+// Appends whole records to one file; rotation never splits a record. Thread-safe. With
+// `durable`, concurrent appenders share one write + fsync (group commit).
+class LogFile {
+ public:
+  static Result<std::unique_ptr<LogFile>> open(LogOptions options);
+  ~LogFile();
+
+  // Adds seq and chain fields when chained; returns once the record is written (and synced
+  // when durable). Failure leaves the log unhealthy until a later write succeeds.
+  Status append(Record record);
+  bool healthy() const;
+  uint64_t records_written() const;
+  // Durations of fsyncs, for metrics.
+  void set_fsync_observer(std::function<void(double seconds)> fn) { fsync_observer_ = std::move(fn); }
+  // Whether the previous run ended without a seal record (crash or kill).
+  bool previous_run_unsealed() const { return previous_unsealed_; }
+
+ private:
+  explicit LogFile(LogOptions options);
+  Status recover_chain();
+  Status open_fd();
+  Status rotate_locked();
+  void flusher();
+
+  struct Pending {
+    std::string line;
+    Status result;
+    bool done = false;
+  };
+
+  LogOptions options_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Pending>> queue_;
+  std::thread flusher_;
+  bool stopping_ = false;
+  bool healthy_ = true;
+  uint64_t seq_ = 0;
+  std::string chain_;  // hex of the last chain value
+  uint64_t written_ = 0;
+  bool previous_unsealed_ = false;
+  std::function<void(double)> fsync_observer_;
+};
+
+// Verification of a chained audit log (the file and its rotated predecessors).
+struct VerifyReport {
+  bool ok = true;
+  uint64_t records = 0;
+  uint64_t last_sealed_seq = 0;  // 0 = never sealed
+  bool tail_sealed = false;      // the last record is a seal (clean shutdown)
+  std::string problem;           // the first problem found, naming file, line and seq
+};
+VerifyReport verify_chain(const std::string& path, const std::string& chain_key);
+
+// Reads all records in order (rotated files first).
+Result<std::vector<Record>> read_all(const std::string& path);
+
+std::string hmac_hex(const std::string& key, const std::string& data);
+
+}  // namespace volguard::audit

@@ -1,0 +1,157 @@
+#include "service/audit_recorder.h"
+
+#include <openssl/rand.h>
+
+#include <filesystem>
+
+#include "common/text.h"
+
+namespace volguard::service {
+
+namespace {
+
+std::string list_text(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + v[i];
+  return out + "]";
+}
+
+}  // namespace
+
+Result<std::string> load_or_create_audit_key(const std::string& path) {
+  if (std::filesystem::exists(path)) {
+    auto key = read_file(path);
+    if (!key) return key.status();
+    std::string k = *key;
+    while (!k.empty() && (k.back() == '\n' || k.back() == '\r')) k.pop_back();
+    if (k.size() < 32) {
+      return Status(Code::kInvalidArgument, "bad_config",
+                    "audit.key_file: " + path + " holds " + std::to_string(k.size()) +
+                        " bytes; at least 32 are required");
+    }
+    return k;
+  }
+  unsigned char rnd[32];
+  if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    return Status(Code::kInternal, "rng_failed", "no randomness for the audit key");
+  }
+  std::string key = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (auto s = write_file(path, key + "\n", 0600); !s.is_ok()) return s;
+  return key;
+}
+
+Result<std::unique_ptr<AuditRecorder>> AuditRecorder::open(const config::Config& config,
+                                                           Metrics* metrics) {
+  auto key = load_or_create_audit_key(config.audit.key_file);
+  if (!key) return key.status();
+  std::unique_ptr<AuditRecorder> r(new AuditRecorder());
+  r->fail_closed_ = config.audit.fail_closed;
+  r->metrics_ = metrics;
+  audit::Format format = config.audit.format == "json" ? audit::Format::kJson : audit::Format::kLogfmt;
+  audit::LogOptions access{.path = config.audit.dir + "/" + kAccessLogName, .format = format,
+                           .max_bytes = config.audit.max_bytes, .keep = config.audit.keep,
+                           .durable = false};
+  auto access_log = audit::LogFile::open(access);
+  if (!access_log) return access_log.status();
+  r->access_ = std::move(access_log).value();
+  audit::LogOptions trail{.path = config.audit.dir + "/" + kAuditLogName, .format = format,
+                          .max_bytes = config.audit.max_bytes, .keep = config.audit.keep,
+                          .durable = true, .chain_key = *key};
+  auto audit_log = audit::LogFile::open(trail);
+  if (!audit_log) return audit_log.status();
+  r->audit_ = std::move(audit_log).value();
+  if (metrics) r->audit_->set_fsync_observer([metrics](double s) { metrics->audit_fsync(s); });
+  return r;
+}
+
+audit::Record AuditRecorder::base(const DecisionRecord& r, const std::string& level,
+                                  const std::string& msg) const {
+  audit::Record rec;
+  rec.add("time", audit::now_rfc3339());
+  rec.add("level", level);
+  rec.add("msg", msg);
+  rec.add("method", r.method);
+  const identity::Identity* who = r.who;
+  rec.add("username", who ? who->username : "");
+  rec.add("subject", who ? who->subject : "");
+  rec.add("name", who ? who->name : "");
+  rec.add("email", who ? who->email : "");
+  rec.add("issuer", who ? who->issuer : "");
+  rec.add("roles", who ? list_text(who->roles) : "");
+  rec.add("groups", who ? list_text(who->groups) : "");
+  rec.add("resource", r.resource);
+  rec.add("code", code_name(r.status.code()));
+  rec.add("reason", r.status.reason());
+  rec.add("remote", r.remote);
+  rec.add("request_id", r.request_id);
+  return rec;
+}
+
+void AuditRecorder::record(const DecisionRecord& r) {
+  std::string msg;
+  std::string level = "info";
+  if (r.who == nullptr) {
+    msg = "Authentication failed";
+    level = "warning";
+    if (metrics_) metrics_->authentication_failure(r.status.reason());
+  } else if (!r.authorized) {
+    msg = "Access denied";
+    level = "warning";
+    if (metrics_ && r.status.code() == Code::kPermissionDenied) {
+      metrics_->authorization_denial(r.method);
+    }
+  } else if (r.status.is_ok()) {
+    msg = r.security_enabled ? "Authorized" : "Allowed (security disabled)";
+  } else {
+    msg = "Authorized, failed";
+  }
+  if (metrics_) metrics_->observe_call(r.method, code_name(r.status.code()), r.seconds);
+  audit::Record rec = base(r, level, msg);
+  char ms[32];
+  snprintf(ms, sizeof ms, "%.3f", r.seconds * 1000);
+  rec.add("duration_ms", ms);
+  if (!access_->append(std::move(rec)).is_ok() && metrics_) metrics_->audit_failure();
+}
+
+Status AuditRecorder::audit_ready() {
+  if (audit_->healthy() || !fail_closed_) return Status::ok();
+  // Unhealthy: try once more, with a record that says so, before refusing.
+  if (event("Audit log writable again", {}).is_ok()) return Status::ok();
+  return Status(Code::kUnavailable, "audit_unavailable",
+                "the audit log cannot be written; state changes are refused until it can "
+                "(audit.fail_closed)");
+}
+
+Status AuditRecorder::audit(const DecisionRecord& r) {
+  Status s = audit_->append(base(r, "info", r.audit_message));
+  if (s.is_ok()) {
+    if (metrics_) metrics_->audit_record();
+    return s;
+  }
+  if (metrics_) metrics_->audit_failure();
+  if (!fail_closed_) return Status::ok();
+  return Status(Code::kUnavailable, "audit_unavailable",
+                "the change was applied but its audit record could not be written (" +
+                    s.message() + "); it is not acknowledged");
+}
+
+Status AuditRecorder::event(const std::string& msg,
+                            std::vector<std::pair<std::string, std::string>> fields, bool sealed) {
+  audit::Record rec;
+  rec.add("time", audit::now_rfc3339());
+  rec.add("level", "info");
+  rec.add("msg", msg);
+  rec.add("method", "server");
+  for (auto& f : fields) rec.add(std::move(f.first), std::move(f.second));
+  if (sealed) rec.add("sealed", "true");
+  Status s = audit_->append(std::move(rec));
+  if (metrics_) {
+    if (s.is_ok()) metrics_->audit_record();
+    else metrics_->audit_failure();
+  }
+  return s;
+}
+
+}  // namespace volguard::service

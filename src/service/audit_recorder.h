@@ -1,0 +1,46 @@
+// Writes the access log (every decision) and the audit log (every state change, durable and
+// chained) for the pipeline, and feeds the metrics.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "audit/audit.h"
+#include "config/config.h"
+#include "service/metrics.h"
+#include "service/pipeline.h"
+
+namespace volguard::service {
+
+inline constexpr char kAccessLogName[] = "volguard-access.log";
+inline constexpr char kAuditLogName[] = "volguard-audit.log";
+
+// The chain key: read from audit.key_file, or made (32 random bytes, mode 0600) if absent.
+Result<std::string> load_or_create_audit_key(const std::string& path);
+
+class AuditRecorder : public DecisionRecorder {
+ public:
+  static Result<std::unique_ptr<AuditRecorder>> open(const config::Config& config, Metrics* metrics);
+
+  void record(const DecisionRecord& record) override;
+  Status audit_ready() override;
+  Status audit(const DecisionRecord& record) override;
+
+  // A server-level audit record ("Server started", ...); `sealed` marks a clean shutdown.
+  Status event(const std::string& msg, std::vector<std::pair<std::string, std::string>> fields,
+               bool sealed = false);
+  bool previous_run_unsealed() const { return audit_->previous_run_unsealed(); }
+
+ private:
+  AuditRecorder() = default;
+  audit::Record base(const DecisionRecord& r, const std::string& level, const std::string& msg) const;
+
+  std::unique_ptr<audit::LogFile> access_;
+  std::unique_ptr<audit::LogFile> audit_;
+  bool fail_closed_ = true;
+  Metrics* metrics_ = nullptr;
+};
+
+}  // namespace volguard::service
