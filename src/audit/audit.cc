@@ -460,7 +460,7 @@ VerifyReport verify_chain(const std::string& path, const std::string& key) {
         anchored = true;
         if (seq != 1) {
           // Older files were removed by retention: trust this record as the anchor.
-          expected_seq = seq;
+          expected_seq = seq + 1;
           prev = *chain;
           report.records++;
           report.problem = "chain starts at seq " + std::to_string(seq) + " (older files rotated away)";

@@ -38,4 +38,16 @@ int init(const InitArgs& args);
 
 int server_check(const std::string& config_file);
 
+// Offline audit verbs: read the log files, no server needed.
+struct AuditArgs {
+  std::string config_file;
+  std::string dir;
+  std::string key_file;
+  std::string user, since, method, output;
+  bool denied = false;
+  bool access = false;
+};
+int audit_verify(const AuditArgs& args);
+int audit_show(const AuditArgs& args);
+
 }  // namespace volguard::cli

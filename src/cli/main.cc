@@ -141,6 +141,22 @@ int main(int argc, char** argv) {
   cani->add_option("method", can_method, "e.g. volume.delete")->required();
   cani->add_option("--volume", can_volume, "Check ownership on this volume too");
 
+  AuditArgs audit_args;
+  auto* audit_cmd = app.add_subcommand("audit", "Verify and query the audit trail (offline)");
+  audit_cmd->require_subcommand(1);
+  auto* averify = audit_cmd->add_subcommand("verify", "Check the audit log's HMAC chain and seal");
+  auto* ashow = audit_cmd->add_subcommand("show", "Query the audit (or, with --denied, access) log");
+  for (auto* c : {averify, ashow}) {
+    c->add_option("--config", audit_args.config_file, "Server config (audit.dir, audit.key_file)");
+    c->add_option("--dir", audit_args.dir, "Log directory (default ./data/log/security)");
+  }
+  averify->add_option("--key-file", audit_args.key_file, "Chain key (default from --config)");
+  ashow->add_option("--user", audit_args.user, "Only this username or issuer/username");
+  ashow->add_option("--since", audit_args.since, "Only the last 30m, 1h, 7d ...");
+  ashow->add_option("--method", audit_args.method, "Only this method, e.g. volume.create");
+  ashow->add_flag("--denied", audit_args.denied, "Refusals from the access log");
+  ashow->add_flag("--access", audit_args.access, "Read the access log instead of the audit log");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -157,6 +173,11 @@ int main(int argc, char** argv) {
     if (group == "access") return access_command(g, name, va);
     if (group == "role") return role_command(g, name, role_arg);
     if (group == "auth") return auth_command(g, name, can_method, can_volume);
+  }
+  if (averify->parsed()) return audit_verify(audit_args);
+  if (ashow->parsed()) {
+    audit_args.output = g.output;
+    return audit_show(audit_args);
   }
   if (generate->parsed()) return token_generate(gen);
   if (verify->parsed()) return token_verify(verify_config, verify_token);

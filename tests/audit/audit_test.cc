@@ -1,0 +1,231 @@
+#include "audit/audit.h"
+
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/text.h"
+
+namespace volguard::audit {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kKey = "audit-test-key-0123456789abcdef0123456789";
+
+class AuditTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/volguard-audit-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = dir_ + "/volguard-audit.log";
+  }
+  void TearDown() override {
+    ::umount2((dir_ + "/tiny").c_str(), MNT_DETACH);
+    fs::remove_all(dir_);
+  }
+  std::unique_ptr<LogFile> open(uint64_t max_bytes = 1 << 20, int keep = 5,
+                                Format format = Format::kLogfmt, std::string path = "") {
+    return LogFile::open({.path = path.empty() ? path_ : path, .format = format,
+                          .max_bytes = max_bytes, .keep = keep, .durable = true,
+                          .chain_key = kKey})
+        .value();
+  }
+  static Record rec(const std::string& msg, const std::string& user = "alice") {
+    Record r;
+    r.add("time", now_rfc3339());
+    r.add("level", "info");
+    r.add("msg", msg);
+    r.add("method", "volume.create");
+    r.add("username", user);
+    return r;
+  }
+  std::vector<std::string> lines(const std::string& p = "") {
+    std::ifstream in(p.empty() ? path_ : p);
+    std::vector<std::string> out;
+    std::string l;
+    while (std::getline(in, l)) out.push_back(l);
+    return out;
+  }
+  void rewrite(const std::vector<std::string>& ls) {
+    std::ofstream out(path_, std::ios::trunc);
+    for (const auto& l : ls) out << l << "\n";
+  }
+  std::string dir_, path_;
+};
+
+TEST_F(AuditTest, LogfmtQuotesSoClaimsCannotForgeFieldsOrLines) {
+  Record r;
+  r.add("msg", "Authorized");
+  r.add("name", "Eve\" level=error msg=\"forged");
+  r.add("email", "a@b\nlevel=error msg=second-record");
+  r.add("groups", "[eng,ops]");
+  r.add("subject", "key=value");
+  r.add("empty", "");
+  r.add("ctl", std::string("x\x01y\x7f", 4));
+  std::string line = to_logfmt(r);
+  EXPECT_EQ(line.find('\n'), std::string::npos) << line;
+  EXPECT_NE(line.find("groups=[eng,ops]"), std::string::npos) << line;
+  EXPECT_NE(line.find("empty=\"\""), std::string::npos) << line;
+  auto back = parse_line(line);
+  ASSERT_TRUE(back.is_ok());
+  ASSERT_EQ(back->fields.size(), r.fields.size());
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    EXPECT_EQ(back->fields[i], r.fields[i]) << i;
+  }
+  // JSON lines too.
+  std::string json = to_json_line(r);
+  EXPECT_EQ(json.find('\n'), std::string::npos);
+  auto jback = parse_line(json);
+  ASSERT_TRUE(jback.is_ok());
+  EXPECT_EQ(*jback->get("name"), "Eve\" level=error msg=\"forged");
+}
+
+TEST_F(AuditTest, ChainVerifiesAndSealIsReported) {
+  {
+    auto log = open();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(log->append(rec("r" + std::to_string(i))).is_ok());
+    Record seal = rec("Server stopped");
+    seal.add("sealed", "true");
+    ASSERT_TRUE(log->append(seal).is_ok());
+  }
+  auto report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 21u);
+  EXPECT_TRUE(report.tail_sealed);
+  EXPECT_EQ(report.last_sealed_seq, 21u);
+  // A wrong key fails at the first record.
+  EXPECT_FALSE(verify_chain(path_, kKey + "x").ok);
+  // Reopening continues the chain, and remembers the last run was sealed.
+  auto log = open();
+  EXPECT_FALSE(log->previous_run_unsealed());
+  ASSERT_TRUE(log->append(rec("after restart")).is_ok());
+  report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 22u);
+  EXPECT_FALSE(report.tail_sealed);
+  EXPECT_EQ(report.last_sealed_seq, 21u);
+  log.reset();
+  EXPECT_TRUE(open()->previous_run_unsealed());
+}
+
+TEST_F(AuditTest, EveryTamperingIsDetected) {
+  {
+    auto log = open();
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(log->append(rec("record-" + std::to_string(i))).is_ok());
+    Record seal = rec("sealed");
+    seal.add("sealed", "true");
+    ASSERT_TRUE(log->append(seal).is_ok());
+  }
+  const auto original = lines();
+  ASSERT_EQ(original.size(), 11u);
+  struct Case {
+    const char* name;
+    std::function<std::vector<std::string>(std::vector<std::string>)> edit;
+    const char* expect;
+  };
+  std::vector<Case> cases = {
+      {"edit a byte", [](auto l) { l[4][l[4].find("record-4") + 7] = '9'; return l; }, "seq 5 does not match"},
+      {"edit a user", [](auto l) { auto p = l[2].find("username=alice"); l[2].replace(p, 14, "username=bob"); return l; }, "seq 3"},
+      {"delete a line", [](auto l) { l.erase(l.begin() + 3); return l; }, "seq 5 where 4 was expected"},
+      {"swap two lines", [](auto l) { std::swap(l[5], l[6]); return l; }, "seq 7 where 6 was expected"},
+      {"insert a line", [](auto l) { l.insert(l.begin() + 2, l[1]); return l; }, "seq 2 where 3 was expected"},
+      {"forge a line", [](auto l) { l.insert(l.begin() + 2, "time=x level=info msg=forged seq=3 chain=00"); return l; }, "seq 3 does not match"},
+  };
+  for (const auto& c : cases) {
+    rewrite(c.edit(original));
+    auto report = verify_chain(path_, kKey);
+    EXPECT_FALSE(report.ok) << c.name;
+    EXPECT_NE(report.problem.find(c.expect), std::string::npos) << c.name << ": " << report.problem;
+  }
+  // Cut the tail mid-record: torn.
+  rewrite(original);
+  auto size = fs::file_size(path_);
+  fs::resize_file(path_, size - 10);
+  auto report = verify_chain(path_, kKey);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("torn"), std::string::npos) << report.problem;
+  // Cut whole records off the end: intact but no longer sealed.
+  auto cut = original;
+  cut.resize(7);
+  rewrite(cut);
+  report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_FALSE(report.tail_sealed);
+  EXPECT_EQ(report.last_sealed_seq, 0u);
+}
+
+TEST_F(AuditTest, RotationKeepsRecordsWholeAndTheChainAcrossFiles) {
+  {
+    auto log = open(/*max_bytes=*/2000, /*keep=*/3);
+    for (int i = 0; i < 60; ++i) ASSERT_TRUE(log->append(rec("rotating-" + std::to_string(i))).is_ok());
+  }
+  ASSERT_TRUE(fs::exists(path_ + ".1"));
+  ASSERT_TRUE(fs::exists(path_ + ".3"));
+  EXPECT_FALSE(fs::exists(path_ + ".4"));  // retention
+  for (const auto& f : {path_, path_ + ".1", path_ + ".2", path_ + ".3"}) {
+    EXPECT_LE(fs::file_size(f), 2000u + 400u) << f;
+    for (const auto& l : lines(f)) EXPECT_TRUE(parse_line(l).is_ok()) << l;
+    EXPECT_EQ((fs::status(f).permissions() & fs::perms::all), fs::perms::owner_read | fs::perms::owner_write) << f;
+  }
+  auto report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_NE(report.problem.find("older files rotated away"), std::string::npos);
+  auto all = read_all(path_).value();
+  EXPECT_EQ(*all.back().get("msg"), "rotating-59");
+}
+
+TEST_F(AuditTest, ConcurrentAppendsShareFsyncs) {
+  auto log = open();
+  std::atomic<int> fsyncs{0};
+  log->set_fsync_observer([&](double) { fsyncs++; });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        ASSERT_TRUE(log->append(rec("t" + std::to_string(t) + "-" + std::to_string(i))).is_ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(log->records_written(), 640u);
+  EXPECT_LT(fsyncs.load(), 640) << "group commit should batch fsyncs";
+  auto report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 640u);
+}
+
+TEST_F(AuditTest, DiskFullFailsThenRecovers) {
+  std::string tiny = dir_ + "/tiny";
+  fs::create_directories(tiny);
+  if (::mount("tmpfs", tiny.c_str(), "tmpfs", 0, "size=64k") != 0) GTEST_SKIP() << "cannot mount tmpfs";
+  std::string path = tiny + "/volguard-audit.log";
+  auto log = open(1 << 20, 5, Format::kLogfmt, path);
+  ASSERT_TRUE(log->append(rec("before")).is_ok());
+  {
+    std::ofstream filler(tiny + "/filler");
+    std::string block(4096, 'x');
+    while (filler.write(block.data(), block.size())) {
+    }
+  }
+  Status s;
+  for (int i = 0; i < 50 && s.is_ok(); ++i) s = log->append(rec(std::string(200, 'y')));
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+  EXPECT_EQ(s.reason(), "audit_unavailable");
+  EXPECT_FALSE(log->healthy());
+  fs::remove(tiny + "/filler");
+  ASSERT_TRUE(log->append(rec("after")).is_ok());
+  EXPECT_TRUE(log->healthy());
+  // Nothing torn, and the chain skips nothing: the failed records never existed.
+  auto report = verify_chain(path, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  auto all = read_all(path).value();
+  EXPECT_EQ(*all.back().get("msg"), "after");
+}
+
+}  // namespace
+}  // namespace volguard::audit
