@@ -353,8 +353,9 @@ void LogFile::flusher() {
             // Nothing more to do: verify will report the torn tail.
           }
         }
+        if (n >= 0 && n < static_cast<ssize_t>(data.size())) err = ENOSPC;  // short write
         result = Status(Code::kUnavailable, "audit_unavailable",
-                        "cannot write " + options_.path + ": " + std::strerror(n < 0 || !ok ? err : EIO));
+                        "cannot write " + options_.path + ": " + std::strerror(err));
       } else {
         size_ += data.size();
       }

@@ -1,6 +1,7 @@
 #include "service/audit_recorder.h"
 
 #include <openssl/rand.h>
+#include <sys/statvfs.h>
 
 #include <filesystem>
 
@@ -48,6 +49,7 @@ Result<std::unique_ptr<AuditRecorder>> AuditRecorder::open(const config::Config&
   if (!key) return key.status();
   std::unique_ptr<AuditRecorder> r(new AuditRecorder());
   r->fail_closed_ = config.audit.fail_closed;
+  r->dir_ = config.audit.dir;
   r->metrics_ = metrics;
   audit::Format format = config.audit.format == "json" ? audit::Format::kJson : audit::Format::kLogfmt;
   audit::LogOptions access{.path = config.audit.dir + "/" + kAccessLogName, .format = format,
@@ -116,7 +118,20 @@ void AuditRecorder::record(const DecisionRecord& r) {
 }
 
 Status AuditRecorder::audit_ready() {
-  if (audit_->healthy() || !fail_closed_) return Status::ok();
+  if (!fail_closed_) return Status::ok();
+  // Refuse before acting when the log's disk is (nearly) full: a change whose record then
+  // failed to write would have happened unaudited.
+  struct statvfs vfs;
+  if (::statvfs(dir_.c_str(), &vfs) == 0) {
+    uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (free_bytes < kMinFreeBytes) {
+      return Status(Code::kUnavailable, "audit_unavailable",
+                    "the audit log's filesystem has " + std::to_string(free_bytes) +
+                        " bytes free; state changes are refused until it has room "
+                        "(audit.fail_closed)");
+    }
+  }
+  if (audit_->healthy()) return Status::ok();
   // Unhealthy: try once more, with a record that says so, before refusing.
   if (event("Audit log writable again", {}).is_ok()) return Status::ok();
   return Status(Code::kUnavailable, "audit_unavailable",

@@ -40,6 +40,8 @@ class AuditRecorder : public DecisionRecorder {
   std::unique_ptr<audit::LogFile> access_;
   std::unique_ptr<audit::LogFile> audit_;
   bool fail_closed_ = true;
+  std::string dir_;
+  static constexpr uint64_t kMinFreeBytes = 64 * 1024;
   Metrics* metrics_ = nullptr;
 };
 

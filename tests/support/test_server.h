@@ -22,12 +22,13 @@ inline const std::string kTestSecret = "integration-test-secret-0123456789abcdef
 
 class TestServer {
  public:
-  explicit TestServer(const std::string& extra_security = "", bool guest_access = true) {
+  explicit TestServer(const std::string& extra_security = "", bool guest_access = true,
+                      const std::string& extra_top = "") {
     char tmpl[] = "/tmp/volguard-it-XXXXXX";
     dir_ = mkdtemp(tmpl);
     write_file(dir_ + "/secret", kTestSecret + "\n", 0600);
     std::string yaml = "data_dir: " + dir_ + "/data\n" +
-                       "api:\n  grpc: 127.0.0.1:0\n  rest: 127.0.0.1:0\n" +
+                       "api:\n  grpc: 127.0.0.1:0\n  rest: 127.0.0.1:0\n" + extra_top +
                        "security:\n  guest_access: " + (guest_access ? "true" : "false") + "\n" +
                        extra_security +
                        "  issuers:\n    - issuer: test.local\n      shared_secret_file: " + dir_ +
@@ -68,6 +69,7 @@ class TestServer {
   int rest_port() const { return server_->rest_port(); }
   int grpc_port() const { return server_->grpc_port(); }
   const std::string& dir() const { return dir_; }
+  std::string audit_dir() const { return config_.audit.dir; }
 
  private:
   std::string dir_;
