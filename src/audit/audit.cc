@@ -228,6 +228,11 @@ Result<std::unique_ptr<LogFile>> LogFile::open(LogOptions options) {
 }
 
 LogFile::~LogFile() {
+  // Drain what is queued (non-durable appends do not wait) before stopping.
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return queue_.empty(); });
+  }
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -309,6 +314,15 @@ Status LogFile::append(Record record) {
     chain_ = chain;
   }
   pending->line.push_back('\n');
+  if (!options_.durable) {
+    // The access log is written behind the request: the caller does not wait for the flusher
+    // (bounded, so a stuck disk cannot eat memory).
+    cv_.wait(lock, [&] { return queue_.size() < kMaxQueued || stopping_; });
+    queue_.push_back(pending);
+    cv_.notify_all();
+    return healthy_ ? Status::ok()
+                    : Status(Code::kUnavailable, "audit_unavailable", "cannot write " + options_.path);
+  }
   queue_.push_back(pending);
   cv_.notify_all();
   cv_.wait(lock, [&] { return pending->done; });

@@ -72,6 +72,7 @@ class LogFile {
   Status rotate_locked();
   void flusher();
 
+  static constexpr size_t kMaxQueued = 100000;
   struct Pending {
     std::string line;
     Status result;
