@@ -500,3 +500,40 @@ TEST(CanITest, ExplainsRoleRuleAndOwnership) {
 
 }  // namespace
 }  // namespace volguard
+
+namespace volguard {
+namespace {
+
+TEST(TlsTest, GrpcAndRestOverTls) {
+  char tmpl[] = "/tmp/volguard-tls-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir + "/key.pem -out " +
+                    dir + "/cert.pem -days 1 -subj /CN=localhost -addext "
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  {
+    TestServer srv("", true,
+                   "  tls:\n    cert_file: " + dir + "/cert.pem\n    key_file: " + dir + "/key.pem\n");
+    std::string tok = srv.token("alice", {"system.user"});
+    auto tls = api::Client::connect("127.0.0.1:" + std::to_string(srv.grpc_port()), tok,
+                                    dir + "/cert.pem").value();
+    v1::Empty e;
+    v1::WhoAmIResponse who;
+    Status s = tls.call(kId + "WhoAmI", e, &who);
+    ASSERT_TRUE(s.is_ok()) << s.to_string();
+    EXPECT_EQ(who.username(), "alice");
+    // Plaintext to a TLS port fails.
+    auto plain = api::Client::connect("127.0.0.1:" + std::to_string(srv.grpc_port()), tok, "").value();
+    EXPECT_EQ(plain.call(kId + "WhoAmI", e, &who).code(), Code::kUnavailable);
+    httplib::SSLClient rest("127.0.0.1", srv.rest_port());
+    rest.set_ca_cert_path((dir + "/cert.pem").c_str());
+    rest.enable_server_certificate_verification(true);
+    auto r = rest.Get("/healthz");
+    ASSERT_TRUE(r) << "TLS REST failed";
+    EXPECT_EQ(r->status, 200);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace volguard
