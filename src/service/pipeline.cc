@@ -95,6 +95,10 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   }
   std::string_view token = value.substr(space + 1);
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  // Tokens from files and Kubernetes Secrets often end in a newline: not part of the token.
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    token.remove_suffix(1);
+  }
   if (verifier_ == nullptr) {
     return Status(Code::kUnauthenticated, "issuer_unknown", "no token issuers are configured");
   }
