@@ -288,6 +288,43 @@ Status VolumeService::recover() {
   return rebuild_roles();
 }
 
+// Reserves the name, then store (state creating) → disk → ready: a crash at any point leaves a
+// record that recovery can undo, and a failure undoes what was done.
+Result<std::shared_ptr<const VolumeRecord>> VolumeService::make_volume(
+    VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk) {
+  {
+    std::unique_lock lock(catalog_mu_);
+    if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
+      return Status(Code::kAlreadyExists, "name_taken",
+                    "volume name '" + rec.name + "' already exists");
+    }
+    reserved_names_.insert(rec.name);
+  }
+  auto release = [&] {
+    std::unique_lock lock(catalog_mu_);
+    reserved_names_.erase(rec.name);
+  };
+  if (auto s = store_->create_volume(rec); !s.is_ok()) {
+    release();
+    return s;
+  }
+  if (auto s = make_on_disk(rec.id); !s.is_ok()) {
+    store_->delete_volume(rec.id);
+    release();
+    return s;
+  }
+  rec.state = RecordState::kReady;
+  if (auto s = store_->update_volume(rec); !s.is_ok()) {
+    driver_->remove(rec.id);
+    store_->delete_volume(rec.id);
+    release();
+    return s;
+  }
+  auto shared = std::make_shared<const VolumeRecord>(std::move(rec));
+  put_volume(shared);
+  return shared;
+}
+
 void VolumeService::register_methods(MethodTable* t) {
   using namespace v1;
   using ownership::Access;
@@ -340,39 +377,12 @@ void VolumeService::register_methods(MethodTable* t) {
           if (!access) return access.status();
           rec.ownership.public_access = *access;
         }
-        {
-          std::unique_lock lock(catalog_mu_);
-          if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
-            return Status(Code::kAlreadyExists, "name_taken",
-                          "volume name '" + rec.name + "' already exists");
-          }
-          reserved_names_.insert(rec.name);
-        }
-        auto release = [&] {
-          std::unique_lock lock(catalog_mu_);
-          reserved_names_.erase(rec.name);
-        };
         call.resource_for_log = "volume/" + rec.id;
-        // Store first (state creating), then disk, then ready: a crash at any point leaves a
-        // record that recovery can undo.
-        if (auto s = store_->create_volume(rec); !s.is_ok()) {
-          release();
-          return s;
-        }
-        if (auto s = driver_->create(rec.id, rec.size_bytes, *fs_type); !s.is_ok()) {
-          store_->delete_volume(rec.id);
-          release();
-          return s;
-        }
-        rec.state = RecordState::kReady;
-        if (auto s = store_->update_volume(rec); !s.is_ok()) {
-          driver_->remove(rec.id);
-          store_->delete_volume(rec.id);
-          release();
-          return s;
-        }
-        auto shared = std::make_shared<const VolumeRecord>(rec);
-        put_volume(shared);
+        auto made = make_volume(std::move(rec), [&](const std::string& id) {
+          return driver_->create(id, *size, *fs_type);
+        });
+        if (!made) return made.status();
+        const auto& shared = *made;
         fill_volume(*shared, resp->mutable_volume());
         return Status::ok();
       });
@@ -412,45 +422,15 @@ void VolumeService::register_methods(MethodTable* t) {
           rec.source_volume = src_snap->volume_id;
         }
         if (call.security_enabled && !call.who->guest) rec.ownership.owner = call.who->principal();
-        {
-          std::unique_lock lock(catalog_mu_);
-          if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
-            return Status(Code::kAlreadyExists, "name_taken",
-                          "volume name '" + rec.name + "' already exists");
-          }
-          reserved_names_.insert(rec.name);
-        }
-        auto release = [&] {
-          std::unique_lock lock(catalog_mu_);
-          reserved_names_.erase(rec.name);
-        };
         call.resource_for_log = "volume/" + rec.id;
-        if (auto s = store_->create_volume(rec); !s.is_ok()) {
-          release();
-          return s;
-        }
-        Status copied;
-        if (src_vol) {
+        auto made = make_volume(std::move(rec), [&](const std::string& id) {
+          if (!src_vol) return driver_->clone_snapshot(src_snap->id, id);
           auto lock = op_lock(src_vol->id);
           std::lock_guard guard(*lock);
-          copied = driver_->clone_volume(src_vol->id, rec.id);
-        } else {
-          copied = driver_->clone_snapshot(src_snap->id, rec.id);
-        }
-        if (!copied.is_ok()) {
-          store_->delete_volume(rec.id);
-          release();
-          return copied;
-        }
-        rec.state = RecordState::kReady;
-        if (auto s = store_->update_volume(rec); !s.is_ok()) {
-          driver_->remove(rec.id);
-          store_->delete_volume(rec.id);
-          release();
-          return s;
-        }
-        auto shared = std::make_shared<const VolumeRecord>(rec);
-        put_volume(shared);
+          return driver_->clone_volume(src_vol->id, id);
+        });
+        if (!made) return made.status();
+        const auto& shared = *made;
         fill_volume(*shared, resp->mutable_volume());
         return Status::ok();
       });

@@ -2,6 +2,7 @@
 // method table with what each needs; the pipeline runs every check before a handler.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,8 @@ class VolumeService : public ResourceResolver {
   Status rebuild_roles();
   Status check_mount_path(const std::string& path) const;
   void put_volume(std::shared_ptr<const store::VolumeRecord> rec);
+  Result<std::shared_ptr<const store::VolumeRecord>> make_volume(
+      store::VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk);
   void erase_volume(const std::string& id);
 
   config::Config config_;
