@@ -159,6 +159,37 @@ TEST_F(AuditTest, EveryTamperingIsDetected) {
   EXPECT_EQ(report.last_sealed_seq, 0u);
 }
 
+TEST_F(AuditTest, JsonLinesAreChainedAndVerifiedToo) {
+  {
+    auto log = open(1 << 20, 5, Format::kJson);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(log->append(rec("json-" + std::to_string(i), "x\"y")).is_ok());
+  }
+  auto ls = lines();
+  ASSERT_EQ(ls.size(), 5u);
+  for (const auto& l : ls) {
+    EXPECT_EQ(l.front(), '{');
+    EXPECT_NE(l.find(",\"chain\":\""), std::string::npos) << l;
+  }
+  auto report = verify_chain(path_, kKey);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 5u);
+  auto all = read_all(path_).value();
+  EXPECT_EQ(*all[0].get("username"), "x\"y");
+  ls[2].replace(ls[2].find("json-2"), 6, "json-9");
+  rewrite(ls);
+  report = verify_chain(path_, kKey);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("seq 3"), std::string::npos) << report.problem;
+}
+
+TEST_F(AuditTest, UnwritableFileIsRefusedAtOpen) {
+  fs::create_directories(path_);  // a directory where the log file should be
+  auto log = LogFile::open({.path = path_, .durable = true, .chain_key = kKey});
+  ASSERT_FALSE(log.is_ok());
+  EXPECT_EQ(log.status().code(), Code::kUnavailable);
+  EXPECT_NE(log.status().message().find(path_), std::string::npos);
+}
+
 TEST_F(AuditTest, RotationKeepsRecordsWholeAndTheChainAcrossFiles) {
   {
     auto log = open(/*max_bytes=*/2000, /*keep=*/3);
