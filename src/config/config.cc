@@ -93,7 +93,7 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
                                   const std::string& where) {
   if (auto s = check_keys(node, file, where,
                           {"issuer", "shared_secret_file", "shared_secret_env", "public_key_file",
-                           "audiences"});
+                           "audiences", "oidc"});
       !s.is_ok()) {
     return s;
   }
@@ -117,12 +117,52 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
   if (node["audiences"]) {
     VG_ASSIGN(out.audiences, get_string_list(node["audiences"], file, where + ".audiences"));
   }
+  if (node["oidc"]) {
+    const auto& o = node["oidc"];
+    const std::string w = where + ".oidc";
+    if (auto s = check_keys(o, file, w,
+                            {"client_id", "skip_client_id_check", "namespace", "roles_claim",
+                             "groups_claim", "jwks_refresh", "fetch_timeout",
+                             "min_refetch_interval", "ca_file"});
+        !s.is_ok()) {
+      return s;
+    }
+    auto& oc = out.oidc;
+    oc.enabled = true;
+    if (o["client_id"]) VG_ASSIGN(oc.client_id, get_string(o["client_id"], file, w + ".client_id"));
+    if (o["skip_client_id_check"]) {
+      VG_ASSIGN(oc.skip_client_id_check,
+                get_bool(o["skip_client_id_check"], file, w + ".skip_client_id_check"));
+    }
+    if (o["namespace"]) VG_ASSIGN(oc.claims_namespace, get_string(o["namespace"], file, w + ".namespace"));
+    if (o["roles_claim"]) VG_ASSIGN(oc.roles_claim, get_string(o["roles_claim"], file, w + ".roles_claim"));
+    if (o["groups_claim"]) VG_ASSIGN(oc.groups_claim, get_string(o["groups_claim"], file, w + ".groups_claim"));
+    if (o["jwks_refresh"]) VG_ASSIGN(oc.jwks_refresh, get_duration(o["jwks_refresh"], file, w + ".jwks_refresh"));
+    if (o["fetch_timeout"]) VG_ASSIGN(oc.fetch_timeout, get_duration(o["fetch_timeout"], file, w + ".fetch_timeout"));
+    if (o["min_refetch_interval"]) {
+      VG_ASSIGN(oc.min_refetch_interval,
+                get_duration(o["min_refetch_interval"], file, w + ".min_refetch_interval"));
+    }
+    if (o["ca_file"]) VG_ASSIGN(oc.ca_file, get_string(o["ca_file"], file, w + ".ca_file"));
+    if (oc.client_id.empty() && !oc.skip_client_id_check) {
+      return bad(file, w + ".client_id", "is required (or set skip_client_id_check: true)");
+    }
+    if (oc.jwks_refresh.count() < 10) return bad(file, w + ".jwks_refresh", "must be at least 10s");
+    if (oc.fetch_timeout.count() < 1) return bad(file, w + ".fetch_timeout", "must be at least 1s");
+    bool loopback = out.issuer.rfind("http://127.0.0.1", 0) == 0 ||
+                    out.issuer.rfind("http://localhost", 0) == 0 ||
+                    out.issuer.rfind("http://[::1]", 0) == 0;
+    if (out.issuer.rfind("https://", 0) != 0 && !loopback) {
+      return bad(file, where + ".issuer",
+                 "an OIDC issuer must be an https:// URL (plain http only on loopback)");
+    }
+  }
   int sources = !out.shared_secret_file.empty() + !out.shared_secret_env.empty() +
-                !out.public_key_file.empty();
+                !out.public_key_file.empty() + out.oidc.enabled;
   if (sources != 1) {
     return bad(file, where,
-               "needs exactly one of shared_secret_file, shared_secret_env, public_key_file "
-               "(one key per issuer: no algorithm can be chosen by the token)");
+               "needs exactly one of shared_secret_file, shared_secret_env, public_key_file, oidc "
+               "(one key source per issuer: no algorithm can be chosen by the token)");
   }
   return out;
 }

@@ -13,6 +13,20 @@ namespace volguard::config {
 enum class UsernameClaim { kSub, kEmail, kName };
 const char* username_claim_name(UsernameClaim claim);
 
+// An OpenID Connect provider: keys come from its discovery document's jwks_uri.
+struct OidcConfig {
+  bool enabled = false;
+  std::string client_id;              // aud must contain it, unless skip_client_id_check
+  bool skip_client_id_check = false;
+  std::string claims_namespace;       // roles/groups may come as <namespace>roles, <namespace>groups
+  std::string roles_claim = "roles";  // dotted paths allowed (Keycloak: realm_access.roles)
+  std::string groups_claim = "groups";
+  std::chrono::seconds jwks_refresh{3600};
+  std::chrono::seconds fetch_timeout{5};
+  std::chrono::seconds min_refetch_interval{10};  // bound on unknown-kid refetches
+  std::string ca_file;                // private CA for the provider; HTTPS is always verified
+};
+
 struct IssuerConfig {
   std::string where;  // "volguard.yaml: security.issuers[0]" — prefix for later errors
   std::string issuer;
@@ -20,6 +34,7 @@ struct IssuerConfig {
   std::string shared_secret_env;
   std::string public_key_file;
   std::vector<std::string> audiences;
+  OidcConfig oidc;
 };
 
 struct SecurityConfig {

@@ -7,6 +7,7 @@
 #include <simdjson.h>
 
 #include "common/text.h"
+#include "identity/oidc.h"
 
 namespace volguard::identity {
 
@@ -47,9 +48,11 @@ bool numeric_date(dom::element value, int64_t* out) {
 }
 
 // The registered and volguard claims read from a payload; everything else is ignored.
-enum ClaimIndex { kIss, kSub, kName, kEmail, kJti, kExp, kNbf, kIat, kAud, kRoles, kGroups, kClaimCount };
+enum ClaimIndex { kIss, kSub, kName, kEmail, kJti, kExp, kNbf, kIat, kAud, kRoles, kGroups,
+                  kEmailVerified, kClaimCount };
 constexpr std::string_view kClaimNames[kClaimCount] = {"iss", "sub", "name", "email", "jti", "exp",
-                                                       "nbf", "iat", "aud", "roles", "groups"};
+                                                       "nbf", "iat", "aud", "roles", "groups",
+                                                       "email_verified"};
 
 struct Claims {
   dom::element value[kClaimCount];
@@ -66,21 +69,57 @@ Status string_claim(const Claims& claims, ClaimIndex i, std::string* out) {
   return Status::ok();
 }
 
-Status string_list_claim(const Claims& claims, ClaimIndex i, std::vector<std::string>* out) {
-  if (!claims.has(i)) return Status::ok();
+Status string_list_of(dom::element value, const std::string& name, std::vector<std::string>* out) {
+  if (value.type() == dom::element_type::NULL_VALUE) return Status::ok();
   auto bad = [&] {
-    return fail(reason::kClaimBadType,
-                "claim '" + std::string(kClaimNames[i]) + "' must be an array of strings");
+    return fail(reason::kClaimBadType, "claim '" + name + "' must be an array of strings");
   };
-  if (claims.value[i].type() != dom::element_type::ARRAY) return bad();
+  if (value.type() != dom::element_type::ARRAY) return bad();
   dom::array list;
-  if (claims.value[i].get_array().get(list) != simdjson::SUCCESS) return bad();
+  if (value.get_array().get(list) != simdjson::SUCCESS) return bad();
   out->reserve(list.size());
   for (dom::element v : list) {
     if (v.type() != dom::element_type::STRING) return bad();
     out->emplace_back(v.get_string().value_unsafe());
   }
   return Status::ok();
+}
+
+Status string_list_claim(const Claims& claims, ClaimIndex i, std::vector<std::string>* out) {
+  if (!claims.has(i)) return Status::ok();
+  return string_list_of(claims.value[i], std::string(kClaimNames[i]), out);
+}
+
+// roles/groups from where this issuer keeps them: "<namespace>roles", a JSON pointer
+// ("/realm_access/roles"), or the plain top-level claim.
+Status mapped_list(const Claims& claims, dom::object payload, dom::element doc,
+                   const std::string& ns, const std::string& pointer, ClaimIndex plain,
+                   std::vector<std::string>* out) {
+  if (!ns.empty()) {
+    std::string key = ns + std::string(kClaimNames[plain]);
+    dom::element value;
+    if (payload.at_key(key).get(value) == simdjson::SUCCESS) return string_list_of(value, key, out);
+  }
+  if (!pointer.empty()) {
+    dom::element value;
+    if (doc.at_pointer(pointer).get(value) == simdjson::SUCCESS) return string_list_of(value, pointer, out);
+    return Status::ok();  // absent: no roles/groups
+  }
+  return string_list_claim(claims, plain, out);
+}
+
+// "realm_access.roles" → "/realm_access/roles" (RFC 6901 escaping).
+std::string dotted_to_pointer(const std::string& dotted) {
+  std::string out;
+  for (const auto& part : split(dotted, '.')) {
+    out += "/";
+    for (char c : part) {
+      if (c == '~') out += "~0";
+      else if (c == '/') out += "~1";
+      else out += c;
+    }
+  }
+  return out;
 }
 
 // Quotes an untrusted value for a message: bounded and printable, so a claim cannot flood or
@@ -192,6 +231,18 @@ Result<std::string> load_secret(const config::IssuerConfig& issuer) {
 Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::SecurityConfig& cfg) {
   std::vector<TrustedIssuer> issuers;
   for (const auto& ic : cfg.issuers) {
+    if (ic.oidc.enabled) {
+      auto source = std::make_shared<OidcKeySource>(
+          ic.issuer, ic.oidc, make_http_fetcher(ic.oidc.ca_file, ic.oidc.fetch_timeout));
+      source->start();  // fetches in the background: a provider that is down blocks nothing
+      TrustedIssuer t{ic.issuer, source, ic.audiences};
+      if (!ic.oidc.skip_client_id_check) t.audiences.push_back(ic.oidc.client_id);
+      t.claims_namespace = ic.oidc.claims_namespace;
+      if (ic.oidc.roles_claim != "roles") t.roles_pointer = dotted_to_pointer(ic.oidc.roles_claim);
+      if (ic.oidc.groups_claim != "groups") t.groups_pointer = dotted_to_pointer(ic.oidc.groups_claim);
+      issuers.push_back(std::move(t));
+      continue;
+    }
     std::shared_ptr<const VerificationKey> key;
     if (!ic.public_key_file.empty()) {
       auto pem = read_file(ic.public_key_file);
@@ -391,12 +442,32 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
                                      std::pair{kEmail, &id.email}, std::pair{kJti, &id.token_id}}) {
     if (auto s = string_claim(claims, index, field); !s.is_ok()) return s;
   }
-  if (auto s = string_list_claim(claims, kRoles, &id.roles); !s.is_ok()) return s;
-  if (auto s = string_list_claim(claims, kGroups, &id.groups); !s.is_ok()) return s;
+  if (auto s = mapped_list(claims, payload, doc, issuer.claims_namespace, issuer.roles_pointer,
+                           kRoles, &id.roles);
+      !s.is_ok()) {
+    return s;
+  }
+  if (auto s = mapped_list(claims, payload, doc, issuer.claims_namespace, issuer.groups_pointer,
+                           kGroups, &id.groups);
+      !s.is_ok()) {
+    return s;
+  }
   switch (options_.username_claim) {
     case config::UsernameClaim::kSub: id.username = id.subject; break;
     case config::UsernameClaim::kEmail: id.username = id.email; break;
     case config::UsernameClaim::kName: id.username = id.name; break;
+  }
+  // An unverified email must not name anyone (OpenStorage ignores email_verified).
+  if (options_.username_claim == config::UsernameClaim::kEmail && claims.has(kEmailVerified)) {
+    dom::element v = claims.value[kEmailVerified];
+    bool verified = v.type() == dom::element_type::BOOL ? v.get_bool().value_unsafe()
+                    : v.type() == dom::element_type::STRING
+                        ? v.get_string().value_unsafe() == "true"
+                        : false;
+    if (!verified) {
+      return fail(reason::kEmailUnverified,
+                  "claim 'email_verified' is false, and the username comes from 'email'");
+    }
   }
   if (id.username.empty()) {
     return fail(reason::kUsernameMissing,

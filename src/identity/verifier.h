@@ -48,6 +48,7 @@ inline constexpr char kAudMissing[] = "aud_missing";
 inline constexpr char kAudMismatch[] = "aud_mismatch";
 inline constexpr char kClaimBadType[] = "claim_bad_type";
 inline constexpr char kUsernameMissing[] = "username_missing";
+inline constexpr char kEmailUnverified[] = "email_unverified";
 }  // namespace reason
 
 // Where an issuer's keys come from. A static key ignores `kid`; a JWKS source (OIDC) selects
@@ -76,6 +77,11 @@ struct TrustedIssuer {
   std::string issuer;
   std::shared_ptr<const KeySource> keys;
   std::vector<std::string> audiences;  // empty = aud not checked
+  // Where roles and groups live when not top-level "roles"/"groups" (OIDC providers):
+  // "<namespace>roles" first, then the JSON pointer ("/realm_access/roles").
+  std::string claims_namespace;
+  std::string roles_pointer;   // empty = "/roles"
+  std::string groups_pointer;  // empty = "/groups"
 };
 
 struct VerifierOptions {

@@ -13,41 +13,7 @@ namespace {
 using nlohmann::json;
 using volguard::testing::generate_key_pair;
 
-struct PkeyHolder {
-  EVP_PKEY* pkey = nullptr;
-  ~PkeyHolder() { EVP_PKEY_free(pkey); }
-};
-
-// Builds a public JWK from a private PEM with OpenSSL's own accessors (not our parser).
-json jwk_of(const std::string& private_pem, const std::string& kid) {
-  BIO* bio = BIO_new_mem_buf(private_pem.data(), static_cast<int>(private_pem.size()));
-  PkeyHolder h{PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr)};
-  BIO_free(bio);
-  auto b64 = [](const unsigned char* p, size_t n) {
-    return base64url_encode(std::string_view(reinterpret_cast<const char*>(p), n));
-  };
-  auto bn = [&](const char* name) {
-    BIGNUM* v = nullptr;
-    EVP_PKEY_get_bn_param(h.pkey, name, &v);
-    std::string bytes(BN_num_bytes(v), '\0');
-    BN_bn2bin(v, reinterpret_cast<unsigned char*>(bytes.data()));
-    BN_free(v);
-    return base64url_encode(bytes);
-  };
-  if (EVP_PKEY_is_a(h.pkey, "RSA")) {
-    return {{"kty", "RSA"}, {"kid", kid}, {"n", bn(OSSL_PKEY_PARAM_RSA_N)}, {"e", bn(OSSL_PKEY_PARAM_RSA_E)}};
-  }
-  unsigned char buf[200];
-  size_t len = sizeof buf;
-  if (EVP_PKEY_is_a(h.pkey, "ED25519")) {
-    EVP_PKEY_get_raw_public_key(h.pkey, buf, &len);
-    return {{"kty", "OKP"}, {"crv", "Ed25519"}, {"kid", kid}, {"x", b64(buf, len)}};
-  }
-  EVP_PKEY_get_octet_string_param(h.pkey, OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof buf, &len);
-  size_t half = (len - 1) / 2;
-  const char* crv = half == 32 ? "P-256" : half == 48 ? "P-384" : "P-521";
-  return {{"kty", "EC"}, {"crv", crv}, {"kid", kid}, {"x", b64(buf + 1, half)}, {"y", b64(buf + 1 + half, half)}};
-}
+using volguard::testing::jwk_of;
 
 TEST(JwkTest, KeysFromJwksVerifyTheirOwnersSignatures) {
   std::vector<std::pair<volguard::testing::KeyPair, Alg>> cases = {

@@ -1,0 +1,172 @@
+#include "identity/oidc.h"
+
+#include <curl/curl.h>
+
+#include <nlohmann/json.hpp>
+
+namespace volguard::identity {
+
+namespace {
+
+size_t collect(char* data, size_t size, size_t n, void* out) {
+  auto* body = static_cast<std::string*>(out);
+  if (body->size() + size * n > (1u << 20)) return 0;  // cap: abort the transfer
+  body->append(data, size * n);
+  return size * n;
+}
+
+Status unavailable(const std::string& why) {
+  return Status(Code::kUnauthenticated, reason::kKeysUnavailable, why);
+}
+
+}  // namespace
+
+Fetcher make_http_fetcher(const std::string& ca_file, std::chrono::seconds timeout) {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  return [ca_file, timeout](const std::string& url) -> Result<std::string> {
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+    if (!curl) return Status(Code::kUnavailable, "fetch_failed", "curl init failed");
+    std::string body;
+    char err[CURL_ERROR_SIZE] = {0};
+    curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, err);
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, static_cast<long>(timeout.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, static_cast<long>(timeout.count()));
+    curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl.get(), CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl.get(), CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+    if (!ca_file.empty()) curl_easy_setopt(curl.get(), CURLOPT_CAINFO, ca_file.c_str());
+    CURLcode rc = curl_easy_perform(curl.get());
+    if (rc != CURLE_OK) {
+      return Status(Code::kUnavailable, "fetch_failed",
+                    url + ": " + (err[0] ? std::string(err) : curl_easy_strerror(rc)));
+    }
+    long status = 0;
+    curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200) {
+      return Status(Code::kUnavailable, "fetch_failed", url + ": HTTP " + std::to_string(status));
+    }
+    return body;
+  };
+}
+
+OidcKeySource::OidcKeySource(std::string issuer, config::OidcConfig config, Fetcher fetch)
+    : issuer_(std::move(issuer)), config_(std::move(config)), fetch_(std::move(fetch)) {
+  last_error_ = "keys not fetched yet";
+}
+
+OidcKeySource::~OidcKeySource() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void OidcKeySource::start() { thread_ = std::thread([this] { loop(); }); }
+
+void OidcKeySource::loop() {
+  std::chrono::seconds backoff(1);
+  while (true) {
+    Status s = refresh();
+    std::chrono::seconds wait = config_.jwks_refresh;
+    if (!s.is_ok()) {
+      wait = backoff;
+      backoff = std::min(backoff * 2, std::chrono::seconds(60));
+    } else {
+      backoff = std::chrono::seconds(1);
+    }
+    std::unique_lock lock(stop_mu_);
+    if (stop_cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
+  }
+}
+
+Status OidcKeySource::refresh() const {
+  std::lock_guard lock(fetch_mu_);
+  fetches_++;
+  std::string base = issuer_;
+  if (!base.empty() && base.back() == '/') base.pop_back();
+  auto discovery = fetch_(base + "/.well-known/openid-configuration");
+  if (!discovery) {
+    last_error_ = discovery.status().message();
+    return discovery.status();
+  }
+  auto doc = nlohmann::json::parse(*discovery, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("issuer") || !doc["issuer"].is_string() ||
+      !doc.contains("jwks_uri") || !doc["jwks_uri"].is_string()) {
+    last_error_ = "discovery document of " + issuer_ + " lacks issuer or jwks_uri";
+    return Status(Code::kUnavailable, "discovery_invalid", last_error_);
+  }
+  // A discovery document naming another issuer is an impostor (or a misconfiguration).
+  if (doc["issuer"].get<std::string>() != issuer_) {
+    last_error_ = "discovery document names issuer '" + doc["issuer"].get<std::string>() +
+                  "', not '" + issuer_ + "'";
+    return Status(Code::kUnavailable, "discovery_invalid", last_error_);
+  }
+  auto jwks = fetch_(doc["jwks_uri"].get<std::string>());
+  if (!jwks) {
+    last_error_ = jwks.status().message();
+    return jwks.status();
+  }
+  auto set = parse_jwks(*jwks);
+  if (!set) {
+    last_error_ = set.status().message();
+    return set.status();
+  }
+  auto map = std::make_shared<KeyMap>();
+  for (auto& k : set->keys) (*map)[k.kid] = std::move(k);
+  keys_.store(std::move(map));
+  last_error_.clear();
+  return Status::ok();
+}
+
+Result<std::shared_ptr<const VerificationKey>> OidcKeySource::key_for(std::string_view kid,
+                                                                        Alg alg) const {
+  auto keys = keys_.load();
+  if (!keys) {
+    std::lock_guard lock(fetch_mu_);
+    return unavailable("keys unavailable for issuer " + issuer_ + " (" + last_error_ + ")");
+  }
+  auto lookup = [&](const KeyMap& m) -> const Jwk* {
+    if (kid.empty()) return m.size() == 1 ? &m.begin()->second : nullptr;
+    auto it = m.find(kid);
+    return it == m.end() ? nullptr : &it->second;
+  };
+  const Jwk* jwk = lookup(*keys);
+  if (jwk == nullptr && !kid.empty()) {
+    // Perhaps the provider rotated: refetch once, but at most once per interval, so that a
+    // flood of made-up kids cannot hammer the provider.
+    bool refetch = false;
+    {
+      std::lock_guard lock(fetch_mu_);
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_refetch_ >= config_.min_refetch_interval) {
+        last_refetch_ = now;
+        refetch = true;
+      }
+    }
+    if (refetch && refresh().is_ok()) {
+      keys = keys_.load();
+      jwk = lookup(*keys);
+    }
+  }
+  if (jwk == nullptr) {
+    return Status(Code::kUnauthenticated, reason::kKidUnknown,
+                  kid.empty() ? "token has no kid and issuer " + issuer_ + " publishes several keys"
+                              : "issuer " + issuer_ + " publishes no key with this kid");
+  }
+  if (jwk->alg && *jwk->alg != alg) {
+    return Status(Code::kUnauthenticated, reason::kAlgKeyMismatch,
+                  std::string("the key with this kid is for ") + alg_name(*jwk->alg) + ", not " +
+                      alg_name(alg));
+  }
+  return jwk->key;
+}
+
+}  // namespace volguard::identity
