@@ -55,6 +55,7 @@ class TokenMemory {
  public:
   void remember(const std::string& volume, const std::string& path, const std::string& token);
   std::string recall(const std::string& volume, const std::string& path) const;
+  bool known(const std::string& volume, const std::string& path) const;
   void forget(const std::string& volume, const std::string& path);
 
  private:

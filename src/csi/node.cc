@@ -93,6 +93,8 @@ class NodeService final : public v1::Node::Service {
     if (req->volume_id().empty()) return invalid_argument("volume_id is required");
     if (req->staging_target_path().empty()) return invalid_argument("staging_target_path is required");
     const std::string path = canonical(req->staging_target_path());
+    // Already unstaged (a retry after success): nothing to undo, so nothing to authorize.
+    if (!is_mount_point(path) && !tokens_.known(req->volume_id(), path)) return grpc::Status::OK;
     const std::string token = tokens_.recall(req->volume_id(), path);
     vg::VolumeRef ref;
     ref.set_volume(req->volume_id());
@@ -165,15 +167,16 @@ class NodeService final : public v1::Node::Service {
     if (req->volume_id().empty()) return invalid_argument("volume_id is required");
     if (req->target_path().empty()) return invalid_argument("target_path is required");
     const std::string target = canonical(req->target_path());
-    const std::string token = tokens_.recall(req->volume_id(), target);
-    vg::VolumeRef ref;
-    ref.set_volume(req->volume_id());
-    vg::VolumeResponse seen;
-    if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) {
-      return to_grpc(s, token);
-    }
-    if (is_mount_point(target) && ::umount2(target.c_str(), 0) != 0) {
-      return errno_status("unmount " + target, errno);
+    // Only an unmount needs the server's word; a retry after success has nothing to undo.
+    if (is_mount_point(target)) {
+      const std::string token = tokens_.recall(req->volume_id(), target);
+      vg::VolumeRef ref;
+      ref.set_volume(req->volume_id());
+      vg::VolumeResponse seen;
+      if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) {
+        return to_grpc(s, token);
+      }
+      if (::umount2(target.c_str(), 0) != 0) return errno_status("unmount " + target, errno);
     }
     // The plugin created the target directory; CSI asks it to remove it.
     std::error_code ec;

@@ -108,6 +108,11 @@ std::string TokenMemory::recall(const std::string& volume, const std::string& pa
   return it == tokens_.end() ? std::string() : it->second;
 }
 
+bool TokenMemory::known(const std::string& volume, const std::string& path) const {
+  std::lock_guard lock(mu_);
+  return tokens_.count({volume, path}) > 0;
+}
+
 void TokenMemory::forget(const std::string& volume, const std::string& path) {
   std::lock_guard lock(mu_);
   tokens_.erase({volume, path});
