@@ -16,6 +16,9 @@
 
 namespace volguard::csi {
 
+// The CSI messages; volguard's own API stays volguard::v1.
+namespace v1 = ::csi::v1;
+
 using SecretMap = google::protobuf::Map<std::string, std::string>;
 
 // Calls the volguard server as the caller of one CSI request.

@@ -135,9 +135,10 @@ class IdentityService final : public v1::Identity::Service {
                                      v1::GetPluginCapabilitiesResponse* resp) override {
     resp->add_capabilities()->mutable_service()->set_type(
         v1::PluginCapability::Service::CONTROLLER_SERVICE);
-    // The server grows ext4 mounted or not, and xfs only while mounted.
+    // OFFLINE: the server grows a mounted ext4 only when it holds CAP_SYS_RESOURCE, so the CO
+    // is asked to unpublish first. (xfs grows only while mounted: its expansion is refused.)
     resp->add_capabilities()->mutable_volume_expansion()->set_type(
-        v1::PluginCapability::VolumeExpansion::ONLINE);
+        v1::PluginCapability::VolumeExpansion::OFFLINE);
     return grpc::Status::OK;
   }
 

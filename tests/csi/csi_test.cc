@@ -9,7 +9,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "csi.grpc.pb.h"
 #include "csi/plugin.h"
@@ -272,8 +271,10 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
   ASSERT_TRUE(create("pvc with spaces/and:colons", alice_, 16 * kMiB, &odd).ok());
   ASSERT_TRUE(create("pvc with spaces/and:colons", alice_, 16 * kMiB, &odd2).ok());
   EXPECT_EQ(odd.volume().volume_id(), odd2.volume().volume_id());
-  EXPECT_TRUE(std::regex_match(inspect_as_admin(odd.volume().volume_id()).name(),
-                               std::regex("[A-Za-z0-9._-]+")));
+  const std::string safe = inspect_as_admin(odd.volume().volume_id()).name();
+  EXPECT_EQ(safe.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"),
+            std::string::npos)
+      << safe;
 
   // Roles, tokens, guests.
   expect_code(create("pvc-view", viewer_, 16 * kMiB, &made), grpc::StatusCode::PERMISSION_DENIED,
@@ -545,7 +546,9 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
     EXPECT_EQ(text, "before snapshot");
   }
 
-  // Expansion while staged (online), idempotent when already big enough, refused to others.
+  ASSERT_TRUE(unstage(rid, rstaging).ok());
+
+  // Expansion (offline, as advertised), idempotent when already big enough, refused to others.
   ::csi::v1::ControllerExpandVolumeRequest grow;
   grow.set_volume_id(rid);
   grow.mutable_capacity_range()->set_required_bytes(64 * kMiB);
@@ -570,6 +573,24 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
     ASSERT_TRUE(controller_->ControllerExpandVolume(&ctx, grow, &grown).ok());
   }
   EXPECT_EQ(grown.capacity_bytes(), 64 * kMiB);
+  grow.mutable_capacity_range()->set_required_bytes(96 * kMiB);
+  grow.mutable_capacity_range()->set_limit_bytes(80 * kMiB);
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->ControllerExpandVolume(&ctx, grow, &grown),
+                grpc::StatusCode::OUT_OF_RANGE, "expand past the limit");
+  }
+  // The grown filesystem mounts and still holds the data.
+  ASSERT_TRUE(stage(rid, rstaging, alice_).ok());
+  {
+    std::ifstream in(rstaging + "/data.txt");
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, "before snapshot");
+  }
+  ::csi::v1::NodeGetVolumeStatsResponse st;
+  ASSERT_TRUE(stats(rid, rstaging, &st).ok());
+  EXPECT_GT(st.usage(0).total(), 48 * kMiB);
   ASSERT_TRUE(unstage(rid, rstaging).ok());
 
   ::csi::v1::DeleteSnapshotRequest del;
