@@ -5,6 +5,7 @@
 #include "api/server.h"
 #include "cli/client_commands.h"
 #include "cli/commands.h"
+#include "csi/plugin.h"
 
 int main(int argc, char** argv) {
   using namespace volguard::cli;
@@ -49,6 +50,15 @@ int main(int argc, char** argv) {
   auto* server = app.add_subcommand("server", "Run the volguard server");
   server->add_option("--config", server_config, "Server config file")->required();
   server->add_flag("--check", check_only, "Validate the config and keys, then exit");
+
+  // The CSI plugin: its own --endpoint (the unix socket the sidecars dial) shadows the global
+  // one; --server names the volguard server it forwards to.
+  volguard::csi::PluginOptions csi_opts;
+  auto* csi_cmd = app.add_subcommand("csi", "Serve the CSI v1 plugin (Identity, Controller, Node)");
+  csi_cmd->add_option("--endpoint", csi_opts.endpoint, "unix:///csi/csi.sock")->required();
+  csi_cmd->add_option("--node-id", csi_opts.node_id, "This node's id")->required();
+  csi_cmd->add_option("--server", csi_opts.server, "volguard server gRPC address")->required();
+  csi_cmd->add_option("--tls-ca", csi_opts.tls_ca, "CA certificate: use TLS to the server");
 
   // Client verbs; global flags may come anywhere on the line.
   Globals g;
@@ -182,6 +192,7 @@ int main(int argc, char** argv) {
   if (generate->parsed()) return token_generate(gen);
   if (verify->parsed()) return token_verify(verify_config, verify_token);
   if (init_cmd->parsed()) return init(init_args);
+  if (csi_cmd->parsed()) return volguard::csi::run_plugin(csi_opts);
   if (server->parsed()) {
     if (check_only) return server_check(server_config);
     return volguard::api::run_server(server_config);

@@ -1,0 +1,577 @@
+// CSI Controller: provisioning, attach/detach, snapshots and expansion, each forwarded to the
+// volguard server with the caller's token.
+#include <google/protobuf/util/time_util.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <set>
+
+#include "csi/internal.h"
+#include "volguard.pb.h"
+
+namespace volguard::csi {
+namespace {
+
+namespace vg = volguard::v1;
+using grpc::ServerContext;
+using grpc::StatusCode;
+
+const std::string kVol = "/volguard.v1.VolguardVolume/";
+const std::string kMount = "/volguard.v1.VolguardMountAttach/";
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+constexpr int64_t kDefaultSize = int64_t{1} << 30;  // 1Gi when the CO gives no range
+constexpr int64_t kBlock = 4096;                    // the server rounds sizes up to this
+
+int64_t min_size(const std::string& fs) { return fs == "xfs" ? 300 * kMiB : 16 * kMiB; }
+
+// Validated parameters of CreateVolume.
+struct Params {
+  std::string fs;  // "" = not given
+  std::map<std::string, std::string> labels;
+  std::string public_access;
+  std::map<std::string, std::string> groups;
+};
+
+grpc::Status parse_params(const SecretMap& params, Params* out) {
+  for (const auto& [key, value] : params) {
+    if (key == "fs") {
+      if (value != "ext4" && value != "xfs") {
+        return invalid_argument("parameter fs: \"" + value + "\" is not ext4 or xfs");
+      }
+      out->fs = value;
+    } else if (key == "labels") {
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        const std::string item = value.substr(start, comma - start);
+        const size_t eq = item.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          return invalid_argument("parameter labels: \"" + item + "\" is not key=value");
+        }
+        out->labels[item.substr(0, eq)] = item.substr(eq + 1);
+        start = comma + 1;
+      }
+    } else if (key == "public") {
+      if (value != "r" && value != "w" && value != "a") {
+        return invalid_argument("parameter public: \"" + value + "\" is not r, w or a");
+      }
+      out->public_access = value;
+    } else if (key == "group") {
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        const std::string item = value.substr(start, comma - start);
+        const size_t colon = item.rfind(':');
+        const std::string access = colon == std::string::npos ? "" : item.substr(colon + 1);
+        if (colon == 0 || (access != "r" && access != "w" && access != "a")) {
+          return invalid_argument("parameter group: \"" + item + "\" is not group:r|w|a");
+        }
+        out->groups[item.substr(0, colon)] = access;
+        start = comma + 1;
+      }
+    } else if (key == "csi.storage.k8s.io/pvc/name") {
+      out->labels["pvc"] = value;
+    } else if (key == "csi.storage.k8s.io/pvc/namespace") {
+      out->labels["namespace"] = value;
+    } else if (key == "csi.storage.k8s.io/pv/name") {
+      out->labels["pv"] = value;
+    } else {
+      // Refused rather than ignored: a misspelt "fs" must not silently give ext4.
+      return invalid_argument("unknown parameter \"" + key + "\"");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status check_capabilities(
+    const google::protobuf::RepeatedPtrField<v1::VolumeCapability>& caps) {
+  if (caps.empty()) return invalid_argument("volume_capabilities is required");
+  for (const auto& cap : caps) {
+    if (auto why = unsupported_capability(cap); !why.empty()) return invalid_argument(why);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status check_range(const v1::CapacityRange& r) {
+  if (r.required_bytes() < 0 || r.limit_bytes() < 0) {
+    return grpc::Status(StatusCode::OUT_OF_RANGE, "capacity_range must not be negative");
+  }
+  if (r.limit_bytes() > 0 && r.required_bytes() > r.limit_bytes()) {
+    return grpc::Status(StatusCode::OUT_OF_RANGE, "capacity_range: required_bytes " +
+                                                      std::to_string(r.required_bytes()) +
+                                                      " exceeds limit_bytes " +
+                                                      std::to_string(r.limit_bytes()));
+  }
+  return grpc::Status::OK;
+}
+
+bool fits(int64_t size, const v1::CapacityRange& r) {
+  return size >= r.required_bytes() && (r.limit_bytes() == 0 || size <= r.limit_bytes());
+}
+
+// The size to provision for a range: at least required (default 1Gi), block-rounded, raised to
+// the filesystem's minimum, never above the limit.
+Result<int64_t> size_for(const v1::CapacityRange& r, const std::string& fs) {
+  int64_t size = r.required_bytes() > 0 ? r.required_bytes() : kDefaultSize;
+  if (r.required_bytes() == 0 && r.limit_bytes() > 0) size = std::min(size, r.limit_bytes());
+  if (size > INT64_MAX - kBlock) {
+    return Status(Code::kOutOfRange, "size_too_large", "capacity is too large");
+  }
+  size = (size + kBlock - 1) / kBlock * kBlock;
+  size = std::max(size, min_size(fs));
+  if (r.limit_bytes() > 0 && size > r.limit_bytes()) {
+    return Status(Code::kOutOfRange, "capacity_out_of_range",
+                  "no " + fs + " volume fits limit_bytes " + std::to_string(r.limit_bytes()) +
+                      " (minimum " + std::to_string(min_size(fs)) + ", 4096-byte blocks)");
+  }
+  return size;
+}
+
+void fill_volume(const vg::Volume& from, v1::Volume* to) {
+  to->set_volume_id(from.id());
+  to->set_capacity_bytes(static_cast<int64_t>(from.size_bytes()));
+  (*to->mutable_volume_context())["name"] = from.name();
+  (*to->mutable_volume_context())["fs"] = from.fs();
+  if (!from.source_snapshot().empty()) {
+    to->mutable_content_source()->mutable_snapshot()->set_snapshot_id(from.source_snapshot());
+  } else if (!from.source_volume().empty()) {
+    to->mutable_content_source()->mutable_volume()->set_volume_id(from.source_volume());
+  }
+}
+
+void fill_snapshot(const vg::Snapshot& from, v1::Snapshot* to) {
+  to->set_snapshot_id(from.id());
+  to->set_source_volume_id(from.volume_id());
+  to->set_size_bytes(static_cast<int64_t>(from.size_bytes()));
+  to->set_ready_to_use(true);  // snapshots are cut synchronously
+  google::protobuf::util::TimeUtil::FromString(from.created_at(), to->mutable_creation_time());
+}
+
+// Pages through a list for List* calls: starting_token is the index of the first entry.
+template <typename T>
+grpc::Status page(const std::vector<T>& all, int32_t max_entries, const std::string& start,
+                  std::vector<T>* out, std::string* next) {
+  size_t from = 0;
+  if (!start.empty()) {
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(start.c_str(), &end, 10);
+    if (*end != '\0' || n > all.size()) {
+      return grpc::Status(StatusCode::ABORTED, "starting_token is not valid");
+    }
+    from = static_cast<size_t>(n);
+  }
+  if (max_entries < 0) return invalid_argument("max_entries must not be negative");
+  size_t to = all.size();
+  if (max_entries > 0) to = std::min(to, from + static_cast<size_t>(max_entries));
+  out->assign(all.begin() + static_cast<std::ptrdiff_t>(from),
+              all.begin() + static_cast<std::ptrdiff_t>(to));
+  if (to < all.size()) *next = std::to_string(to);
+  return grpc::Status::OK;
+}
+
+class ControllerService final : public v1::Controller::Service {
+ public:
+  explicit ControllerService(std::shared_ptr<Backend> backend) : backend_(std::move(backend)) {}
+
+  grpc::Status CreateVolume(ServerContext*, const v1::CreateVolumeRequest* req,
+                            v1::CreateVolumeResponse* resp) override {
+    if (req->name().empty()) return invalid_argument("name is required");
+    if (auto s = check_capabilities(req->volume_capabilities()); !s.ok()) return s;
+    Params params;
+    if (auto s = parse_params(req->parameters(), &params); !s.ok()) return s;
+    // The fs comes from the parameters, else from the capabilities, else ext4.
+    std::string fs = params.fs;
+    for (const auto& cap : req->volume_capabilities()) {
+      const std::string& want = cap.mount().fs_type();
+      if (want.empty()) continue;
+      if (!fs.empty() && fs != want) {
+        return invalid_argument("fs_type " + want + " conflicts with fs " + fs);
+      }
+      fs = want;
+    }
+    if (fs.empty()) fs = "ext4";
+    if (auto s = check_range(req->capacity_range()); !s.ok()) return s;
+    const std::string token = token_of(req->secrets());
+    const std::string name = volguard_name(req->name());
+
+    vg::VolumeResponse made;
+    Status s;
+    const bool from_source = req->has_volume_content_source();
+    if (from_source) {
+      const auto& src = req->volume_content_source();
+      vg::CloneVolumeRequest clone;
+      if (src.has_snapshot()) {
+        if (src.snapshot().snapshot_id().empty()) return invalid_argument("snapshot_id is empty");
+        clone.set_source_snapshot(src.snapshot().snapshot_id());
+      } else if (src.has_volume()) {
+        if (src.volume().volume_id().empty()) return invalid_argument("volume_id is empty");
+        clone.set_source(src.volume().volume_id());
+      } else {
+        return invalid_argument("volume_content_source names no snapshot or volume");
+      }
+      clone.set_name(name);
+      for (const auto& [k, v] : params.labels) (*clone.mutable_labels())[k] = v;
+      s = backend_->call(token, kVol + "Clone", clone, &made);
+      if (s.is_ok()) {
+        if (auto done = finish_clone(token, req, params, fs, &made); !done.ok()) return done;
+      }
+    } else {
+      auto size = size_for(req->capacity_range(), fs);
+      if (!size) return to_grpc(size.status(), token);
+      vg::CreateVolumeRequest create;
+      create.set_name(name);
+      create.set_size(std::to_string(*size));
+      create.set_fs(fs);
+      for (const auto& [k, v] : params.labels) (*create.mutable_labels())[k] = v;
+      for (const auto& [g, a] : params.groups) (*create.mutable_groups())[g] = a;
+      create.set_public_(params.public_access);
+      s = backend_->call(token, kVol + "Create", create, &made);
+    }
+    if (s.code() == Code::kAlreadyExists) return existing(token, name, *req, params, fs, resp);
+    if (!s.is_ok()) return to_grpc(s, token);
+    fill_volume(made.volume(), resp->mutable_volume());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteVolume(ServerContext*, const v1::DeleteVolumeRequest* req,
+                            v1::DeleteVolumeResponse*) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    const std::string token = token_of(req->secrets());
+    vg::VolumeRef ref;
+    ref.set_volume(req->volume_id());
+    vg::Empty e;
+    Status s = backend_->call(token, kVol + "Delete", ref, &e);
+    // Gone already is success: DeleteVolume must be idempotent.
+    if (s.code() == Code::kNotFound) return grpc::Status::OK;
+    return to_grpc(s, token);
+  }
+
+  grpc::Status ControllerPublishVolume(ServerContext*, const v1::ControllerPublishVolumeRequest* req,
+                                       v1::ControllerPublishVolumeResponse* resp) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    if (req->node_id().empty()) return invalid_argument("node_id is required");
+    if (!req->has_volume_capability()) return invalid_argument("volume_capability is required");
+    if (auto why = unsupported_capability(req->volume_capability()); !why.empty()) {
+      return invalid_argument(why);
+    }
+    const std::string token = token_of(req->secrets());
+    vg::VolumeRef ref;
+    ref.set_volume(req->volume_id());
+    vg::AttachResponse attached;
+    Status s = backend_->call(token, kMount + "Attach", ref, &attached);
+    if (!s.is_ok()) return to_grpc(s, token);
+    (*resp->mutable_publish_context())["device"] = attached.device();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ControllerUnpublishVolume(ServerContext*,
+                                         const v1::ControllerUnpublishVolumeRequest* req,
+                                         v1::ControllerUnpublishVolumeResponse*) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    const std::string token = token_of(req->secrets());
+    vg::VolumeRef ref;
+    ref.set_volume(req->volume_id());
+    vg::Empty e;
+    Status s = backend_->call(token, kMount + "Detach", ref, &e);
+    if (s.code() == Code::kNotFound) return grpc::Status::OK;  // nothing left to detach
+    return to_grpc(s, token);
+  }
+
+  grpc::Status ValidateVolumeCapabilities(ServerContext*,
+                                          const v1::ValidateVolumeCapabilitiesRequest* req,
+                                          v1::ValidateVolumeCapabilitiesResponse* resp) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    if (req->volume_capabilities().empty()) {
+      return invalid_argument("volume_capabilities is required");
+    }
+    const std::string token = token_of(req->secrets());
+    vg::VolumeResponse seen;
+    if (Status s = inspect(token, req->volume_id(), &seen); !s.is_ok()) return to_grpc(s, token);
+    for (const auto& cap : req->volume_capabilities()) {
+      if (auto why = unsupported_capability(cap); !why.empty()) {
+        resp->set_message(why);
+        return grpc::Status::OK;
+      }
+      const std::string& want = cap.mount().fs_type();
+      if (!want.empty() && want != seen.volume().fs()) {
+        resp->set_message("volume is " + seen.volume().fs() + ", not " + want);
+        return grpc::Status::OK;
+      }
+    }
+    Params params;
+    if (auto s = parse_params(req->parameters(), &params); !s.ok()) {
+      resp->set_message(s.error_message());
+      return grpc::Status::OK;
+    }
+    auto* confirmed = resp->mutable_confirmed();
+    *confirmed->mutable_volume_context() = req->volume_context();
+    *confirmed->mutable_volume_capabilities() = req->volume_capabilities();
+    *confirmed->mutable_parameters() = req->parameters();
+    return grpc::Status::OK;
+  }
+
+  // No secrets in CSI's ListVolumes: the server lists what a guest may read.
+  grpc::Status ListVolumes(ServerContext*, const v1::ListVolumesRequest* req,
+                           v1::ListVolumesResponse* resp) override {
+    vg::EnumerateRequest all;
+    vg::EnumerateResponse listed;
+    if (Status s = backend_->call("", kVol + "Enumerate", all, &listed); !s.is_ok()) {
+      return to_grpc(s, "");
+    }
+    std::vector<vg::Volume> volumes(listed.volumes().begin(), listed.volumes().end());
+    std::vector<vg::Volume> chosen;
+    std::string next;
+    if (auto s = page(volumes, req->max_entries(), req->starting_token(), &chosen, &next); !s.ok()) {
+      return s;
+    }
+    for (const auto& v : chosen) fill_volume(v, resp->add_entries()->mutable_volume());
+    resp->set_next_token(next);
+    return grpc::Status::OK;
+  }
+
+  // Free space where the plugin runs: the server shares the node's disk in this deployment.
+  grpc::Status GetCapacity(ServerContext*, const v1::GetCapacityRequest*,
+                           v1::GetCapacityResponse* resp) override {
+    struct statvfs st;
+    if (::statvfs("/", &st) == 0) {
+      resp->set_available_capacity(static_cast<int64_t>(st.f_bavail) *
+                                   static_cast<int64_t>(st.f_frsize));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ControllerGetCapabilities(ServerContext*, const v1::ControllerGetCapabilitiesRequest*,
+                                         v1::ControllerGetCapabilitiesResponse* resp) override {
+    using T = v1::ControllerServiceCapability::RPC;
+    for (auto t : {T::CREATE_DELETE_VOLUME, T::PUBLISH_UNPUBLISH_VOLUME, T::LIST_VOLUMES,
+                   T::GET_CAPACITY, T::CREATE_DELETE_SNAPSHOT, T::LIST_SNAPSHOTS, T::CLONE_VOLUME,
+                   T::EXPAND_VOLUME, T::GET_VOLUME}) {
+      resp->add_capabilities()->mutable_rpc()->set_type(t);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateSnapshot(ServerContext*, const v1::CreateSnapshotRequest* req,
+                              v1::CreateSnapshotResponse* resp) override {
+    if (req->source_volume_id().empty()) return invalid_argument("source_volume_id is required");
+    if (req->name().empty()) return invalid_argument("name is required");
+    if (!req->parameters().empty()) {
+      return invalid_argument("unknown parameter \"" + req->parameters().begin()->first + "\"");
+    }
+    const std::string token = token_of(req->secrets());
+    vg::SnapshotCreateRequest create;
+    create.set_volume(req->source_volume_id());
+    create.set_name(volguard_name(req->name()));
+    vg::SnapshotResponse made;
+    Status s = backend_->call(token, kVol + "SnapshotCreate", create, &made);
+    if (s.code() == Code::kAlreadyExists) {
+      // Idempotent: the same name on the same volume is the snapshot made before.
+      vg::SnapshotEnumerateRequest list;
+      list.set_volume(req->source_volume_id());
+      vg::SnapshotEnumerateResponse listed;
+      Status ls = backend_->call(token, kVol + "SnapshotEnumerate", list, &listed);
+      if (!ls.is_ok()) return to_grpc(ls, token);
+      for (const auto& snap : listed.snapshots()) {
+        if (snap.name() == create.name()) {
+          fill_snapshot(snap, resp->mutable_snapshot());
+          return grpc::Status::OK;
+        }
+      }
+      return grpc::Status(StatusCode::ALREADY_EXISTS,
+                          "snapshot name " + create.name() + " is taken by another volume");
+    }
+    if (!s.is_ok()) return to_grpc(s, token);
+    fill_snapshot(made.snapshot(), resp->mutable_snapshot());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteSnapshot(ServerContext*, const v1::DeleteSnapshotRequest* req,
+                              v1::DeleteSnapshotResponse*) override {
+    if (req->snapshot_id().empty()) return invalid_argument("snapshot_id is required");
+    const std::string token = token_of(req->secrets());
+    vg::SnapshotRef ref;
+    ref.set_snapshot(req->snapshot_id());
+    vg::Empty e;
+    Status s = backend_->call(token, kVol + "SnapshotDelete", ref, &e);
+    if (s.code() == Code::kNotFound) return grpc::Status::OK;
+    return to_grpc(s, token);
+  }
+
+  grpc::Status ListSnapshots(ServerContext*, const v1::ListSnapshotsRequest* req,
+                             v1::ListSnapshotsResponse* resp) override {
+    const std::string token = token_of(req->secrets());
+    vg::SnapshotEnumerateRequest list;
+    list.set_volume(req->source_volume_id());
+    vg::SnapshotEnumerateResponse listed;
+    Status s = backend_->call(token, kVol + "SnapshotEnumerate", list, &listed);
+    // An unknown volume has no snapshots; the spec wants an empty list, not an error.
+    if (s.code() == Code::kNotFound) return grpc::Status::OK;
+    if (!s.is_ok()) return to_grpc(s, token);
+    std::vector<vg::Snapshot> all;
+    for (const auto& snap : listed.snapshots()) {
+      if (!req->snapshot_id().empty() && snap.id() != req->snapshot_id()) continue;
+      all.push_back(snap);
+    }
+    std::vector<vg::Snapshot> chosen;
+    std::string next;
+    if (auto ps = page(all, req->max_entries(), req->starting_token(), &chosen, &next); !ps.ok()) {
+      return ps;
+    }
+    for (const auto& snap : chosen) fill_snapshot(snap, resp->add_entries()->mutable_snapshot());
+    resp->set_next_token(next);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ControllerExpandVolume(ServerContext*, const v1::ControllerExpandVolumeRequest* req,
+                                      v1::ControllerExpandVolumeResponse* resp) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    if (!req->has_capacity_range()) return invalid_argument("capacity_range is required");
+    if (req->has_volume_capability()) {
+      if (auto why = unsupported_capability(req->volume_capability()); !why.empty()) {
+        return invalid_argument(why);
+      }
+    }
+    if (auto s = check_range(req->capacity_range()); !s.ok()) return s;
+    const std::string token = token_of(req->secrets());
+    vg::VolumeResponse seen;
+    if (Status s = inspect(token, req->volume_id(), &seen); !s.is_ok()) return to_grpc(s, token);
+    const int64_t current = static_cast<int64_t>(seen.volume().size_bytes());
+    resp->set_node_expansion_required(false);  // the server grows the filesystem itself
+    if (current >= req->capacity_range().required_bytes()) {
+      if (!fits(current, req->capacity_range())) {
+        return grpc::Status(StatusCode::OUT_OF_RANGE, "volume is already larger than limit_bytes");
+      }
+      resp->set_capacity_bytes(current);
+      return grpc::Status::OK;
+    }
+    auto size = size_for(req->capacity_range(), seen.volume().fs());
+    if (!size) return to_grpc(size.status(), token);
+    vg::UpdateVolumeRequest update;
+    update.set_volume(req->volume_id());
+    update.set_size(std::to_string(*size));
+    vg::VolumeResponse grown;
+    if (Status s = backend_->call(token, kVol + "Update", update, &grown); !s.is_ok()) {
+      return to_grpc(s, token);
+    }
+    resp->set_capacity_bytes(static_cast<int64_t>(grown.volume().size_bytes()));
+    return grpc::Status::OK;
+  }
+
+  // No secrets in CSI's ControllerGetVolume: asked as a guest, so the server decides what the
+  // caller may see (an owned volume is refused unless it is public).
+  grpc::Status ControllerGetVolume(ServerContext*, const v1::ControllerGetVolumeRequest* req,
+                                   v1::ControllerGetVolumeResponse* resp) override {
+    if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    vg::VolumeResponse seen;
+    if (Status s = inspect("", req->volume_id(), &seen); !s.is_ok()) return to_grpc(s, "");
+    fill_volume(seen.volume(), resp->mutable_volume());
+    return grpc::Status::OK;
+  }
+
+ private:
+  Status inspect(const std::string& token, const std::string& volume, vg::VolumeResponse* out) {
+    vg::VolumeRef ref;
+    ref.set_volume(volume);
+    return backend_->call(token, kVol + "Inspect", ref, out);
+  }
+
+  // A clone has its source's size and no ACLs: grow it to the range and apply the grants.
+  grpc::Status finish_clone(const std::string& token, const v1::CreateVolumeRequest* req,
+                            const Params& params, const std::string& fs, vg::VolumeResponse* made) {
+    const auto& r = req->capacity_range();
+    const int64_t size = static_cast<int64_t>(made->volume().size_bytes());
+    grpc::Status refused;
+    if (made->volume().fs() != fs) {
+      refused = invalid_argument("source is " + made->volume().fs() + ", not " + fs);
+    } else if (r.limit_bytes() > 0 && size > r.limit_bytes()) {
+      refused = grpc::Status(StatusCode::OUT_OF_RANGE,
+                             "source is " + std::to_string(size) + " bytes, over limit_bytes");
+    }
+    vg::UpdateVolumeRequest update;
+    update.set_volume(made->volume().id());
+    if (refused.ok() && r.required_bytes() > size) {
+      auto want = size_for(r, fs);
+      if (!want) return to_grpc(want.status(), token);
+      update.set_size(std::to_string(*want));
+    }
+    for (const auto& [g, a] : params.groups) (*update.mutable_add_groups())[g] = a;
+    if (!params.public_access.empty()) update.set_set_public(params.public_access);
+    if (refused.ok() && (!update.size().empty() || !update.add_groups().empty() ||
+                         !update.set_public().empty())) {
+      Status s = backend_->call(token, kVol + "Update", update, made);
+      if (!s.is_ok()) refused = to_grpc(s, token);
+    }
+    if (!refused.ok()) {
+      // Leave nothing half-made behind: the CO will not learn this volume's id.
+      vg::VolumeRef ref;
+      ref.set_volume(made->volume().id());
+      vg::Empty e;
+      (void)backend_->call(token, kVol + "Delete", ref, &e);
+    }
+    return refused;
+  }
+
+  // The name exists: the same request made it before (idempotent retry) or it is another
+  // volume (ALREADY_EXISTS). Compared: owner, size within the range, fs, labels, grants, source.
+  grpc::Status existing(const std::string& token, const std::string& name,
+                        const v1::CreateVolumeRequest& req, const Params& params,
+                        const std::string& fs, v1::CreateVolumeResponse* resp) {
+    vg::VolumeResponse seen;
+    if (Status s = inspect(token, name, &seen); !s.is_ok()) return to_grpc(s, token);
+    const vg::Volume& v = seen.volume();
+    std::string principal;  // a guest's volumes are unowned
+    if (!token.empty()) {
+      vg::Empty e;
+      vg::WhoAmIResponse who;
+      Status s = backend_->call(token, "/volguard.v1.VolguardIdentity/WhoAmI", e, &who);
+      if (!s.is_ok()) return to_grpc(s, token);
+      principal = who.guest() ? "" : who.principal();
+    }
+    std::string why;
+    if (v.ownership().owner() != principal) why = "it belongs to another owner";
+    if (why.empty() && !fits(static_cast<int64_t>(v.size_bytes()), req.capacity_range())) {
+      why = "its size " + std::to_string(v.size_bytes()) + " is outside the capacity_range";
+    }
+    if (why.empty() && v.fs() != fs) why = "it is " + v.fs() + ", not " + fs;
+    for (const auto& [k, val] : params.labels) {
+      auto it = v.labels().find(k);
+      if (why.empty() && (it == v.labels().end() || it->second != val)) why = "label " + k + " differs";
+    }
+    for (const auto& [g, a] : params.groups) {
+      auto it = v.ownership().groups().find(g);
+      if (why.empty() && (it == v.ownership().groups().end() || it->second != a)) {
+        why = "group " + g + " differs";
+      }
+    }
+    if (why.empty() && v.ownership().public_() != params.public_access) why = "public differs";
+    if (why.empty() && req.has_volume_content_source()) {
+      const auto& src = req.volume_content_source();
+      if ((src.has_snapshot() && v.source_snapshot() != src.snapshot().snapshot_id()) ||
+          (src.has_volume() && v.source_volume() != src.volume().volume_id())) {
+        why = "its content source differs";
+      }
+    } else if (why.empty() && (!v.source_snapshot().empty() || !v.source_volume().empty())) {
+      why = "it was made from another volume or snapshot";
+    }
+    if (!why.empty()) {
+      return grpc::Status(StatusCode::ALREADY_EXISTS,
+                          "volume " + name + " exists and is incompatible: " + why);
+    }
+    fill_volume(v, resp->mutable_volume());
+    return grpc::Status::OK;
+  }
+
+  std::shared_ptr<Backend> backend_;
+};
+
+}  // namespace
+
+std::unique_ptr<v1::Controller::Service> make_controller(std::shared_ptr<Backend> backend) {
+  return std::make_unique<ControllerService>(std::move(backend));
+}
+
+}  // namespace volguard::csi

@@ -1,0 +1,73 @@
+// Shared by the plugin's services; not part of the plugin's interface.
+#pragma once
+
+#include <google/protobuf/map.h>
+#include <google/protobuf/message.h>
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "csi.grpc.pb.h"
+#include "csi/plugin.h"
+
+namespace volguard::csi {
+
+// The CSI messages; volguard's own API stays volguard::v1.
+namespace v1 = ::csi::v1;
+
+using SecretMap = google::protobuf::Map<std::string, std::string>;
+
+// Calls the volguard server as the caller of one CSI request.
+class Backend {
+ public:
+  explicit Backend(const PluginOptions& options) : options_(options) {}
+  // grpc_path "/volguard.v1.VolguardVolume/Inspect"; an empty token calls as a guest.
+  Status call(const std::string& token, const std::string& grpc_path,
+              const google::protobuf::Message& request, google::protobuf::Message* response) const;
+  const PluginOptions& options() const { return options_; }
+
+ private:
+  PluginOptions options_;
+};
+
+std::string token_of(const SecretMap& secrets);
+
+// A volguard Status as a gRPC status for the CO: codes pass through (they share numbers);
+// the message carries the server's reason and never the token.
+grpc::Status to_grpc(const Status& s, const std::string& token);
+grpc::Status invalid_argument(const std::string& message);
+
+// CSI names may be any Unicode; volguard names are [A-Za-z0-9._-]{1,128} not starting with
+// '.' or '-'. A name that needed changes gets a hash of the original appended, so two CO names
+// never map onto one volguard name and the mapping stays stable across retries.
+std::string volguard_name(const std::string& co_name);
+
+// Mount access with SINGLE_NODE_WRITER / SINGLE_NODE_READER_ONLY and fs ext4|xfs|"" is
+// supported; anything else is refused with the reason in the returned text (empty = ok).
+std::string unsupported_capability(const v1::VolumeCapability& cap);
+
+// The token a node call brought for (volume, path), kept in memory only: NodeUnstageVolume,
+// NodeUnpublishVolume and NodeGetVolumeStats carry no secrets in CSI, so they act with the
+// token of the NodeStageVolume / NodePublishVolume that set the path up, and as a guest when
+// there is none (e.g. after a plugin restart).
+class TokenMemory {
+ public:
+  void remember(const std::string& volume, const std::string& path, const std::string& token);
+  std::string recall(const std::string& volume, const std::string& path) const;
+  bool known(const std::string& volume, const std::string& path) const;
+  void forget(const std::string& volume, const std::string& path);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::string> tokens_;
+};
+
+std::unique_ptr<v1::Identity::Service> make_identity(std::shared_ptr<Backend> backend);
+std::unique_ptr<v1::Controller::Service> make_controller(std::shared_ptr<Backend> backend);
+std::unique_ptr<v1::Node::Service> make_node(std::shared_ptr<Backend> backend);
+
+}  // namespace volguard::csi

@@ -1,0 +1,233 @@
+// The plugin's gRPC server, the Identity service and the helpers the services share.
+#include "csi/plugin.h"
+
+#include <grpcpp/grpcpp.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "api/client.h"
+#include "csi/internal.h"
+#include "volguard.pb.h"
+
+namespace volguard::csi {
+
+Status Backend::call(const std::string& token, const std::string& grpc_path,
+                     const google::protobuf::Message& request,
+                     google::protobuf::Message* response) const {
+  auto client = api::Client::connect(options_.server, token, options_.tls_ca);
+  if (!client) return client.status();
+  return client->call(grpc_path, request, response);
+}
+
+std::string token_of(const SecretMap& secrets) {
+  auto it = secrets.find(kTokenSecret);
+  return it == secrets.end() ? std::string() : it->second;
+}
+
+namespace {
+
+// Defence in depth: the server never echoes a token, but a message that somehow carried one
+// must not reach the CO's events and logs.
+std::string scrub(std::string text, const std::string& token) {
+  if (token.empty()) return text;
+  for (size_t at = text.find(token); at != std::string::npos; at = text.find(token, at)) {
+    text.replace(at, token.size(), "[token]");
+  }
+  return text;
+}
+
+}  // namespace
+
+grpc::Status to_grpc(const Status& s, const std::string& token) {
+  if (s.is_ok()) return grpc::Status::OK;
+  std::string message = s.reason().empty() ? s.message() : s.reason() + ": " + s.message();
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), scrub(std::move(message), token));
+}
+
+grpc::Status invalid_argument(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+std::string volguard_name(const std::string& co_name) {
+  std::string out;
+  bool changed = false;
+  for (char c : co_name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == '_';
+    out.push_back(ok ? c : '-');
+    changed |= !ok;
+  }
+  if (!out.empty() && (out[0] == '.' || out[0] == '-')) {
+    out.insert(0, "v");
+    changed = true;
+  }
+  if (out.size() > 128) changed = true;
+  if (!changed) return out;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(co_name.data(), co_name.size(), digest, &len, EVP_sha256(), nullptr);
+  char hex[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  if (out.size() > 128 - 17) out.resize(128 - 17);
+  return out + "-" + hex;
+}
+
+std::string unsupported_capability(const v1::VolumeCapability& cap) {
+  if (cap.has_block()) return "block volumes not supported";
+  if (!cap.has_mount()) return "volume_capability needs an access type (mount)";
+  const std::string& fs = cap.mount().fs_type();
+  if (!fs.empty() && fs != "ext4" && fs != "xfs") {
+    return "fs_type \"" + fs + "\" not supported (ext4 or xfs)";
+  }
+  if (!cap.has_access_mode()) return "volume_capability needs an access_mode";
+  using Mode = v1::VolumeCapability::AccessMode;
+  const auto mode = cap.access_mode().mode();
+  // A loop device lives on one host: only single-node modes can be honoured.
+  if (mode != Mode::SINGLE_NODE_WRITER && mode != Mode::SINGLE_NODE_READER_ONLY) {
+    return "access mode " + Mode::Mode_Name(mode) +
+           " not supported (SINGLE_NODE_WRITER or SINGLE_NODE_READER_ONLY)";
+  }
+  return "";
+}
+
+void TokenMemory::remember(const std::string& volume, const std::string& path,
+                           const std::string& token) {
+  std::lock_guard lock(mu_);
+  tokens_[{volume, path}] = token;
+}
+
+std::string TokenMemory::recall(const std::string& volume, const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto it = tokens_.find({volume, path});
+  return it == tokens_.end() ? std::string() : it->second;
+}
+
+bool TokenMemory::known(const std::string& volume, const std::string& path) const {
+  std::lock_guard lock(mu_);
+  return tokens_.count({volume, path}) > 0;
+}
+
+void TokenMemory::forget(const std::string& volume, const std::string& path) {
+  std::lock_guard lock(mu_);
+  tokens_.erase({volume, path});
+}
+
+namespace {
+
+class IdentityService final : public v1::Identity::Service {
+ public:
+  explicit IdentityService(std::shared_ptr<Backend> backend) : backend_(std::move(backend)) {}
+
+  grpc::Status GetPluginInfo(grpc::ServerContext*, const v1::GetPluginInfoRequest*,
+                             v1::GetPluginInfoResponse* resp) override {
+    resp->set_name(kPluginName);
+    resp->set_vendor_version(kVendorVersion);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetPluginCapabilities(grpc::ServerContext*, const v1::GetPluginCapabilitiesRequest*,
+                                     v1::GetPluginCapabilitiesResponse* resp) override {
+    resp->add_capabilities()->mutable_service()->set_type(
+        v1::PluginCapability::Service::CONTROLLER_SERVICE);
+    // OFFLINE: the server grows a mounted ext4 only when it holds CAP_SYS_RESOURCE, so the CO
+    // is asked to unpublish first. (xfs grows only while mounted: its expansion is refused.)
+    resp->add_capabilities()->mutable_volume_expansion()->set_type(
+        v1::PluginCapability::VolumeExpansion::OFFLINE);
+    return grpc::Status::OK;
+  }
+
+  // Healthy while the server answers at all: a refusal (guest access off) still proves it is up.
+  grpc::Status Probe(grpc::ServerContext*, const v1::ProbeRequest*, v1::ProbeResponse*) override {
+    volguard::v1::Empty e;
+    volguard::v1::VersionResponse version;
+    Status s = backend_->call("", "/volguard.v1.VolguardIdentity/Version", e, &version);
+    if (s.code() == Code::kUnavailable) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "volguard server " + backend_->options().server + " unavailable");
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::shared_ptr<Backend> backend_;
+};
+
+}  // namespace
+
+std::unique_ptr<v1::Identity::Service> make_identity(std::shared_ptr<Backend> backend) {
+  return std::make_unique<IdentityService>(std::move(backend));
+}
+
+Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
+  const std::string prefix = "unix://";
+  if (options.endpoint.rfind(prefix, 0) != 0 || options.endpoint.size() <= prefix.size()) {
+    return Status(Code::kInvalidArgument, "invalid_endpoint",
+                  "endpoint \"" + options.endpoint + "\" must be unix:///path/to/csi.sock");
+  }
+  if (options.node_id.empty()) {
+    return Status(Code::kInvalidArgument, "invalid_node_id", "node id is required");
+  }
+  std::unique_ptr<Plugin> p(new Plugin());
+  p->socket_path_ = options.endpoint.substr(prefix.size());
+  // A socket left by a previous run would make bind fail.
+  std::error_code ec;
+  if (std::filesystem::is_socket(p->socket_path_, ec)) std::filesystem::remove(p->socket_path_, ec);
+  auto backend = std::make_shared<Backend>(options);
+  p->identity_ = make_identity(backend);
+  p->controller_ = make_controller(backend);
+  p->node_ = make_node(backend);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.endpoint, grpc::InsecureServerCredentials());
+  builder.RegisterService(p->identity_.get());
+  builder.RegisterService(p->controller_.get());
+  builder.RegisterService(p->node_.get());
+  p->server_ = builder.BuildAndStart();
+  if (!p->server_) {
+    return Status(Code::kUnavailable, "listen_failed", "cannot listen on " + options.endpoint);
+  }
+  return p;
+}
+
+Plugin::~Plugin() { shutdown(); }
+
+void Plugin::shutdown() {
+  if (!server_) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server_->Wait();
+  server_.reset();
+  std::error_code ec;
+  std::filesystem::remove(socket_path_, ec);
+}
+
+void Plugin::wait() {
+  if (server_) server_->Wait();
+}
+
+int run_plugin(const PluginOptions& options) {
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto plugin = Plugin::start(options);
+  if (!plugin) {
+    spdlog::error("csi: {}", plugin.status().to_string());
+    return 2;
+  }
+  spdlog::info("csi: {} {} serving {} for node {} (server {})", kPluginName, kVendorVersion,
+               options.endpoint, options.node_id, options.server);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("csi: signal {}: stopping", sig);
+  (*plugin)->shutdown();
+  return 0;
+}
+
+}  // namespace volguard::csi

@@ -1,0 +1,52 @@
+// The volguard CSI v1 plugin: Identity, Controller and Node services on one unix socket, served
+// to the Kubernetes sidecars and the kubelet. It is only a client of the volguard server: every
+// request is forwarded with the caller's token (secrets["auth-token"]), so the server's
+// authentication, roles, ownership and audit decide; the plugin never touches the store.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace grpc {
+class Server;
+class Service;
+}  // namespace grpc
+
+namespace volguard::csi {
+
+inline constexpr const char* kPluginName = "csi.volguard.io";
+inline constexpr const char* kVendorVersion = "0.1.0";
+// The key of a request's `secrets` map that carries the caller's bearer token.
+inline constexpr const char* kTokenSecret = "auth-token";
+
+struct PluginOptions {
+  std::string endpoint;  // "unix:///csi/csi.sock"
+  std::string node_id;
+  std::string server;  // volguard gRPC address, "127.0.0.1:9020"
+  std::string tls_ca;  // empty = plaintext to the server
+};
+
+class Plugin {
+ public:
+  // Binds the unix socket (a stale socket file is replaced) and starts serving.
+  static Result<std::unique_ptr<Plugin>> start(const PluginOptions& options);
+  ~Plugin();
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+
+  void shutdown();
+  void wait();
+
+ private:
+  Plugin() = default;
+  std::string socket_path_;
+  std::unique_ptr<grpc::Service> identity_, controller_, node_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// `volguard csi`: serves until SIGINT/SIGTERM. Returns the process exit code.
+int run_plugin(const PluginOptions& options);
+
+}  // namespace volguard::csi

@@ -1,0 +1,613 @@
+// Integration: a real volguard server and the CSI plugin, both in-process, driven over the
+// plugin's unix socket with the generated CSI stubs exactly as the sidecars and kubelet would.
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "csi.grpc.pb.h"
+#include "csi/plugin.h"
+#include "support/test_server.h"
+#include "volguard.pb.h"
+
+namespace volguard {
+namespace {
+
+namespace stdfs = std::filesystem;
+namespace vg = volguard::v1;
+using ::csi::v1::CapacityRange;
+using ::csi::v1::VolumeCapability;
+using testing::TestServer;
+using Mode = VolumeCapability::AccessMode;
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+VolumeCapability mount_cap(Mode::Mode mode = Mode::SINGLE_NODE_WRITER, const std::string& fs = "") {
+  VolumeCapability cap;
+  cap.mutable_mount()->set_fs_type(fs);
+  cap.mutable_access_mode()->set_mode(mode);
+  return cap;
+}
+
+class CsiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    srv_ = std::make_unique<TestServer>();
+    char tmpl[] = "/tmp/volguard-csi-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    csi::PluginOptions options{.endpoint = "unix://" + dir_ + "/csi.sock",
+                               .node_id = "node-1",
+                               .server = "127.0.0.1:" + std::to_string(srv_->grpc_port())};
+    auto plugin = csi::Plugin::start(options);
+    ASSERT_TRUE(plugin.is_ok()) << plugin.status().to_string();
+    plugin_ = std::move(plugin).value();
+    auto channel = grpc::CreateChannel(options.endpoint, grpc::InsecureChannelCredentials());
+    identity_ = ::csi::v1::Identity::NewStub(channel);
+    controller_ = ::csi::v1::Controller::NewStub(channel);
+    node_ = ::csi::v1::Node::NewStub(channel);
+    alice_ = srv_->token("alice", {"system.user"}, {"alice-team"});
+    bob_ = srv_->token("bob", {"system.user"}, {"bob-team"});
+    viewer_ = srv_->token("vera", {"system.view"}, {"viewers"});
+    forged_ = srv_->token("mallory", {"system.admin"}, {"*"}, "an-attacker-guessed-secret-0123456789");
+    admin_ = srv_->client(srv_->token("root", {"system.admin"}, {"*"}));
+  }
+
+  void TearDown() override {
+    // Bind mounts and staging mounts live under dir_: newest (deepest) first, before the server
+    // detaches its loop devices.
+    std::system(("for m in $(awk '{print $2}' /proc/mounts | grep '^" + dir_ +
+                 "' | sort -r); do umount -l $m; done")
+                    .c_str());
+    plugin_.reset();
+    srv_.reset();
+    std::error_code ec;
+    stdfs::remove_all(dir_, ec);
+  }
+
+  // Every refusal the plugin sends is checked here: the code, and that no token leaks into it.
+  void expect_code(const grpc::Status& s, grpc::StatusCode code, const std::string& what) {
+    EXPECT_EQ(s.error_code(), code) << what << ": " << s.error_message();
+    for (const auto* t : {&alice_, &bob_, &viewer_, &forged_}) {
+      EXPECT_EQ(s.error_message().find(*t), std::string::npos) << what << " leaks a token";
+      // Any recognisable piece of a JWT (its signature part) must not appear either.
+      EXPECT_EQ(s.error_message().find(t->substr(t->rfind('.') + 1)), std::string::npos) << what;
+    }
+  }
+
+  template <typename Req>
+  static void with_token(Req* req, const std::string& token) {
+    if (!token.empty()) (*req->mutable_secrets())[csi::kTokenSecret] = token;
+  }
+
+  grpc::Status create(const std::string& name, const std::string& token, int64_t required,
+                      ::csi::v1::CreateVolumeResponse* out,
+                      std::map<std::string, std::string> params = {}, int64_t limit = 0) {
+    ::csi::v1::CreateVolumeRequest req;
+    req.set_name(name);
+    *req.add_volume_capabilities() = mount_cap();
+    req.mutable_capacity_range()->set_required_bytes(required);
+    req.mutable_capacity_range()->set_limit_bytes(limit);
+    for (auto& [k, v] : params) (*req.mutable_parameters())[k] = v;
+    with_token(&req, token);
+    grpc::ClientContext ctx;
+    return controller_->CreateVolume(&ctx, req, out);
+  }
+
+  vg::Volume inspect_as_admin(const std::string& id) {
+    vg::VolumeRef ref;
+    ref.set_volume(id);
+    vg::VolumeResponse resp;
+    Status s = admin_.call("/volguard.v1.VolguardVolume/Inspect", ref, &resp);
+    EXPECT_TRUE(s.is_ok()) << s.to_string();
+    return resp.volume();
+  }
+
+  grpc::Status stage(const std::string& id, const std::string& path, const std::string& token) {
+    stdfs::create_directories(path);
+    ::csi::v1::NodeStageVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_staging_target_path(path);
+    *req.mutable_volume_capability() = mount_cap();
+    with_token(&req, token);
+    ::csi::v1::NodeStageVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return node_->NodeStageVolume(&ctx, req, &resp);
+  }
+
+  grpc::Status unstage(const std::string& id, const std::string& path) {
+    ::csi::v1::NodeUnstageVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_staging_target_path(path);
+    ::csi::v1::NodeUnstageVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return node_->NodeUnstageVolume(&ctx, req, &resp);
+  }
+
+  grpc::Status publish(const std::string& id, const std::string& staging, const std::string& target,
+                       bool readonly, const std::string& token) {
+    ::csi::v1::NodePublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_staging_target_path(staging);
+    req.set_target_path(target);
+    req.set_readonly(readonly);
+    *req.mutable_volume_capability() = mount_cap(readonly ? Mode::SINGLE_NODE_READER_ONLY
+                                                          : Mode::SINGLE_NODE_WRITER);
+    with_token(&req, token);
+    ::csi::v1::NodePublishVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return node_->NodePublishVolume(&ctx, req, &resp);
+  }
+
+  grpc::Status unpublish(const std::string& id, const std::string& target) {
+    ::csi::v1::NodeUnpublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_target_path(target);
+    ::csi::v1::NodeUnpublishVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return node_->NodeUnpublishVolume(&ctx, req, &resp);
+  }
+
+  grpc::Status stats(const std::string& id, const std::string& path,
+                     ::csi::v1::NodeGetVolumeStatsResponse* resp) {
+    ::csi::v1::NodeGetVolumeStatsRequest req;
+    req.set_volume_id(id);
+    req.set_volume_path(path);
+    grpc::ClientContext ctx;
+    return node_->NodeGetVolumeStats(&ctx, req, resp);
+  }
+
+  grpc::Status delete_volume(const std::string& id, const std::string& token) {
+    ::csi::v1::DeleteVolumeRequest req;
+    req.set_volume_id(id);
+    with_token(&req, token);
+    ::csi::v1::DeleteVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return controller_->DeleteVolume(&ctx, req, &resp);
+  }
+
+  static bool is_mounted(const std::string& path) {
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, point, rest;
+    while (in >> dev >> point && std::getline(in, rest)) {
+      if (point == path) return true;
+    }
+    return false;
+  }
+
+  std::unique_ptr<TestServer> srv_;
+  std::string dir_;
+  std::unique_ptr<csi::Plugin> plugin_;
+  std::unique_ptr<::csi::v1::Identity::Stub> identity_;
+  std::unique_ptr<::csi::v1::Controller::Stub> controller_;
+  std::unique_ptr<::csi::v1::Node::Stub> node_;
+  std::string alice_, bob_, viewer_, forged_;
+  api::Client admin_ = api::Client::connect("127.0.0.1:1", "", "").value();
+};
+
+TEST_F(CsiTest, IdentityAndNodeInfo) {
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::GetPluginInfoResponse info;
+    ASSERT_TRUE(identity_->GetPluginInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.name(), "csi.volguard.io");
+    EXPECT_FALSE(info.vendor_version().empty());
+  }
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::ProbeResponse probe;
+    EXPECT_TRUE(identity_->Probe(&ctx, {}, &probe).ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::GetPluginCapabilitiesResponse caps;
+    ASSERT_TRUE(identity_->GetPluginCapabilities(&ctx, {}, &caps).ok());
+    ASSERT_GE(caps.capabilities_size(), 1);
+    EXPECT_EQ(caps.capabilities(0).service().type(),
+              ::csi::v1::PluginCapability::Service::CONTROLLER_SERVICE);
+  }
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::NodeGetInfoResponse info;
+    ASSERT_TRUE(node_->NodeGetInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.node_id(), "node-1");
+  }
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::NodeGetCapabilitiesResponse caps;
+    ASSERT_TRUE(node_->NodeGetCapabilities(&ctx, {}, &caps).ok());
+    std::set<int> types;
+    for (const auto& c : caps.capabilities()) types.insert(c.rpc().type());
+    EXPECT_EQ(types, (std::set<int>{1, 2, 3}));  // STAGE_UNSTAGE, GET_VOLUME_STATS, EXPAND
+  }
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::ControllerGetCapabilitiesResponse caps;
+    ASSERT_TRUE(controller_->ControllerGetCapabilities(&ctx, {}, &caps).ok());
+    EXPECT_GE(caps.capabilities_size(), 8);
+  }
+}
+
+TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
+  const std::map<std::string, std::string> params = {
+      {"csi.storage.k8s.io/pvc/name", "data"},
+      {"csi.storage.k8s.io/pvc/namespace", "shop"},
+      {"labels", "app=db,tier=backend"},
+      {"group", "alice-team:r"}};
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-0001", alice_, 32 * kMiB, &made, params).ok());
+  EXPECT_EQ(made.volume().capacity_bytes(), 32 * kMiB);
+  const std::string id = made.volume().volume_id();
+  vg::Volume v = inspect_as_admin(id);
+  EXPECT_EQ(v.name(), "pvc-0001");
+  EXPECT_EQ(v.ownership().owner(), "test.local/alice");
+  EXPECT_EQ(v.labels().at("pvc"), "data");
+  EXPECT_EQ(v.labels().at("namespace"), "shop");
+  EXPECT_EQ(v.labels().at("app"), "db");
+  EXPECT_EQ(v.ownership().groups().at("alice-team"), "r");
+  EXPECT_EQ(v.fs(), "ext4");
+
+  // Retried with the same name and parameters: the same volume.
+  ::csi::v1::CreateVolumeResponse again;
+  ASSERT_TRUE(create("pvc-0001", alice_, 32 * kMiB, &again, params).ok());
+  EXPECT_EQ(again.volume().volume_id(), id);
+  // Same name, a size the volume does not satisfy: ALREADY_EXISTS.
+  expect_code(create("pvc-0001", alice_, 64 * kMiB, &again, params),
+              grpc::StatusCode::ALREADY_EXISTS, "other size");
+  // Same name, other parameters.
+  expect_code(create("pvc-0001", alice_, 32 * kMiB, &again, {{"fs", "xfs"}}),
+              grpc::StatusCode::ALREADY_EXISTS, "other fs");
+  // Same name, another tenant: refused by the server (it may not even read it).
+  expect_code(create("pvc-0001", bob_, 32 * kMiB, &again, params),
+              grpc::StatusCode::PERMISSION_DENIED, "other tenant same name");
+
+  // A CO name volguard would refuse is mapped to a stable, safe name.
+  ::csi::v1::CreateVolumeResponse odd, odd2;
+  ASSERT_TRUE(create("pvc with spaces/and:colons", alice_, 16 * kMiB, &odd).ok());
+  ASSERT_TRUE(create("pvc with spaces/and:colons", alice_, 16 * kMiB, &odd2).ok());
+  EXPECT_EQ(odd.volume().volume_id(), odd2.volume().volume_id());
+  const std::string safe = inspect_as_admin(odd.volume().volume_id()).name();
+  EXPECT_EQ(safe.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"),
+            std::string::npos)
+      << safe;
+
+  // Roles, tokens, guests.
+  expect_code(create("pvc-view", viewer_, 16 * kMiB, &made), grpc::StatusCode::PERMISSION_DENIED,
+              "system.view");
+  expect_code(create("pvc-forged", forged_, 16 * kMiB, &made), grpc::StatusCode::UNAUTHENTICATED,
+              "forged token");
+  ::csi::v1::CreateVolumeResponse guest;
+  ASSERT_TRUE(create("pvc-guest", "", 16 * kMiB, &guest).ok());
+  EXPECT_EQ(inspect_as_admin(guest.volume().volume_id()).ownership().owner(), "");
+
+  // Arguments.
+  expect_code(create("pvc-param", alice_, 16 * kMiB, &made, {{"fstype", "ext4"}}),
+              grpc::StatusCode::INVALID_ARGUMENT, "unknown parameter");
+  expect_code(create("pvc-range", alice_, 64 * kMiB, &made, {}, 32 * kMiB),
+              grpc::StatusCode::OUT_OF_RANGE, "required > limit");
+  expect_code(create("pvc-tiny", alice_, 0, &made, {}, 1 * kMiB), grpc::StatusCode::OUT_OF_RANGE,
+              "limit under the ext4 minimum");
+  ::csi::v1::CreateVolumeRequest no_caps;
+  no_caps.set_name("pvc-nocaps");
+  with_token(&no_caps, alice_);
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->CreateVolume(&ctx, no_caps, &made), grpc::StatusCode::INVALID_ARGUMENT,
+                "missing capabilities");
+  }
+  ::csi::v1::CreateVolumeRequest block = no_caps;
+  block.add_volume_capabilities()->mutable_block();
+  block.mutable_volume_capabilities(0)->mutable_access_mode()->set_mode(Mode::SINGLE_NODE_WRITER);
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->CreateVolume(&ctx, block, &made);
+    expect_code(s, grpc::StatusCode::INVALID_ARGUMENT, "block");
+    EXPECT_NE(s.error_message().find("block volumes not supported"), std::string::npos);
+  }
+
+  // ControllerGetVolume carries no secrets: it sees what a guest may see, no more.
+  {
+    ::csi::v1::ControllerGetVolumeRequest req;
+    req.set_volume_id(id);
+    ::csi::v1::ControllerGetVolumeResponse resp;
+    grpc::ClientContext ctx;
+    expect_code(controller_->ControllerGetVolume(&ctx, req, &resp),
+                grpc::StatusCode::PERMISSION_DENIED, "get owned volume without a token");
+    req.set_volume_id(guest.volume().volume_id());
+    grpc::ClientContext ctx2;
+    ASSERT_TRUE(controller_->ControllerGetVolume(&ctx2, req, &resp).ok());
+    EXPECT_EQ(resp.volume().volume_id(), guest.volume().volume_id());
+  }
+  // ValidateVolumeCapabilities.
+  {
+    ::csi::v1::ValidateVolumeCapabilitiesRequest req;
+    req.set_volume_id(id);
+    with_token(&req, alice_);
+    ::csi::v1::ValidateVolumeCapabilitiesResponse resp;
+    grpc::ClientContext c1;
+    expect_code(controller_->ValidateVolumeCapabilities(&c1, req, &resp),
+                grpc::StatusCode::INVALID_ARGUMENT, "validate without capabilities");
+    *req.add_volume_capabilities() = mount_cap();
+    grpc::ClientContext c2;
+    ASSERT_TRUE(controller_->ValidateVolumeCapabilities(&c2, req, &resp).ok());
+    EXPECT_TRUE(resp.has_confirmed());
+    *req.mutable_volume_capabilities(0) = mount_cap(Mode::MULTI_NODE_MULTI_WRITER);
+    resp.Clear();
+    grpc::ClientContext c3;
+    ASSERT_TRUE(controller_->ValidateVolumeCapabilities(&c3, req, &resp).ok());
+    EXPECT_FALSE(resp.has_confirmed());
+    EXPECT_FALSE(resp.message().empty());
+    with_token(&req, bob_);
+    grpc::ClientContext c4;
+    expect_code(controller_->ValidateVolumeCapabilities(&c4, req, &resp),
+                grpc::StatusCode::PERMISSION_DENIED, "validate another tenant's volume");
+  }
+  // ListVolumes (no secrets in CSI): the guest-visible volume only.
+  {
+    ::csi::v1::ListVolumesResponse list;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
+    ASSERT_EQ(list.entries_size(), 1);
+    EXPECT_EQ(list.entries(0).volume().volume_id(), guest.volume().volume_id());
+  }
+}
+
+TEST_F(CsiTest, DeleteVolumeByOwnerOnlyAndIdempotent) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-del", alice_, 16 * kMiB, &made).ok());
+  const std::string id = made.volume().volume_id();
+  expect_code(delete_volume(id, bob_), grpc::StatusCode::PERMISSION_DENIED, "delete by bob");
+  expect_code(delete_volume(id, ""), grpc::StatusCode::PERMISSION_DENIED, "delete by guest");
+  expect_code(delete_volume(id, forged_), grpc::StatusCode::UNAUTHENTICATED, "delete forged");
+  ASSERT_TRUE(delete_volume(id, alice_).ok());
+  EXPECT_TRUE(delete_volume(id, alice_).ok()) << "a second delete is success";
+}
+
+TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
+  ::csi::v1::CreateVolumeResponse made, bobs;
+  ASSERT_TRUE(create("pvc-node", alice_, 32 * kMiB, &made).ok());
+  ASSERT_TRUE(create("pvc-bob", bob_, 16 * kMiB, &bobs).ok());
+  const std::string id = made.volume().volume_id(), bob_id = bobs.volume().volume_id();
+
+  {
+    ::csi::v1::ControllerPublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_node_id("node-1");
+    *req.mutable_volume_capability() = mount_cap();
+    ::csi::v1::ControllerPublishVolumeResponse resp;
+    with_token(&req, bob_);
+    grpc::ClientContext c0;
+    expect_code(controller_->ControllerPublishVolume(&c0, req, &resp),
+                grpc::StatusCode::PERMISSION_DENIED, "attach by bob");
+    with_token(&req, alice_);
+    grpc::ClientContext c1;
+    ASSERT_TRUE(controller_->ControllerPublishVolume(&c1, req, &resp).ok());
+    EXPECT_EQ(resp.publish_context().at("device").rfind("/dev/loop", 0), 0u);
+  }
+
+  const std::string staging = dir_ + "/staging", rw = dir_ + "/pods/rw", ro = dir_ + "/pods/ro";
+  expect_code(stage(id, staging, bob_), grpc::StatusCode::PERMISSION_DENIED, "stage by bob");
+  ASSERT_TRUE(stage(id, staging, alice_).ok());
+  ASSERT_TRUE(stage(id, staging, alice_).ok()) << "stage is idempotent";
+
+  ASSERT_TRUE(publish(id, staging, rw, false, alice_).ok());
+  ASSERT_TRUE(publish(id, staging, rw, false, alice_).ok()) << "publish is idempotent";
+  ASSERT_TRUE(publish(id, staging, ro, true, alice_).ok());
+  EXPECT_TRUE(is_mounted(rw));
+  EXPECT_TRUE(is_mounted(ro));
+  {
+    std::ofstream out(rw + "/hello.txt");
+    out << "through the pod's path";
+  }
+  {
+    std::ifstream in(staging + "/hello.txt");
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, "through the pod's path");
+  }
+  {
+    std::ifstream in(ro + "/hello.txt");
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, "through the pod's path");
+    errno = 0;
+    std::ofstream denied(ro + "/nope.txt");
+    EXPECT_FALSE(denied.is_open()) << "read-only publish accepted a write";
+  }
+  ::csi::v1::NodeGetVolumeStatsResponse st;
+  ASSERT_TRUE(stats(id, rw, &st).ok());
+  ASSERT_EQ(st.usage_size(), 1);
+  EXPECT_GT(st.usage(0).total(), 0);
+  EXPECT_GT(st.usage(0).used(), 0);
+
+  // Another tenant: refused publish, no bind left behind.
+  const std::string bob_target = dir_ + "/pods/bob";
+  expect_code(publish(id, staging, bob_target, true, bob_), grpc::StatusCode::PERMISSION_DENIED,
+              "publish by bob");
+  EXPECT_FALSE(is_mounted(bob_target));
+  // Bob's own volume cannot borrow alice's staging directory.
+  const std::string bob_staging = dir_ + "/bob-staging";
+  ASSERT_TRUE(stage(bob_id, bob_staging, bob_).ok());
+  expect_code(publish(bob_id, staging, bob_target, false, bob_),
+              grpc::StatusCode::FAILED_PRECONDITION, "publish with another volume's staging");
+  EXPECT_FALSE(is_mounted(bob_target));
+  ASSERT_TRUE(publish(bob_id, bob_staging, bob_target, false, bob_).ok());
+  // Unpublish and stats carry no secrets: for a path bob's token set up, naming alice's volume
+  // gets no token of alice's — the server refuses.
+  expect_code(unpublish(id, bob_target), grpc::StatusCode::PERMISSION_DENIED,
+              "unpublish alice's volume at bob's path");
+  EXPECT_TRUE(is_mounted(bob_target));
+  expect_code(stats(id, bob_target, &st), grpc::StatusCode::PERMISSION_DENIED,
+              "stats of alice's volume at bob's path");
+  ASSERT_TRUE(stats(bob_id, bob_target, &st).ok());
+  ASSERT_TRUE(unpublish(bob_id, bob_target).ok());
+  ASSERT_TRUE(unstage(bob_id, bob_staging).ok());
+
+  // Teardown as the kubelet does it.
+  ASSERT_TRUE(unpublish(id, rw).ok());
+  ASSERT_TRUE(unpublish(id, ro).ok());
+  EXPECT_FALSE(is_mounted(rw));
+  EXPECT_FALSE(stdfs::exists(rw));
+  ASSERT_TRUE(unpublish(id, ro).ok()) << "unpublish is idempotent";
+  ASSERT_TRUE(unstage(id, staging).ok());
+  EXPECT_FALSE(is_mounted(staging));
+  EXPECT_TRUE(inspect_as_admin(id).device().empty());
+  ASSERT_TRUE(unstage(id, staging).ok()) << "unstage is idempotent";
+  {
+    ::csi::v1::ControllerUnpublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_node_id("node-1");
+    with_token(&req, alice_);
+    ::csi::v1::ControllerUnpublishVolumeResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ControllerUnpublishVolume(&ctx, req, &resp).ok());
+  }
+  ASSERT_TRUE(delete_volume(id, alice_).ok());
+}
+
+TEST_F(CsiTest, SnapshotRestoreAndExpand) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-src", alice_, 32 * kMiB, &made).ok());
+  const std::string id = made.volume().volume_id();
+  const std::string staging = dir_ + "/src";
+  ASSERT_TRUE(stage(id, staging, alice_).ok());
+  {
+    std::ofstream out(staging + "/data.txt");
+    out << "before snapshot";
+  }
+  ASSERT_TRUE(unstage(id, staging).ok());
+
+  ::csi::v1::CreateSnapshotRequest snap_req;
+  snap_req.set_source_volume_id(id);
+  snap_req.set_name("snapshot-1");
+  with_token(&snap_req, bob_);
+  ::csi::v1::CreateSnapshotResponse snap;
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->CreateSnapshot(&ctx, snap_req, &snap),
+                grpc::StatusCode::PERMISSION_DENIED, "snapshot by bob");
+  }
+  with_token(&snap_req, alice_);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateSnapshot(&ctx, snap_req, &snap).ok());
+  }
+  EXPECT_TRUE(snap.snapshot().ready_to_use());
+  EXPECT_EQ(snap.snapshot().source_volume_id(), id);
+  EXPECT_GT(snap.snapshot().creation_time().seconds(), 0);
+  const std::string snap_id = snap.snapshot().snapshot_id();
+  {
+    ::csi::v1::CreateSnapshotResponse again;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateSnapshot(&ctx, snap_req, &again).ok());
+    EXPECT_EQ(again.snapshot().snapshot_id(), snap_id);
+  }
+  for (const auto& [by_id, by_volume] :
+       std::vector<std::pair<std::string, std::string>>{{snap_id, ""}, {"", id}}) {
+    ::csi::v1::ListSnapshotsRequest req;
+    req.set_snapshot_id(by_id);
+    req.set_source_volume_id(by_volume);
+    with_token(&req, alice_);
+    ::csi::v1::ListSnapshotsResponse list;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ListSnapshots(&ctx, req, &list).ok());
+    ASSERT_EQ(list.entries_size(), 1);
+    EXPECT_EQ(list.entries(0).snapshot().snapshot_id(), snap_id);
+  }
+
+  // A new, bigger volume from the snapshot holds the snapshot's data.
+  ::csi::v1::CreateVolumeRequest restore;
+  restore.set_name("pvc-restored");
+  *restore.add_volume_capabilities() = mount_cap();
+  restore.mutable_capacity_range()->set_required_bytes(48 * kMiB);
+  restore.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(snap_id);
+  with_token(&restore, alice_);
+  ::csi::v1::CreateVolumeResponse restored;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateVolume(&ctx, restore, &restored).ok());
+  }
+  EXPECT_EQ(restored.volume().capacity_bytes(), 48 * kMiB);
+  EXPECT_EQ(restored.volume().content_source().snapshot().snapshot_id(), snap_id);
+  const std::string rid = restored.volume().volume_id();
+  EXPECT_EQ(inspect_as_admin(rid).source_snapshot(), snap_id);
+  EXPECT_EQ(inspect_as_admin(rid).ownership().owner(), "test.local/alice");
+  const std::string rstaging = dir_ + "/restored";
+  ASSERT_TRUE(stage(rid, rstaging, alice_).ok());
+  {
+    std::ifstream in(rstaging + "/data.txt");
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, "before snapshot");
+  }
+
+  ASSERT_TRUE(unstage(rid, rstaging).ok());
+
+  // Expansion (offline, as advertised), idempotent when already big enough, refused to others.
+  ::csi::v1::ControllerExpandVolumeRequest grow;
+  grow.set_volume_id(rid);
+  grow.mutable_capacity_range()->set_required_bytes(64 * kMiB);
+  with_token(&grow, bob_);
+  ::csi::v1::ControllerExpandVolumeResponse grown;
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->ControllerExpandVolume(&ctx, grow, &grown),
+                grpc::StatusCode::PERMISSION_DENIED, "expand by bob");
+  }
+  with_token(&grow, alice_);
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->ControllerExpandVolume(&ctx, grow, &grown);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(grown.capacity_bytes(), 64 * kMiB);
+  EXPECT_EQ(inspect_as_admin(rid).size_bytes(), static_cast<uint64_t>(64 * kMiB));
+  grow.mutable_capacity_range()->set_required_bytes(32 * kMiB);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ControllerExpandVolume(&ctx, grow, &grown).ok());
+  }
+  EXPECT_EQ(grown.capacity_bytes(), 64 * kMiB);
+  grow.mutable_capacity_range()->set_required_bytes(96 * kMiB);
+  grow.mutable_capacity_range()->set_limit_bytes(80 * kMiB);
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->ControllerExpandVolume(&ctx, grow, &grown),
+                grpc::StatusCode::OUT_OF_RANGE, "expand past the limit");
+  }
+  // The grown filesystem mounts and still holds the data.
+  ASSERT_TRUE(stage(rid, rstaging, alice_).ok());
+  {
+    std::ifstream in(rstaging + "/data.txt");
+    std::string text;
+    std::getline(in, text);
+    EXPECT_EQ(text, "before snapshot");
+  }
+  ::csi::v1::NodeGetVolumeStatsResponse st;
+  ASSERT_TRUE(stats(rid, rstaging, &st).ok());
+  EXPECT_GT(st.usage(0).total(), 48 * kMiB);
+  ASSERT_TRUE(unstage(rid, rstaging).ok());
+
+  ::csi::v1::DeleteSnapshotRequest del;
+  del.set_snapshot_id(snap_id);
+  with_token(&del, bob_);
+  ::csi::v1::DeleteSnapshotResponse deleted;
+  {
+    grpc::ClientContext ctx;
+    expect_code(controller_->DeleteSnapshot(&ctx, del, &deleted),
+                grpc::StatusCode::PERMISSION_DENIED, "delete snapshot by bob");
+  }
+  with_token(&del, alice_);
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->DeleteSnapshot(&ctx, del, &deleted).ok()) << "delete #" << i;
+  }
+}
+
+}  // namespace
+}  // namespace volguard
