@@ -131,7 +131,7 @@ int token_verify(const std::string& config_file, const std::string& token_arg) {
     std::cerr << "error: " << cfg.status().message() << "\n";
     return kExitUsage;
   }
-  auto verifier = identity::Verifier::from_config(cfg->security);
+  auto verifier = identity::Verifier::from_config(cfg->security, /*fetch_keys_now=*/true);
   if (!verifier) {
     std::cerr << "error: " << verifier.status().message() << "\n";
     return kExitUsage;

@@ -228,12 +228,14 @@ Result<std::string> load_secret(const config::IssuerConfig& issuer) {
   return secret;
 }
 
-Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::SecurityConfig& cfg) {
+Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::SecurityConfig& cfg,
+                                                             bool fetch_keys_now) {
   std::vector<TrustedIssuer> issuers;
   for (const auto& ic : cfg.issuers) {
     if (ic.oidc.enabled) {
       auto source = std::make_shared<OidcKeySource>(
           ic.issuer, ic.oidc, make_http_fetcher(ic.oidc.ca_file, ic.oidc.fetch_timeout));
+      if (fetch_keys_now) (void)source->refresh();  // a failure shows as keys_unavailable
       source->start();  // fetches in the background: a provider that is down blocks nothing
       TrustedIssuer t{ic.issuer, source, ic.audiences};
       if (!ic.oidc.skip_client_id_check) t.audiences.push_back(ic.oidc.client_id);

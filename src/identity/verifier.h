@@ -98,7 +98,10 @@ class Verifier {
 
   // Builds issuers from config: reads secret files/env and PEM keys now, once. Errors name
   // the config file, the key and the reason.
-  static Result<std::shared_ptr<const Verifier>> from_config(const config::SecurityConfig& cfg);
+  // `fetch_keys_now`: fetch OIDC providers' keys before returning (the CLI's one-shot verify);
+  // the server leaves it false so that a provider that is down delays nothing.
+  static Result<std::shared_ptr<const Verifier>> from_config(const config::SecurityConfig& cfg,
+                                                             bool fetch_keys_now = false);
 
   Result<Identity> verify(std::string_view token) const;
   Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;

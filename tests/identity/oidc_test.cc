@@ -5,6 +5,11 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <thread>
 
@@ -136,10 +141,19 @@ TEST(OidcTest, UnknownKidFloodIsRateLimited) {
 
 TEST(OidcTest, ProviderDownIsKeysUnavailableThenRecovers) {
   auto k1 = generate_key_pair("EC", "P-256");
-  // Reserve a port, then close it: nothing listens there yet.
-  httplib::Server probe;
-  int port = probe.bind_to_any_port("127.0.0.1");
-  probe.stop();
+  // A free port, closed again: nothing listens there yet.
+  int port = 0;
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    ::close(fd);
+  }
   std::string issuer = "http://127.0.0.1:" + std::to_string(port);
   auto src = std::make_shared<OidcKeySource>(issuer, oidc_config(),
                                              make_http_fetcher("", std::chrono::seconds(1)));
@@ -162,13 +176,16 @@ TEST(OidcTest, ProviderDownIsKeysUnavailableThenRecovers) {
   ASSERT_TRUE(provider.bind_to_port("127.0.0.1", port));
   std::thread th([&] { provider.listen_after_bind(); });
   bool accepted = false;
-  for (int i = 0; i < 100 && !accepted; ++i) {
+  Status last;
+  for (int i = 0; i < 200 && !accepted; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    accepted = v.verify(token_for(k1, "k1", issuer)).is_ok();
+    auto r = v.verify(token_for(k1, "k1", issuer));
+    accepted = r.is_ok();
+    last = r.status();
   }
   provider.stop();
   th.join();
-  EXPECT_TRUE(accepted) << "keys were not fetched once the provider came up";
+  EXPECT_TRUE(accepted) << "keys were not fetched once the provider came up: " << last.to_string();
 }
 
 TEST(OidcTest, DiscoveryMustNameTheSameIssuer) {

@@ -5,6 +5,6 @@ dest="$1"
 src="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$dest"
 cp "$src/package.json" "$dest/package.json"
-if [ -d "$dest/node_modules/jose" ] && [ -d "$dest/node_modules/logfmt" ]; then exit 0; fi
+if [ -d "$dest/node_modules/jose" ] && [ -d "$dest/node_modules/logfmt" ] && [ -d "$dest/node_modules/oidc-provider" ]; then exit 0; fi
 cd "$dest"
 npm install --no-audit --no-fund --loglevel=error
