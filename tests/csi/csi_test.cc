@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
+#include "audit/audit.h"
 #include "csi.grpc.pb.h"
 #include "csi/plugin.h"
 #include "support/test_server.h"
@@ -607,6 +609,44 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(controller_->DeleteSnapshot(&ctx, del, &deleted).ok()) << "delete #" << i;
   }
+}
+
+// The seeds' walkthrough through the plugin: three namespaces, each PVC created with its
+// namespace's token (or none), and the access-log line the refused one leaves.
+TEST_F(CsiTest, SeedsWalkthroughThreeTenants) {
+  const std::string user_ns = srv_->token("system-user-ns", {"system.user"}, {"system-user"});
+  const std::string view_ns = srv_->token("system-view-ns", {"system.view"}, {"system-view"});
+  auto pvc = [](const std::string& ns) {
+    return std::map<std::string, std::string>{{"csi.storage.k8s.io/pvc/name", "mysql-data"},
+                                              {"csi.storage.k8s.io/pvc/namespace", ns}};
+  };
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-seed-user", user_ns, 32 * kMiB, &made, pvc("system-user-ns")).ok());
+  vg::Volume v = inspect_as_admin(made.volume().volume_id());
+  EXPECT_EQ(v.ownership().owner(), "test.local/system-user-ns");
+  EXPECT_EQ(v.labels().at("namespace"), "system-user-ns");
+  expect_code(create("pvc-seed-view", view_ns, 32 * kMiB, &made, pvc("system-view-ns")),
+              grpc::StatusCode::PERMISSION_DENIED, "system.view tenant");
+  ASSERT_TRUE(create("pvc-seed-guest", "", 32 * kMiB, &made, pvc("guest-user-ns")).ok());
+  v = inspect_as_admin(made.volume().volume_id());
+  EXPECT_EQ(v.ownership().owner(), "") << "a guest's volume is public";
+  // The refusal is in the access log (written behind the request: give it a moment).
+  bool logged = false;
+  for (int i = 0; i < 50 && !logged; ++i) {
+    auto records = audit::read_all(srv_->audit_dir() + "/volguard-access.log");
+    for (const auto& r : records.is_ok() ? *records : std::vector<audit::Record>{}) {
+      if (r.get("msg") && *r.get("msg") == "Access denied" && r.get("username") &&
+          *r.get("username") == "system-view-ns" && *r.get("method") == "volume.create" &&
+          *r.get("reason") == "rbac_denied") {
+        logged = true;
+      }
+    }
+    if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(logged) << "no 'Access denied' access-log line for the system.view tenant";
+  // NOT_FOUND for a volume that does not exist.
+  expect_code(stage("no-such-volume", dir_ + "/stage-missing", user_ns), grpc::StatusCode::NOT_FOUND,
+              "stage of a missing volume");
 }
 
 }  // namespace
