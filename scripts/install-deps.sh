@@ -10,6 +10,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev libsimdjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   e2fsprogs xfsprogs util-linux mount procps
+  python3 curl   # used by the end-to-end test scripts (/usr/bin/python3, curl)
 )
 
 missing=()
