@@ -87,42 +87,53 @@ void OidcKeySource::loop() {
   }
 }
 
+void OidcKeySource::set_error(std::string e) const {
+  std::lock_guard lock(state_mu_);
+  last_error_ = std::move(e);
+}
+
 Status OidcKeySource::refresh() const {
   std::lock_guard lock(fetch_mu_);
+  return refresh_locked();
+}
+
+Status OidcKeySource::refresh_locked() const {
   fetches_++;
   std::string base = issuer_;
   if (!base.empty() && base.back() == '/') base.pop_back();
   auto discovery = fetch_(base + "/.well-known/openid-configuration");
   if (!discovery) {
-    last_error_ = discovery.status().message();
+    set_error(discovery.status().message());
     return discovery.status();
   }
   auto doc = nlohmann::json::parse(*discovery, nullptr, false);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("issuer") || !doc["issuer"].is_string() ||
       !doc.contains("jwks_uri") || !doc["jwks_uri"].is_string()) {
-    last_error_ = "discovery document of " + issuer_ + " lacks issuer or jwks_uri";
-    return Status(Code::kUnavailable, "discovery_invalid", last_error_);
+    const std::string why = "discovery document of " + issuer_ + " lacks issuer or jwks_uri";
+    set_error(why);
+    return Status(Code::kUnavailable, "discovery_invalid", why);
   }
   // A discovery document naming another issuer is an impostor (or a misconfiguration).
   if (doc["issuer"].get<std::string>() != issuer_) {
-    last_error_ = "discovery document names issuer '" + doc["issuer"].get<std::string>() +
+    const std::string why = "discovery document names issuer '" + doc["issuer"].get<std::string>() +
                   "', not '" + issuer_ + "'";
-    return Status(Code::kUnavailable, "discovery_invalid", last_error_);
+    set_error(why);
+    return Status(Code::kUnavailable, "discovery_invalid", why);
   }
   auto jwks = fetch_(doc["jwks_uri"].get<std::string>());
   if (!jwks) {
-    last_error_ = jwks.status().message();
+    set_error(jwks.status().message());
     return jwks.status();
   }
   auto set = parse_jwks(*jwks);
   if (!set) {
-    last_error_ = set.status().message();
+    set_error(set.status().message());
     return set.status();
   }
   auto map = std::make_shared<KeyMap>();
   for (auto& k : set->keys) (*map)[k.kid] = std::move(k);
   keys_.store(std::move(map));
-  last_error_.clear();
+  set_error("");
   return Status::ok();
 }
 
@@ -130,7 +141,7 @@ Result<std::shared_ptr<const VerificationKey>> OidcKeySource::key_for(std::strin
                                                                         Alg alg) const {
   auto keys = keys_.load();
   if (!keys) {
-    std::lock_guard lock(fetch_mu_);
+    std::lock_guard lock(state_mu_);
     return unavailable("keys unavailable for issuer " + issuer_ + " (" + last_error_ + ")");
   }
   auto lookup = [&](const KeyMap& m) -> const Jwk* {
@@ -144,16 +155,21 @@ Result<std::shared_ptr<const VerificationKey>> OidcKeySource::key_for(std::strin
     // flood of made-up kids cannot hammer the provider.
     bool refetch = false;
     {
-      std::lock_guard lock(fetch_mu_);
+      std::lock_guard lock(state_mu_);
       auto now = std::chrono::steady_clock::now();
       if (now - last_refetch_ >= config_.min_refetch_interval) {
         last_refetch_ = now;
         refetch = true;
       }
     }
-    if (refetch && refresh().is_ok()) {
-      keys = keys_.load();
-      jwk = lookup(*keys);
+    if (refetch) {
+      // If a fetch is already under way, do not queue behind it: it brings the new keys, and
+      // this request must not wait on the provider.
+      std::unique_lock fetching(fetch_mu_, std::try_to_lock);
+      if (fetching.owns_lock() && refresh_locked().is_ok()) {
+        keys = keys_.load();
+        jwk = lookup(*keys);
+      }
     }
   }
   if (jwk == nullptr) {

@@ -48,9 +48,14 @@ class OidcKeySource : public KeySource {
   config::OidcConfig config_;
   Fetcher fetch_;
   mutable std::atomic<std::shared_ptr<const KeyMap>> keys_;
-  mutable std::mutex fetch_mu_;  // one fetch at a time
+  // One fetch at a time. Held across HTTP I/O, so the request path never takes it: requests
+  // read the key snapshot (atomic) and the small state below (state_mu_) only.
+  mutable std::mutex fetch_mu_;
+  mutable std::mutex state_mu_;
   mutable std::chrono::steady_clock::time_point last_refetch_{};
   mutable std::string last_error_;
+  void set_error(std::string e) const;
+  Status refresh_locked() const;  // fetch_mu_ held
   mutable std::atomic<uint64_t> fetches_{0};
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

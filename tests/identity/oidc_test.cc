@@ -188,6 +188,40 @@ TEST(OidcTest, ProviderDownIsKeysUnavailableThenRecovers) {
   EXPECT_TRUE(accepted) << "keys were not fetched once the provider came up: " << last.to_string();
 }
 
+// A slow fetch (refresh in progress) must not stall requests whose kid is already known: the
+// request path reads an atomic snapshot and never waits on the fetch lock.
+TEST(OidcTest, RequestsDoNotWaitForAFetchInProgress) {
+  auto k1 = generate_key_pair("EC", "P-256");
+  const std::string issuer = "https://idp.example";
+  std::atomic<bool> slow{false};
+  Fetcher fetch = [&](const std::string& url) -> Result<std::string> {
+    if (slow) std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (url.find("openid-configuration") != std::string::npos) {
+      return json({{"issuer", issuer}, {"jwks_uri", issuer + "/jwks"}}).dump();
+    }
+    return json({{"keys", {jwk_of(k1.private_pem, "k1")}}}).dump();
+  };
+  auto src = std::make_shared<OidcKeySource>(issuer, oidc_config(), fetch);
+  ASSERT_TRUE(src->refresh().is_ok());
+  TrustedIssuer t{issuer, src, {"urn:volguard"}};
+  Verifier v(VerifierOptions{}, {t});
+  slow = true;
+  std::thread refresher([&] { (void)src->refresh(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the fetch is now under way
+  auto t0 = std::chrono::steady_clock::now();
+  auto known = v.verify(token_for(k1, "k1", issuer));
+  auto known_elapsed = std::chrono::steady_clock::now() - t0;
+  // An unknown kid while a fetch is under way: refused at once, not queued behind it.
+  t0 = std::chrono::steady_clock::now();
+  auto unknown = v.verify(token_for(k1, "not-yet-known", issuer));
+  auto unknown_elapsed = std::chrono::steady_clock::now() - t0;
+  refresher.join();
+  EXPECT_TRUE(known.is_ok()) << known.status().to_string();
+  EXPECT_LT(known_elapsed, std::chrono::milliseconds(500)) << "a known-kid request waited";
+  EXPECT_EQ(unknown.status().reason(), reason::kKidUnknown);
+  EXPECT_LT(unknown_elapsed, std::chrono::milliseconds(500)) << "an unknown-kid request queued";
+}
+
 TEST(OidcTest, DiscoveryMustNameTheSameIssuer) {
   FakeProvider p;
   p.discovery_issuer_ = "https://impostor.example";
