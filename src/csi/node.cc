@@ -75,14 +75,10 @@ class NodeService final : public v1::Node::Service {
       return invalid_argument(why);
     }
     const std::string token = token_of(req->secrets());
-    vg::MountRequest m;
-    m.set_volume(req->volume_id());
-    m.set_path(req->staging_target_path());
-    vg::Empty e;
     // The server checks write access, the mount roots, and that the path is free; mounting
     // again at the same path is its idempotent no-op.
-    if (Status s = backend_->call(token, kMount + "Mount", m, &e); !s.is_ok()) {
-      return to_grpc(s, token);
+    if (Status st = mount_at(token, req->volume_id(), req->staging_target_path()); !st.is_ok()) {
+      return to_grpc(st, token);
     }
     tokens_.remember(req->volume_id(), canonical(req->staging_target_path()), token);
     return grpc::Status::OK;
@@ -136,12 +132,8 @@ class NodeService final : public v1::Node::Service {
     if (!req->readonly()) {
       // A writable bind needs write access: the server's Mount at the same path asks for it and
       // is a no-op otherwise.
-      vg::MountRequest m;
-      m.set_volume(req->volume_id());
-      m.set_path(req->staging_target_path());
-      vg::Empty e;
-      if (Status s = backend_->call(token, kMount + "Mount", m, &e); !s.is_ok()) {
-        return to_grpc(s, token);
+      if (Status st = mount_at(token, req->volume_id(), req->staging_target_path()); !st.is_ok()) {
+        return to_grpc(st, token);
       }
     }
     std::error_code ec;
@@ -252,6 +244,15 @@ class NodeService final : public v1::Node::Service {
   }
 
  private:
+  // The server's mountattach.mount at `path`, as the caller (token).
+  Status mount_at(const std::string& token, const std::string& volume, const std::string& path) {
+    vg::MountRequest m;
+    m.set_volume(volume);
+    m.set_path(path);
+    vg::Empty e;
+    return backend_->call(token, kMount + "Mount", m, &e);
+  }
+
   std::shared_ptr<Backend> backend_;
   TokenMemory tokens_;
 };
