@@ -473,6 +473,55 @@ TEST(RestTest, SameServiceCodeAsGrpc) {
   EXPECT_EQ(r->status, 400);  // OUT_OF_RANGE: volumes only grow
 }
 
+// Refusals not exercised elsewhere, each with its reason.
+TEST(RefusalsTest, SchemeMissingFieldOtherVolumesSnapshotAndRoleClash) {
+  TestServer srv;
+  const std::string tok = srv.token("alice", {"system.user"});
+  httplib::Client rest("127.0.0.1", srv.rest_port());
+  auto r = rest.Post("/v1/volume/enumerate", httplib::Headers{{"Authorization", "Basic " + tok}}, "{}",
+                     "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(nlohmann::json::parse(r->body)["reason"], "token_bad_scheme");
+  EXPECT_EQ(r->body.find(tok.substr(tok.rfind('.') + 1)), std::string::npos);
+  auto alice = srv.client(tok);
+  v1::VolumeRef empty_ref;
+  v1::VolumeResponse vr;
+  Status s = alice.call(kVol + "Inspect", empty_ref, &vr);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_EQ(s.reason(), "field_required");
+  ASSERT_TRUE(create(alice, "va").is_ok());
+  ASSERT_TRUE(create(alice, "vb").is_ok());
+  v1::SnapshotCreateRequest sc;
+  sc.set_volume("va");
+  sc.set_name("va-snap");
+  v1::SnapshotResponse sr;
+  ASSERT_TRUE(alice.call(kVol + "SnapshotCreate", sc, &sr).is_ok());
+  v1::SnapshotRestoreRequest rr;
+  rr.set_volume("vb");
+  rr.set_snapshot("va-snap");
+  s = alice.call(kVol + "SnapshotRestore", rr, &vr);
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s.reason(), "snapshot_of_other_volume");
+  EXPECT_EQ(alice.call(kVol + "SnapshotCreate", sc, &sr).reason(), "name_taken");
+  auto admin = srv.client(srv.token("root", {"system.admin"}));
+  v1::RoleRequest role;
+  role.mutable_role()->set_name("clash");
+  auto* rule = role.mutable_role()->add_rules();
+  rule->add_services("volume");
+  rule->add_apis("inspect");
+  v1::RoleResponse out;
+  ASSERT_TRUE(admin.call(kRole + "Create", role, &out).is_ok());
+  EXPECT_TRUE(admin.call(kRole + "Create", role, &out).is_ok()) << "same role again: idempotent";
+  rule->add_apis("delete");
+  s = admin.call(kRole + "Create", role, &out);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists);
+  EXPECT_EQ(s.reason(), "role_exists");
+  v1::RoleRef missing;
+  missing.set_name("nope");
+  EXPECT_EQ(admin.call(kRole + "Inspect", missing, &out).reason(), "role_not_found");
+}
+
 TEST(CanITest, ExplainsRoleRuleAndOwnership) {
   TestServer srv;
   auto alice = srv.client(srv.token("alice", {"system.user"}));
