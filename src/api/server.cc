@@ -6,13 +6,18 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/stat.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
+#include "api/rest_transport.h"
 #include "common/text.h"
 #include "driver/driver.h"
 #include "identity/verifier.h"
@@ -184,105 +189,183 @@ Result<std::pair<std::string, int>> split_address(const std::string& addr, const
   return std::make_pair(addr.substr(0, colon), port);
 }
 
-std::string error_json(const Status& s) {
-  nlohmann::json j = {{"code", code_name(s.code())}, {"reason", s.reason()}, {"message", s.message()}};
-  return j.dump();
-}
+// REST routes: GET/HEAD /healthz and /metrics, POST /v1/<service>/<api> with no body or a JSON
+// body of at most kMaxRestBody bytes. Nothing else is served.
+constexpr const char* kApiRoute = R"(/v1/([a-z]+)/([a-z]+))";
+constexpr size_t kMaxRestBody = 1 << 20;
 
-}  // namespace
-
-struct Server::Impl {
-  config::Config config;
-  std::shared_ptr<const identity::Verifier> verifier;
-  std::unique_ptr<service::VolumeService> volumes;
-  service::MethodTable table;
-  std::unique_ptr<service::Pipeline> pipeline;
-  service::Metrics metrics;
-  std::unique_ptr<service::AuditRecorder> recorder;
-  std::unique_ptr<WorkerPool> pool;
-  std::unique_ptr<GenericService> generic;
-  std::unique_ptr<grpc::Server> grpc_server;
-  std::unique_ptr<httplib::Server> rest;
-  std::thread rest_thread;
-  int grpc_port = 0;
-  int rest_port = 0;
-  bool stopped = false;
-  std::mutex stop_mu;
+// A refusal made by the HTTP layer itself, before or instead of the pipeline.
+struct HttpRefusal {
+  int http;
+  Status status;
+  std::string allow = {};  // the methods the route takes (405)
 };
 
-Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Server::~Server() { shutdown(); }
-int Server::grpc_port() const { return impl_->grpc_port; }
-int Server::rest_port() const { return impl_->rest_port; }
+// Answers a refusal with the same JSON body as a pipeline error, then closes the connection: the
+// rest of a refused request may still be on the wire and must not be read as the next request.
+void write_refusal(httplib::Response& res, const HttpRefusal& r) {
+  res.status = r.http;
+  res.set_content(error_json(r.status), "application/json");
+  if (!r.allow.empty()) res.set_header("Allow", r.allow);
+  if (!res.has_header("Connection")) res.set_header("Connection", "close");
+  close_after_response();
+}
 
-Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
-  auto impl = std::make_unique<Impl>();
-  impl->config = config;
-  if (config.security.enabled) {
-    auto verifier = identity::Verifier::from_config(config.security);
-    if (!verifier) return verifier.status();
-    impl->verifier = *verifier;
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) {
-    return Status(Code::kInvalidArgument, "bad_config",
-                  config.file + ": data_dir: cannot create " + config.data_dir + ": " + ec.message());
-  }
-  auto store = store::open_sqlite_store(config.data_dir + "/volguard.db");
-  if (!store) return store.status();
-  auto driver = driver::open_local_driver(config.data_dir);
-  if (!driver) return driver.status();
-  impl->volumes = std::make_unique<service::VolumeService>(config, std::move(store).value(),
-                                                           std::move(driver).value());
-  impl->volumes->register_methods(&impl->table);
-  impl->pipeline = std::make_unique<service::Pipeline>(config.security, impl->verifier,
-                                                       &impl->table, impl->volumes.get());
-  impl->volumes->set_pipeline(impl->pipeline.get());
-  auto recorder = service::AuditRecorder::open(config, &impl->metrics);
-  if (!recorder) return recorder.status();
-  impl->recorder = std::move(recorder).value();
-  impl->pipeline->set_recorder(impl->recorder.get());
-  if (auto s = impl->volumes->recover(); !s.is_ok()) return s;
+HttpRefusal bad_http(const std::string& message) {
+  return {400, Status(Code::kInvalidArgument, "bad_http_request", message)};
+}
 
-  // gRPC.
-  impl->pool = std::make_unique<WorkerPool>(8);
-  impl->generic = std::make_unique<GenericService>(impl->pipeline.get(), &impl->table, impl->pool.get());
-  grpc::ServerBuilder builder;
-  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!config.api.tls.cert_file.empty()) {
-    auto cert = read_file(config.api.tls.cert_file);
-    auto key = read_file(config.api.tls.key_file);
-    if (!cert) return Status(Code::kInvalidArgument, "bad_config", config.file + ": api.tls.cert_file: " + cert.status().message());
-    if (!key) return Status(Code::kInvalidArgument, "bad_config", config.file + ": api.tls.key_file: " + key.status().message());
-    grpc::SslServerCredentialsOptions options;
-    options.pem_key_cert_pairs.push_back({*key, *cert});
-    creds = grpc::SslServerCredentials(options);
-  }
-  builder.AddListeningPort(config.api.grpc, creds, &impl->grpc_port);
-  builder.RegisterCallbackGenericService(impl->generic.get());
-  impl->grpc_server = builder.BuildAndStart();
-  if (!impl->grpc_server || impl->grpc_port == 0) {
-    return Status(Code::kUnavailable, "listen_failed",
-                  config.file + ": api.grpc: cannot listen on " + config.api.grpc);
-  }
+HttpRefusal too_large(const std::string& what) {
+  return {413, Status(Code::kResourceExhausted, "body_too_large",
+                      what + "; at most " + std::to_string(kMaxRestBody) + " bytes are accepted")};
+}
 
-  // REST.
-  auto rest_addr = split_address(config.api.rest, config.file + ": api.rest");
-  if (!rest_addr) return rest_addr.status();
-  if (!config.api.tls.cert_file.empty()) {
-    impl->rest = std::make_unique<httplib::SSLServer>(config.api.tls.cert_file.c_str(),
-                                                      config.api.tls.key_file.c_str());
-  } else {
-    impl->rest = std::make_unique<httplib::Server>();
+// The refusals httplib makes on its own, which come without a body.
+HttpRefusal httplib_refusal(int http, const std::string& path) {
+  switch (http) {
+    case 400: return bad_http("the request is not valid HTTP/1.1");
+    case 404: return {404, Status(Code::kNotFound, "route_unknown", "no route " + path)};
+    case 413: return too_large("the body is too large");
+    case 414: return {414, Status(Code::kInvalidArgument, "uri_too_long", "the request URI is too long")};
+    default:
+      return {http, Status(http >= 500 ? Code::kInternal : Code::kInvalidArgument, "http_error",
+                           "HTTP status " + std::to_string(http))};
   }
-  auto* pipeline = impl->pipeline.get();
-  auto* table = &impl->table;
-  impl->rest->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+}
+
+// Whether path is kApiRoute (matched by hand: GCC 12 warns falsely on std::regex under ASan).
+bool is_api_path(std::string_view path) {
+  if (!path.starts_with("/v1/")) return false;
+  path.remove_prefix(4);
+  auto slash = path.find('/');
+  auto lower = [](std::string_view part) {
+    return !part.empty() &&
+           std::all_of(part.begin(), part.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  };
+  return slash != std::string_view::npos && lower(path.substr(0, slash)) &&
+         lower(path.substr(slash + 1));
+}
+
+bool is_json(const std::string& content_type) {
+  std::string type = to_lower(content_type.substr(0, content_type.find(';')));
+  auto first = type.find_first_not_of(" \t");
+  auto last = type.find_last_not_of(" \t");
+  return first != std::string::npos && type.substr(first, last - first + 1) == "application/json";
+}
+
+// Decides from the request line and headers alone, before any body is read, so that a refused
+// body is never buffered nor waited for.
+std::optional<HttpRefusal> refuse_before_body(const httplib::Request& req) {
+  const bool api = is_api_path(req.path);
+  const bool get = req.path == "/healthz" || req.path == "/metrics";
+  const std::string route = req.method + " " + req.path;
+  if (!api && !get) {
+    return HttpRefusal{404, Status(Code::kNotFound, "route_unknown",
+                                   "no route " + req.path + " (the API is POST /v1/<service>/<api>)")};
+  }
+  if (get && req.method != "GET" && req.method != "HEAD") {
+    return HttpRefusal{405, Status(Code::kUnimplemented, "method_not_allowed", route + ": takes GET"),
+                       "GET, HEAD"};
+  }
+  if (api && req.method != "POST") {
+    return HttpRefusal{405, Status(Code::kUnimplemented, "method_not_allowed",
+                                   route + ": the API takes POST with a JSON body"),
+                       "POST"};
+  }
+  // Two lengths are how requests get smuggled past a proxy: refuse anything ambiguous.
+  const bool chunked = req.has_header("Transfer-Encoding");
+  if (req.get_header_value_count("Content-Length") > 1 ||
+      req.get_header_value_count("Transfer-Encoding") > 1 ||
+      (chunked && req.has_header("Content-Length"))) {
+    return bad_http("conflicting Content-Length / Transfer-Encoding headers");
+  }
+  if (chunked && to_lower(req.get_header_value("Transfer-Encoding")) != "chunked") {
+    return bad_http("Transfer-Encoding '" + req.get_header_value("Transfer-Encoding") +
+                    "' is not supported (only chunked)");
+  }
+  uint64_t length = 0;
+  if (req.has_header("Content-Length")) {
+    std::string text = req.get_header_value("Content-Length");
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+      return bad_http("Content-Length '" + text + "' is not a number");
+    }
+  }
+  if (length > kMaxRestBody) return too_large("the body is " + std::to_string(length) + " bytes");
+  if (!chunked && length == 0) return std::nullopt;
+  if (get) return bad_http(route + " takes no body");
+  if (!is_json(req.get_header_value("Content-Type"))) {
+    return HttpRefusal{415, Status(Code::kInvalidArgument, "unsupported_media_type",
+                                   "a request body must be Content-Type: application/json (got '" +
+                                       req.get_header_value("Content-Type") + "')")};
+  }
+  return std::nullopt;
+}
+
+// Reads the body refuse_before_body let through. A request with neither Content-Length nor
+// chunking has no body (RFC 9112 §6.3) and is the empty request; httplib alone would wait for
+// the client to close. A chunked body is cut at kMaxRestBody.
+std::optional<HttpRefusal> read_body(const httplib::Request& req,
+                                     const httplib::ContentReader& reader, std::string* body,
+                                     std::chrono::seconds read_timeout) {
+  if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) return std::nullopt;
+  bool over = false;
+  bool whole = reader([&](const char* data, size_t n) {
+    over = body->size() + n > kMaxRestBody;
+    if (!over) body->append(data, n);
+    return !over;
+  });
+  if (whole) return std::nullopt;
+  if (over) return too_large("the chunked body is larger");
+  if (request_deadline_passed()) return HttpRefusal{408, request_timeout(read_timeout)};
+  return bad_http("the body ended early or its chunked encoding is malformed");
+}
+
+// Every REST route, and the JSON answer to every refusal on the way to one.
+void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
+                     const service::MethodTable* table, service::Metrics* metrics,
+                     bool metrics_token, std::chrono::seconds read_timeout) {
+  http.set_payload_max_length(kMaxRestBody);
+  http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    auto refusal = refuse_before_body(req);
+    if (!refusal) return httplib::Server::HandlerResponse::Unhandled;
+    write_refusal(res, *refusal);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // httplib's own refusals (malformed request, URI too long, a request cut by the read deadline)
+  // come without a body; every response of ours that is an error already has one.
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [read_timeout](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        write_refusal(res, request_deadline_passed()
+                               ? HttpRefusal{408, request_timeout(read_timeout)}
+                               : httplib_refusal(res.status, req.path));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  // httplib would put the exception's text in a response header: log it, answer INTERNAL.
+  http.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
+                                std::exception_ptr ep) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      spdlog::error("rest: {} {}: {}", req.method, req.path, e.what());
+    } catch (...) {
+      spdlog::error("rest: {} {}: unknown exception", req.method, req.path);
+    }
+    write_refusal(res, {500, Status(Code::kInternal, "internal", "internal error")});
+  });
+  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
   });
-  impl->rest->Post(R"(/v1/([a-z]+)/([a-z]+))", [pipeline, table](const httplib::Request& req,
-                                                                 httplib::Response& res) {
+  http.Post(kApiRoute, [pipeline, table, read_timeout](const httplib::Request& req,
+                                                       httplib::Response& res,
+                                                       const httplib::ContentReader& reader) {
+    // The body first, even for an unknown method: the connection stays usable.
+    std::string body;
+    if (auto refusal = read_body(req, reader, &body, read_timeout)) {
+      write_refusal(res, *refusal);
+      return;
+    }
     std::string key = std::string(req.matches[1]) + "." + std::string(req.matches[2]);
     const service::MethodSpec* spec = table->find(key);
     if (spec == nullptr) {
@@ -294,7 +377,8 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     std::unique_ptr<Message> request(spec->request_prototype->New());
     google::protobuf::util::JsonParseOptions parse;
     parse.ignore_unknown_fields = false;
-    std::string body = req.body.empty() ? "{}" : req.body;
+    // No body is the empty request, as in gRPC.
+    if (body.empty()) body = "{}";
     if (auto st = google::protobuf::util::JsonStringToMessage(body, request.get(), parse); !st.ok()) {
       Status s(Code::kInvalidArgument, "bad_request",
                "body is not a valid " + request->GetTypeName() + ": " + std::string(st.message()));
@@ -319,10 +403,8 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     (void)google::protobuf::util::MessageToJsonString(*response, &out, print);
     res.set_content(out, "application/json");
   });
-  auto* metrics = &impl->metrics;
-  bool metrics_token = config.metrics_require_token && config.security.enabled;
-  impl->rest->Get("/metrics", [pipeline, metrics, metrics_token](const httplib::Request& req,
-                                                                 httplib::Response& res) {
+  http.Get("/metrics", [pipeline, metrics, metrics_token](const httplib::Request& req,
+                                                          httplib::Response& res) {
     if (metrics_token) {
       service::RequestMeta meta{req.get_header_value("Authorization"), req.remote_addr};
       auto who = pipeline->authenticate(meta);
@@ -342,20 +424,121 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     }
     res.set_content(metrics->render(), "text/plain; version=0.0.4");
   });
-  impl->rest->set_payload_max_length(1 << 20);
-  int port = rest_addr->second;
-  if (port == 0) {
-    impl->rest_port = impl->rest->bind_to_any_port(rest_addr->first);
-  } else {
-    impl->rest_port = impl->rest->bind_to_port(rest_addr->first, port) ? port : -1;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  config::Config config;
+  std::shared_ptr<const identity::Verifier> verifier;
+  std::unique_ptr<service::VolumeService> volumes;
+  service::MethodTable table;
+  std::unique_ptr<service::Pipeline> pipeline;
+  service::Metrics metrics;
+  std::unique_ptr<service::AuditRecorder> recorder;
+  std::unique_ptr<WorkerPool> pool;
+  std::unique_ptr<GenericService> generic;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<RestServer> rest;
+  int grpc_port = 0;
+  int rest_port = 0;
+  bool stopped = false;
+  std::mutex stop_mu;
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() { shutdown(); }
+int Server::grpc_port() const { return impl_->grpc_port; }
+int Server::rest_port() const { return impl_->rest_port; }
+
+Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  if (config.security.enabled) {
+    auto verifier = identity::Verifier::from_config(config.security);
+    if (!verifier) return verifier.status();
+    impl->verifier = *verifier;
   }
-  if (impl->rest_port <= 0) {
+  // The TLS private key is checked before anything is created: a key group or others can read
+  // is refused (read_private_file), like the shared secrets above and the audit key below.
+  std::string tls_key;
+  if (!config.api.tls.key_file.empty()) {
+    auto key = read_private_file(config.api.tls.key_file);
+    if (!key) {
+      return Status(key.status().code(), key.status().reason(),
+                    config.file + ": api.tls.key_file: " + key.status().message());
+    }
+    tls_key = std::move(key).value();
+  }
+  if (auto s = make_private_dir(config.data_dir); !s.is_ok()) {
+    return Status(s.code(), s.reason(), config.file + ": data_dir: " + s.message());
+  }
+  // An existing data dir keeps its mode (it may not be ours alone); what volguard keeps in it
+  // is private anyway (db 0600, volumes/ and the audit dir 0700), but say so.
+  if (struct stat st {}; ::stat(config.data_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    spdlog::warn("{}: data_dir {} has mode {:04o}: group or others can reach it (chmod 700 it)",
+                 config.file, config.data_dir, st.st_mode & 07777);
+  }
+  auto store = store::open_sqlite_store(config.data_dir + "/volguard.db");
+  if (!store) return store.status();
+  auto driver = driver::open_local_driver(config.data_dir);
+  if (!driver) return driver.status();
+  impl->volumes = std::make_unique<service::VolumeService>(config, std::move(store).value(),
+                                                           std::move(driver).value());
+  impl->volumes->register_methods(&impl->table);
+  impl->pipeline = std::make_unique<service::Pipeline>(config.security, impl->verifier,
+                                                       &impl->table, impl->volumes.get());
+  impl->volumes->set_pipeline(impl->pipeline.get());
+  auto recorder = service::AuditRecorder::open(config, &impl->metrics);
+  if (!recorder) return recorder.status();
+  impl->recorder = std::move(recorder).value();
+  impl->pipeline->set_recorder(impl->recorder.get());
+  if (auto s = impl->volumes->recover(); !s.is_ok()) return s;
+
+  // gRPC.
+  impl->pool = std::make_unique<WorkerPool>(8);
+  impl->generic = std::make_unique<GenericService>(impl->pipeline.get(), &impl->table, impl->pool.get());
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!config.api.tls.cert_file.empty()) {
+    auto cert = read_file(config.api.tls.cert_file);
+    if (!cert) return Status(Code::kInvalidArgument, "bad_config", config.file + ": api.tls.cert_file: " + cert.status().message());
+    grpc::SslServerCredentialsOptions options;
+    options.pem_key_cert_pairs.push_back({tls_key, *cert});
+    creds = grpc::SslServerCredentials(options);
+  }
+  builder.AddListeningPort(config.api.grpc, creds, &impl->grpc_port);
+  builder.RegisterCallbackGenericService(impl->generic.get());
+  impl->grpc_server = builder.BuildAndStart();
+  if (!impl->grpc_server || impl->grpc_port == 0) {
+    return Status(Code::kUnavailable, "listen_failed",
+                  config.file + ": api.grpc: cannot listen on " + config.api.grpc);
+  }
+
+  // REST.
+  auto rest_addr = split_address(config.api.rest, config.file + ": api.rest");
+  if (!rest_addr) return rest_addr.status();
+  RestLimits limits;
+  limits.read_timeout = config.api.rest_read_timeout;
+  limits.max_connections = config.api.rest_max_connections;
+  limits.max_connections_per_peer = config.api.rest_max_connections_per_peer;
+  auto rest = RestServer::create(limits, config.api.tls.cert_file, config.api.tls.key_file);
+  if (!rest) {
+    impl->grpc_server->Shutdown();
+    return Status(rest.status().code(), rest.status().reason(),
+                  config.file + ": " + rest.status().message());
+  }
+  impl->rest = std::move(rest).value();
+  add_rest_routes(impl->rest->http(), impl->pipeline.get(), &impl->table, &impl->metrics,
+                  config.metrics_require_token && config.security.enabled,
+                  config.api.rest_read_timeout);
+  auto rest_port = impl->rest->start(rest_addr->first, rest_addr->second);
+  if (!rest_port) {
     impl->grpc_server->Shutdown();
     return Status(Code::kUnavailable, "listen_failed",
                   config.file + ": api.rest: cannot listen on " + config.api.rest);
   }
-  auto* rest = impl->rest.get();
-  impl->rest_thread = std::thread([rest] { rest->listen_after_bind(); });
+  impl->rest_port = *rest_port;
   std::string issuers;
   for (const auto& i : config.security.issuers) issuers += (issuers.empty() ? "" : ",") + i.issuer;
   Status started = impl->recorder->event(
@@ -373,7 +556,6 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
        {"previous_shutdown", impl->recorder->previous_run_unsealed() ? "unclean" : "clean"}});
   if (!started.is_ok() && config.audit.fail_closed) {
     impl->rest->stop();
-    impl->rest_thread.join();
     impl->grpc_server->Shutdown();
     return Status(Code::kUnavailable, "audit_unavailable",
                   "cannot write the audit log: " + started.message());
@@ -391,7 +573,6 @@ void Server::shutdown() {
   impl_->stopped = true;
   // Stop accepting; calls in flight get up to 30 s to finish.
   if (impl_->rest) impl_->rest->stop();
-  if (impl_->rest_thread.joinable()) impl_->rest_thread.join();
   if (impl_->grpc_server) {
     impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
     impl_->grpc_server->Wait();

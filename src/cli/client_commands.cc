@@ -10,6 +10,7 @@
 #include "api/client.h"
 #include "cli/commands.h"
 #include "common/text.h"
+#include "driver/driver.h"
 #include "policy/policy.h"
 #include "volguard.pb.h"
 
@@ -23,6 +24,7 @@ const std::string kVolumeSvc = "/volguard.v1.VolguardVolume/";
 const std::string kMountSvc = "/volguard.v1.VolguardMountAttach/";
 const std::string kRoleSvc = "/volguard.v1.VolguardRole/";
 const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
+const std::string kQuotaSvc = "/volguard.v1.VolguardQuota/";
 
 std::string resolve_token(const Globals& g) {
   if (!g.token.empty()) return g.token;
@@ -148,6 +150,7 @@ int exit_code_for(int grpc_code) {
     case Code::kFailedPrecondition: return 8;
     case Code::kUnavailable: return 9;
     case Code::kOutOfRange: return 10;
+    case Code::kResourceExhausted: return 11;  // quota_exceeded
     default: return 1;
   }
 }
@@ -396,6 +399,89 @@ int role_command(const Globals& g, const std::string& verb, const std::string& a
   return usage("unknown role verb " + verb);
 }
 
+namespace {
+
+// One line per quota: "group test.local/eng   48M / 1G   3 / 5   0 / unlimited   set".
+void print_quotas(const google::protobuf::RepeatedPtrField<v1::Quota>& quotas) {
+  auto of = [](uint64_t used, uint64_t max, bool bytes) {
+    auto show = [bytes](uint64_t v) { return bytes ? driver::format_size(v) : std::to_string(v); };
+    return show(used) + " / " + (max == 0 ? std::string("unlimited") : show(max));
+  };
+  std::cout << std::left << std::setw(40) << "SUBJECT" << std::setw(22) << "BYTES" << std::setw(18)
+            << "VOLUMES" << std::setw(18) << "SNAPSHOTS" << "SOURCE\n";
+  for (const auto& q : quotas) {
+    std::string subject = q.kind() == "guest" ? "guest" : q.kind() + " " + q.subject();
+    std::cout << std::setw(40) << subject << std::setw(22) << of(q.used_bytes(), q.max_bytes(), true)
+              << std::setw(18) << of(q.used_volumes(), q.max_volumes(), false) << std::setw(18)
+              << of(q.used_snapshots(), q.max_snapshots(), false) << q.source() << "\n";
+  }
+}
+
+// --max-bytes 10G / --max-volumes 5; "0" or "unlimited" lifts the limit.
+bool parse_limit(const std::string& flag, const std::string& text, bool bytes, uint64_t* out,
+                 std::string* why) {
+  if (text == "0" || to_lower(text) == "unlimited") {
+    *out = 0;
+    return true;
+  }
+  if (bytes) {
+    auto b = driver::parse_size(text);
+    if (!b) {
+      *why = flag + ": " + b.status().message();
+      return false;
+    }
+    *out = *b;
+    return true;
+  }
+  auto n = parse_count(text);
+  if (!n) {
+    *why = flag + " '" + text + "' must be a count (0 or unlimited: no limit)";
+    return false;
+  }
+  *out = *n;
+  return true;
+}
+
+}  // namespace
+
+int quota_command(const Globals& g, const std::string& verb, const QuotaArgs& a) {
+  if (verb == "set") {
+    v1::QuotaSetRequest req;
+    req.set_user(a.user);
+    req.set_group(a.group);
+    req.set_guest(a.guest);
+    req.set_reset(a.reset);
+    const struct {
+      const char* flag;
+      const std::string& text;
+      bool bytes;
+      void (v1::QuotaSetRequest::*set)(uint64_t);
+    } limits[] = {{"--max-bytes", a.max_bytes, true, &v1::QuotaSetRequest::set_max_bytes},
+                  {"--max-volumes", a.max_volumes, false, &v1::QuotaSetRequest::set_max_volumes},
+                  {"--max-snapshots", a.max_snapshots, false,
+                   &v1::QuotaSetRequest::set_max_snapshots}};
+    for (const auto& l : limits) {
+      if (l.text.empty()) continue;  // unchanged
+      uint64_t v = 0;
+      std::string why;
+      if (!parse_limit(l.flag, l.text, l.bytes, &v, &why)) return usage(why);
+      (req.*l.set)(v);
+    }
+    v1::QuotaResponse resp;
+    return call(g, kQuotaSvc + "Set", req, &resp, [&] { print_quotas(resp.quotas()); });
+  }
+  if (verb == "show") {
+    v1::QuotaShowRequest req;
+    req.set_user(a.user);
+    req.set_group(a.group);
+    req.set_guest(a.guest);
+    req.set_all(a.all);
+    v1::QuotaResponse resp;
+    return call(g, kQuotaSvc + "Show", req, &resp, [&] { print_quotas(resp.quotas()); });
+  }
+  return usage("unknown quota verb " + verb);
+}
+
 int auth_command(const Globals& g, const std::string& verb, const std::string& method,
                  const std::string& volume) {
   if (verb == "whoami") {
@@ -412,8 +498,13 @@ int auth_command(const Globals& g, const std::string& verb, const std::string& m
       for (const auto& r : resp.roles()) std::cout << " " << r;
       std::cout << "\nGroups    :";
       for (const auto& gr : resp.groups()) std::cout << " " << gr;
+      if (!resp.group_domain().empty()) std::cout << " (group domain " << resp.group_domain() << ")";
       std::cout << "\nOwnership admin: " << (resp.ownership_admin() ? "yes" : "no")
                 << "\nExpires   : " << resp.expires_at() << "\n";
+      if (!resp.quotas().empty()) {
+        std::cout << "Quotas (used / limit):\n";
+        print_quotas(resp.quotas());
+      }
     });
   }
   if (verb == "can-i") {

@@ -35,4 +35,13 @@ int role_command(const Globals& g, const std::string& verb, const std::string& n
 int auth_command(const Globals& g, const std::string& verb, const std::string& method,
                  const std::string& volume);
 
+// `volguard quota set|show`: exactly one subject (--user, --group, --guest) for set; show
+// without one lists the caller's own quotas, --all every quota (admins).
+struct QuotaArgs {
+  std::string user, group;
+  bool guest = false, all = false, reset = false;
+  std::string max_bytes, max_volumes, max_snapshots;  // "" unchanged; "0"/"unlimited" no limit
+};
+int quota_command(const Globals& g, const std::string& verb, const QuotaArgs& a);
+
 }  // namespace volguard::cli

@@ -143,6 +143,24 @@ int main(int argc, char** argv) {
   verb(role, "role", "inspect", "Show a role")->add_option("name,--name", role_arg, "Role name")->required();
   verb(role, "role", "delete", "Delete a role")->add_option("name,--name", role_arg, "Role name")->required();
 
+  QuotaArgs qa;
+  auto* quota = app.add_subcommand("quota", "Per-tenant capacity quotas");
+  quota->require_subcommand(1);
+  auto* qs = verb(quota, "quota", "set", "Set a quota (admins); 0 or unlimited lifts a limit");
+  auto* qw = verb(quota, "quota", "show", "Show your quotas and usage (admins: anyone's, --all)");
+  for (auto* c : {qs, qw}) {
+    auto* u = c->add_option("--user", qa.user, "ISSUER/NAME (or NAME of your issuer)");
+    auto* gr = c->add_option("--group", qa.group, "DOMAIN/GROUP (or GROUP of your domain)");
+    auto* gu = c->add_flag("--guest", qa.guest, "The guest (callers without a token)");
+    u->excludes(gr)->excludes(gu);
+    gr->excludes(gu);
+  }
+  qs->add_option("--max-bytes", qa.max_bytes, "Total provisioned size, e.g. 10G");
+  qs->add_option("--max-volumes", qa.max_volumes, "Number of volumes");
+  qs->add_option("--max-snapshots", qa.max_snapshots, "Number of snapshots");
+  qs->add_flag("--reset", qa.reset, "Remove the quota (the guest: back to the config default)");
+  qw->add_flag("--all", qa.all, "Every quota set, and the guest's");
+
   std::string can_method, can_volume;
   auto* auth = app.add_subcommand("auth", "Who am I, and what may I do");
   auth->require_subcommand(1);
@@ -183,6 +201,7 @@ int main(int argc, char** argv) {
     if (group == "access") return access_command(g, name, va);
     if (group == "role") return role_command(g, name, role_arg);
     if (group == "auth") return auth_command(g, name, can_method, can_volume);
+    if (group == "quota") return quota_command(g, name, qa);
   }
   if (averify->parsed()) return audit_verify(audit_args);
   if (ashow->parsed()) {

@@ -8,8 +8,10 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -42,6 +44,18 @@ Result<std::chrono::seconds> parse_duration(std::string_view text) {
                   "duration '" + std::string(text) + "' is too large");
   }
   return std::chrono::seconds(number * scale);
+}
+
+std::optional<uint64_t> parse_count(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (n > (static_cast<uint64_t>(INT64_MAX) - d) / 10) return std::nullopt;  // never wraps
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 std::string format_duration(std::chrono::seconds d) {
@@ -153,12 +167,10 @@ std::string rfc3339(int64_t unix_seconds) {
   return buf;
 }
 
-Result<std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot read " + path + ": " + std::strerror(errno));
-  }
+namespace {
+
+// Reads all of `fd` and closes it.
+Result<std::string> read_all(int fd, const std::string& path) {
   std::string out;
   char buf[65536];
   while (true) {
@@ -175,6 +187,41 @@ Result<std::string> read_file(const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+}  // namespace
+
+Result<std::string> read_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status(Code::kInvalidArgument, "file_unreadable",
+                  "cannot read " + path + ": " + std::strerror(errno));
+  }
+  return read_all(fd, path);
+}
+
+Result<std::string> read_private_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status(Code::kInvalidArgument, "file_unreadable",
+                  "cannot read " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Status(Code::kInvalidArgument, "file_unreadable",
+                  "cannot stat " + path + ": " + std::strerror(err));
+  }
+  if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status(Code::kFailedPrecondition, "secret_file_exposed",
+                  path + ": mode " + mode +
+                      " lets group or others read or write this secret (chmod 600 " + path + ")");
+  }
+  return read_all(fd, path);
 }
 
 Status write_file(const std::string& path, std::string_view content, unsigned mode) {
@@ -201,6 +248,89 @@ Status write_file(const std::string& path, std::string_view content, unsigned mo
     return Status(Code::kInvalidArgument, "file_unwritable",
                   "cannot sync " + path + ": " + std::strerror(errno));
   }
+  return Status::ok();
+}
+
+bool has_control_chars(std::string_view text) {
+  for (char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+std::string escape_name(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (char c : name) {
+    if (c == '%') out += "%25";
+    else if (c == '/') out += "%2F";
+    else out += c;
+  }
+  return out;
+}
+
+Result<std::string> unescape_name(std::string_view escaped) {
+  auto bad = [&](const std::string& why) {
+    return Status(Code::kInvalidArgument, "bad_name", "'" + std::string(escaped) + "' " + why);
+  };
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(escaped.size());
+  for (size_t i = 0; i < escaped.size(); ++i) {
+    char c = escaped[i];
+    if (c == '/') return bad("contains '/' (escape it as %2F)");
+    if (c != '%') {
+      out += c;
+      continue;
+    }
+    int hi = i + 2 < escaped.size() ? hex(escaped[i + 1]) : -1;
+    int lo = i + 2 < escaped.size() ? hex(escaped[i + 2]) : -1;
+    if (hi < 0 || lo < 0) return bad("has a '%' that is not followed by two hex digits (write '%' as %25)");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  if (out.empty()) return bad("is empty");
+  if (has_control_chars(out)) return bad("contains control characters");
+  return out;
+}
+
+std::string qualify_name(std::string_view qualifier, std::string_view name) {
+  std::string out(qualifier);
+  out += '/';
+  out += escape_name(name);
+  return out;
+}
+
+std::optional<std::pair<std::string_view, std::string_view>> split_qualified(std::string_view text) {
+  size_t slash = text.rfind('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  return std::pair{text.substr(0, slash), text.substr(slash + 1)};
+}
+
+Status make_private_dir(const std::string& path) {
+  auto fail = [&](int err) {
+    return Status(Code::kInvalidArgument, "dir_uncreatable",
+                  "cannot create " + path + ": " + std::strerror(err));
+  };
+  std::filesystem::path dir = std::filesystem::path(path).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();  // "data/" is "data"
+  std::error_code ec;
+  if (dir.has_parent_path()) std::filesystem::create_directories(dir.parent_path(), ec);
+  if (ec) return fail(ec.value());
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno != EEXIST) return fail(errno);
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return fail(errno);
+    if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR);
+    return Status::ok();
+  }
+  // mkdir's mode went through the umask; what we made is exactly 0700.
+  if (::chmod(dir.c_str(), 0700) != 0) return fail(errno);
   return Status::ok();
 }
 

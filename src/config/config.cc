@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <set>
 
 #include "common/text.h"
@@ -66,20 +68,45 @@ Result<std::vector<std::string>> get_string_list(const YAML::Node& node, const s
   return out;
 }
 
-// "100M", "1G", "4096" → bytes (K/M/G powers of 1024).
+// "100M", "1G", "16T", "4096" → bytes (K/M/G/T powers of 1024). At most 2^63 - 1: sizes end up
+// in off_t and in SQLite's signed INTEGER, and a wrapped product must never pass for a small one.
 Result<uint64_t> parse_bytes(const std::string& text) {
+  auto refuse = [&](const std::string& why) {
+    return Status(Code::kInvalidArgument, "bad_size", "'" + text + "' " + why);
+  };
+  // strtoull would take leading blanks and a '-' (wrapping "-1" to 2^64 - 1): digits first.
+  if (text.empty() || text[0] < '0' || text[0] > '9') return refuse("is not a size such as 100M");
   char* end = nullptr;
+  errno = 0;
   unsigned long long n = std::strtoull(text.c_str(), &end, 10);
   std::string unit = to_lower(end);
   uint64_t scale = unit.empty() || unit == "b" ? 1
                    : unit == "k" || unit == "ki" || unit == "kib" ? 1024
                    : unit == "m" || unit == "mi" || unit == "mib" ? 1024 * 1024
                    : unit == "g" || unit == "gi" || unit == "gib" ? 1024ull * 1024 * 1024
+                   : unit == "t" || unit == "ti" || unit == "tib" ? 1024ull * 1024 * 1024 * 1024
                                                                     : 0;
-  if (end == text.c_str() || n == 0 || scale == 0) {
-    return Status(Code::kInvalidArgument, "bad_size", "'" + text + "' is not a size such as 100M");
+  if (n == 0 || scale == 0) return refuse("is not a size such as 100M");
+  if (errno == ERANGE || n > static_cast<unsigned long long>(INT64_MAX) / scale) {
+    return refuse("is too large (at most 2^63 - 1 bytes)");
   }
   return static_cast<uint64_t>(n) * scale;
+}
+
+// A quota limit: a size (bytes) or a count; "0" or "unlimited" means no limit.
+Result<uint64_t> parse_limit(const YAML::Node& node, const std::string& file,
+                             const std::string& key, bool bytes) {
+  if (!node.IsScalar()) return bad(file, key, "must be a number (0 or unlimited: no limit)");
+  std::string text = node.as<std::string>();
+  if (text == "0" || to_lower(text) == "unlimited") return uint64_t{0};
+  if (bytes) {
+    auto b = parse_bytes(text);
+    if (!b) return bad(file, key, b.status().message());
+    return *b;
+  }
+  auto n = parse_count(text);
+  if (!n) return bad(file, key, "'" + text + "' is not a count (0 or unlimited: no limit)");
+  return *n;
 }
 
 #define VG_ASSIGN(lhs, expr)            \
@@ -93,7 +120,7 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
                                   const std::string& where) {
   if (auto s = check_keys(node, file, where,
                           {"issuer", "shared_secret_file", "shared_secret_env", "public_key_file",
-                           "audiences", "oidc"});
+                           "audiences", "oidc", "group_domain"});
       !s.is_ok()) {
     return s;
   }
@@ -102,6 +129,15 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
   if (!node["issuer"]) return bad(file, where + ".issuer", "is required");
   VG_ASSIGN(out.issuer, get_string(node["issuer"], file, where + ".issuer"));
   if (out.issuer.empty()) return bad(file, where + ".issuer", "must not be empty");
+  out.group_domain = out.issuer;
+  if (node["group_domain"]) {
+    VG_ASSIGN(out.group_domain, get_string(node["group_domain"], file, where + ".group_domain"));
+    if (out.group_domain.empty()) return bad(file, where + ".group_domain", "must not be empty");
+  }
+  if (has_control_chars(out.group_domain)) {
+    return bad(file, where + (node["group_domain"] ? ".group_domain" : ".issuer"),
+               "must not contain control characters");
+  }
   if (node["shared_secret_file"]) {
     VG_ASSIGN(out.shared_secret_file,
               get_string(node["shared_secret_file"], file, where + ".shared_secret_file"));
@@ -167,6 +203,33 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
   return out;
 }
 
+// An admin_groups entry in its canonical form. Unqualified entries (and "*", which used to mean
+// "anyone whose token claims group *") are refused: any issuer can mint a token with any group,
+// so an admin group means something only together with the issuer that vouches for it.
+Result<std::string> qualified_admin_group(const std::string& entry,
+                                          const std::vector<IssuerConfig>& issuers,
+                                          const std::string& file, const std::string& key) {
+  auto parts = split_qualified(entry);
+  if (!parts) {
+    return bad(file, key,
+               "'" + entry + "' must be qualified as <group_domain>/<group> (admin groups are "
+               "per issuer; a group domain is an issuer's name unless it sets group_domain)");
+  }
+  bool known = false;
+  for (const auto& ic : issuers) known = known || ic.group_domain == parts->first;
+  if (!known) {
+    return bad(file, key,
+               "'" + std::string(parts->first) + "' is not the group_domain of any issuer "
+               "(escape '/' in group names as %2F)");
+  }
+  auto group = unescape_name(parts->second);
+  if (!group) return bad(file, key, group.status().message());
+  if (*group == "*") {
+    return bad(file, key, "a group named '*' never makes an ownership admin");
+  }
+  return qualify_name(parts->first, *group);
+}
+
 Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string& file) {
   const std::string w = "security";
   if (auto s = check_keys(node, file, w,
@@ -220,6 +283,11 @@ Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string&
       out.issuers.push_back(std::move(issuer));
     }
   }
+  // Checked once the issuers are known: every entry names one of their group domains.
+  for (size_t i = 0; i < out.admin_groups.size(); ++i) {
+    VG_ASSIGN(out.admin_groups[i], qualified_admin_group(out.admin_groups[i], out.issuers, file,
+                                                         w + ".admin_groups[" + std::to_string(i) + "]"));
+  }
   if (out.enabled && out.issuers.empty() && !out.guest_access) {
     return bad(file, w + ".issuers",
                "security is enabled with no issuers and no guest access: nobody could call");
@@ -227,11 +295,55 @@ Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string&
   return out;
 }
 
+// A whole number in [min, max].
+Result<size_t> get_count(const YAML::Node& node, const std::string& file, const std::string& key,
+                         size_t min, size_t max) {
+  std::string range = "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  if (!node.IsScalar()) return bad(file, key, range);
+  std::string text = node.as<std::string>();
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text[0] < '0' || text[0] > '9' || *end != '\0' || errno == ERANGE || n < min ||
+      n > max) {
+    return bad(file, key, range);
+  }
+  return static_cast<size_t>(n);
+}
+
 Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
-  if (auto s = check_keys(node, file, "api", {"grpc", "rest", "tls"}); !s.is_ok()) return s;
+  if (auto s = check_keys(node, file, "api",
+                          {"grpc", "rest", "tls", "rest_read_timeout", "rest_max_connections",
+                           "rest_max_connections_per_peer"});
+      !s.is_ok()) {
+    return s;
+  }
   ApiConfig out;
   if (node["grpc"]) VG_ASSIGN(out.grpc, get_string(node["grpc"], file, "api.grpc"));
   if (node["rest"]) VG_ASSIGN(out.rest, get_string(node["rest"], file, "api.rest"));
+  if (node["rest_read_timeout"]) {
+    VG_ASSIGN(out.rest_read_timeout,
+              get_duration(node["rest_read_timeout"], file, "api.rest_read_timeout"));
+    // 0 would refuse every request; past minutes it no longer protects anything.
+    if (out.rest_read_timeout.count() < 1 || out.rest_read_timeout.count() > 300) {
+      return bad(file, "api.rest_read_timeout", "must be from 1s to 5m");
+    }
+  }
+  if (node["rest_max_connections"]) {
+    VG_ASSIGN(out.rest_max_connections,
+              get_count(node["rest_max_connections"], file, "api.rest_max_connections", 2, 4096));
+  }
+  if (node["rest_max_connections_per_peer"]) {
+    VG_ASSIGN(out.rest_max_connections_per_peer,
+              get_count(node["rest_max_connections_per_peer"], file,
+                        "api.rest_max_connections_per_peer", 1, 4095));
+  }
+  if (out.rest_max_connections_per_peer >= out.rest_max_connections) {
+    return bad(file, "api.rest_max_connections_per_peer",
+               "must be below api.rest_max_connections (" +
+                   std::to_string(out.rest_max_connections) +
+                   "), so that one address can never hold every connection");
+  }
   if (node["tls"]) {
     const auto& tls = node["tls"];
     if (auto s = check_keys(tls, file, "api.tls", {"cert_file", "key_file"}); !s.is_ok()) return s;
@@ -243,6 +355,42 @@ Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
     }
     if (out.tls.cert_file.empty() != out.tls.key_file.empty()) {
       return bad(file, "api.tls", "cert_file and key_file go together");
+    }
+  }
+  return out;
+}
+
+Result<LimitsConfig> parse_limits(const YAML::Node& node, const std::string& file) {
+  if (auto s = check_keys(node, file, "limits", {"max_volume_size"}); !s.is_ok()) return s;
+  LimitsConfig out;
+  if (node["max_volume_size"]) {
+    const auto& n = node["max_volume_size"];
+    if (!n.IsScalar()) return bad(file, "limits.max_volume_size", "must be a size such as 16T");
+    auto b = parse_bytes(n.as<std::string>());
+    if (!b) return bad(file, "limits.max_volume_size", b.status().message());
+    // Below 1M no filesystem fits: every create would fail in mkfs instead of here.
+    if (*b < (uint64_t{1} << 20)) return bad(file, "limits.max_volume_size", "must be at least 1M");
+    out.max_volume_size = *b;
+  }
+  return out;
+}
+
+Result<QuotasConfig> parse_quotas(const YAML::Node& node, const std::string& file) {
+  if (auto s = check_keys(node, file, "quotas", {"guest"}); !s.is_ok()) return s;
+  QuotasConfig out;
+  if (node["guest"]) {
+    const auto& g = node["guest"];
+    const std::string w = "quotas.guest";
+    if (auto s = check_keys(g, file, w, {"max_bytes", "max_volumes", "max_snapshots"}); !s.is_ok()) {
+      return s;
+    }
+    if (g["max_bytes"]) VG_ASSIGN(out.guest.max_bytes, parse_limit(g["max_bytes"], file, w + ".max_bytes", true));
+    if (g["max_volumes"]) {
+      VG_ASSIGN(out.guest.max_volumes, parse_limit(g["max_volumes"], file, w + ".max_volumes", false));
+    }
+    if (g["max_snapshots"]) {
+      VG_ASSIGN(out.guest.max_snapshots,
+                parse_limit(g["max_snapshots"], file, w + ".max_snapshots", false));
     }
   }
   return out;
@@ -271,7 +419,8 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   if (root.IsNull()) return bad(file, "(root)", "empty configuration");
   try {
     if (auto s = check_keys(root, file, "",
-                            {"data_dir", "mount_roots", "api", "security", "audit", "metrics"});
+                            {"data_dir", "mount_roots", "api", "security", "audit", "metrics",
+                             "limits", "quotas"});
         !s.is_ok()) {
       return s;
     }
@@ -328,6 +477,8 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
         VG_ASSIGN(out.metrics_require_token, get_bool(m["require_token"], file, "metrics.require_token"));
       }
     }
+    if (root["limits"]) VG_ASSIGN(out.limits, parse_limits(root["limits"], file));
+    if (root["quotas"]) VG_ASSIGN(out.quotas, parse_quotas(root["quotas"], file));
     if (out.audit.dir.empty()) out.audit.dir = out.data_dir + "/log/security";
     if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ struct IssuerConfig {
   std::string public_key_file;
   std::vector<std::string> audiences;
   OidcConfig oidc;
+  // Issuers with the same group_domain share groups: a grant to "<domain>/eng" matches the
+  // group claim "eng" from any of them, and from no other issuer. Default: the issuer itself.
+  std::string group_domain;
 };
 
 struct SecurityConfig {
@@ -44,7 +48,10 @@ struct SecurityConfig {
   std::chrono::seconds clock_skew{30};
   std::chrono::seconds token_lifetime{24 * 3600};
   std::chrono::seconds max_token_lifetime{0};  // 0 = no limit
-  std::vector<std::string> admin_groups{"*"};
+  // Ownership admins by group, each qualified "<group_domain>/<group>" (stored canonical, the
+  // group escaped). Empty by default: a token that merely claims a group must not be an admin
+  // unless the config names that issuer's group.
+  std::vector<std::string> admin_groups;
   std::vector<IssuerConfig> issuers;
 };
 
@@ -57,6 +64,13 @@ struct ApiConfig {
   std::string grpc = "127.0.0.1:9020";
   std::string rest = "127.0.0.1:9021";
   TlsConfig tls;
+  // A REST request (TLS handshake, headers and body) must arrive whole within this, counted from
+  // the connection's accept or its previous response: a client trickling bytes is cut off.
+  std::chrono::seconds rest_read_timeout{10};
+  // Open REST connections in all (each holds a worker thread) and per peer address; the per-peer
+  // cap is below the total so that one address can never hold every worker.
+  size_t rest_max_connections = 64;
+  size_t rest_max_connections_per_peer = 16;
 };
 
 struct AuditConfig {
@@ -68,6 +82,27 @@ struct AuditConfig {
   std::string key_file;            // HMAC chain key; default <data_dir>/audit.key (made if absent)
 };
 
+// Capacity per quota subject; 0 = unlimited.
+struct QuotaLimits {
+  uint64_t max_bytes = 0;      // total provisioned bytes of the subject's volumes
+  uint64_t max_volumes = 0;
+  uint64_t max_snapshots = 0;
+  bool operator==(const QuotaLimits&) const = default;
+};
+
+// Bounds that hold for everyone, admins included: a single request must not be able to ask
+// the node for more than it could ever provide.
+struct LimitsConfig {
+  uint64_t max_volume_size = uint64_t{16} << 40;  // 16 TiB
+};
+
+struct QuotasConfig {
+  // A guest has no token, so every guest shares this one quota (small by default: the node
+  // must survive anyone who can reach the port). A quota stored with `quota set --guest`
+  // replaces it.
+  QuotaLimits guest{.max_bytes = uint64_t{1} << 30, .max_volumes = 10, .max_snapshots = 10};
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   std::string data_dir = "./data";
@@ -77,6 +112,8 @@ struct Config {
   SecurityConfig security;
   AuditConfig audit;
   bool metrics_require_token = true;  // /metrics needs a token whose roles allow metrics.inspect
+  LimitsConfig limits;
+  QuotasConfig quotas;
 };
 
 // Parses YAML text; `file` names it in errors.

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <set>
 
+#include "common/text.h"
 #include "csi/internal.h"
 #include "volguard.pb.h"
 
@@ -524,12 +525,14 @@ class ControllerService final : public v1::Controller::Service {
     if (Status s = inspect(token, name, &seen); !s.is_ok()) return to_grpc(s, token);
     const vg::Volume& v = seen.volume();
     std::string principal;  // a guest's volumes are unowned
+    std::string group_domain;  // grants are stored "<group_domain>/<group>"
     if (!token.empty()) {
       vg::Empty e;
       vg::WhoAmIResponse who;
       Status s = backend_->call(token, "/volguard.v1.VolguardIdentity/WhoAmI", e, &who);
       if (!s.is_ok()) return to_grpc(s, token);
       principal = who.guest() ? "" : who.principal();
+      group_domain = who.group_domain();
     }
     std::string why;
     if (v.ownership().owner() != principal) why = "it belongs to another owner";
@@ -542,7 +545,11 @@ class ControllerService final : public v1::Controller::Service {
       if (why.empty() && (it == v.labels().end() || it->second != val)) why = "label " + k + " differs";
     }
     for (const auto& [g, a] : params.groups) {
-      auto it = v.ownership().groups().find(g);
+      // As the server stored it: a bare name is the caller's domain; "*" and "<domain>/<g>" as is.
+      const std::string key = g == "*" || g.find('/') != std::string::npos || group_domain.empty()
+                                  ? g
+                                  : qualify_name(group_domain, g);
+      auto it = v.ownership().groups().find(key);
       if (why.empty() && (it == v.ownership().groups().end() || it->second != a)) {
         why = "group " + g + " differs";
       }

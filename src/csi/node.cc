@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -58,9 +59,6 @@ std::string canonical(const std::string& path) {
   return ec ? path : c.string();
 }
 
-grpc::Status errno_status(const std::string& what, int err) {
-  return grpc::Status(StatusCode::INTERNAL, what + ": " + std::strerror(err));
-}
 
 class NodeService final : public v1::Node::Service {
  public:
@@ -114,43 +112,19 @@ class NodeService final : public v1::Node::Service {
       return grpc::Status(StatusCode::FAILED_PRECONDITION, "staging_target_path is required");
     }
     const std::string token = token_of(req->secrets());
-    const std::string staging = canonical(req->staging_target_path());
-    const std::string target = canonical(req->target_path());
-    // Authorize with the server before touching the host: read access for the volume, and it
-    // must be the volume staged at staging_target_path — else a caller could bind another
-    // tenant's staging directory while presenting its own volume.
-    vg::VolumeRef ref;
-    ref.set_volume(req->volume_id());
-    vg::VolumeResponse seen;
-    if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) {
+    // The server does the bind: it resolves both paths once beneath its mount roots, checks
+    // that the staging path is this volume's own mount, needs read access for a read-only view
+    // and write access for a writable one, and records it in the audit trail.
+    vg::PublishRequest publish;
+    publish.set_volume(req->volume_id());
+    publish.set_path(req->target_path());
+    publish.set_staging_path(req->staging_target_path());
+    publish.set_read_only(req->readonly());
+    vg::Empty e;
+    if (Status s = backend_->call(token, kMount + "Publish", publish, &e); !s.is_ok()) {
       return to_grpc(s, token);
     }
-    if (seen.volume().mount_path().empty() || canonical(seen.volume().mount_path()) != staging) {
-      return grpc::Status(StatusCode::FAILED_PRECONDITION,
-                          "volume " + req->volume_id() + " is not staged at " + staging);
-    }
-    if (!req->readonly()) {
-      // A writable bind needs write access: the server's Mount at the same path asks for it and
-      // is a no-op otherwise.
-      if (Status st = mount_at(token, req->volume_id(), req->staging_target_path()); !st.is_ok()) {
-        return to_grpc(st, token);
-      }
-    }
-    std::error_code ec;
-    stdfs::create_directories(target, ec);
-    if (ec) return grpc::Status(StatusCode::INTERNAL, "create " + target + ": " + ec.message());
-    if (!is_mount_point(target)) {
-      if (::mount(staging.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-        return errno_status("bind mount at " + target, errno);
-      }
-      if (req->readonly() &&
-          ::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
-        const int err = errno;
-        ::umount2(target.c_str(), 0);
-        return errno_status("remount read-only at " + target, err);
-      }
-    }
-    tokens_.remember(req->volume_id(), target, token);
+    tokens_.remember(req->volume_id(), canonical(req->target_path()), token);
     return grpc::Status::OK;
   }
 
@@ -162,17 +136,17 @@ class NodeService final : public v1::Node::Service {
     // Only an unmount needs the server's word; a retry after success has nothing to undo.
     if (is_mount_point(target)) {
       const std::string token = tokens_.recall(req->volume_id(), target);
-      vg::VolumeRef ref;
-      ref.set_volume(req->volume_id());
-      vg::VolumeResponse seen;
-      if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) {
+      vg::MountRequest m;
+      m.set_volume(req->volume_id());
+      m.set_path(req->target_path());
+      vg::Empty e;
+      if (Status s = backend_->call(token, kMount + "Unpublish", m, &e); !s.is_ok()) {
         return to_grpc(s, token);
       }
-      if (::umount2(target.c_str(), 0) != 0) return errno_status("unmount " + target, errno);
     }
-    // The plugin created the target directory; CSI asks it to remove it.
-    std::error_code ec;
-    stdfs::remove(target, ec);
+    // The target directory was made for the publish; CSI asks for it to be removed. rmdir only:
+    // never a recursive delete, so nothing but an empty directory can go.
+    ::rmdir(target.c_str());
     tokens_.forget(req->volume_id(), target);
     return grpc::Status::OK;
   }

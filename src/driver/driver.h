@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "driver/mount_target.h"
 
 namespace volguard::driver {
 
@@ -16,7 +18,8 @@ const char* fs_name(FsType fs);                 // "ext4" | "xfs"
 Result<FsType> parse_fs(const std::string& s);  // INVALID_ARGUMENT names the value
 
 // "1G", "512M", "10GiB", "1073741824" → bytes (K/M/G/T powers of 1024; a trailing "i"/"iB"/"B"
-// is accepted). INVALID_ARGUMENT names the text on anything else, zero, or overflow.
+// is accepted). INVALID_ARGUMENT names the text on anything else or zero; OUT_OF_RANGE
+// (reason size_out_of_range) for 2^63 bytes and above, however many digits.
 Result<uint64_t> parse_size(const std::string& text);
 std::string format_size(uint64_t bytes);  // "1G", "512M", "1536K", "100"
 
@@ -54,9 +57,21 @@ class VolumeDriver {
   virtual Result<std::string> attach(const std::string& id) = 0;
   // FAILED_PRECONDITION while mounted; OK if not attached.
   virtual Status detach(const std::string& id) = 0;
-  // Attaches if needed, then mount(2) at `path` (an existing directory). ALREADY_EXISTS if
-  // mounted elsewhere; OK if already mounted at `path`.
-  virtual Status mount(const std::string& id, const std::string& path, FsType fs) = 0;
+  // Attaches if needed, then mounts the volume on `target` — the directory fd resolved once by
+  // resolve_mount_target, never its name — and returns the path it was actually mounted at.
+  // ALREADY_EXISTS if mounted elsewhere; OK if already mounted at `target`; FAILED_PRECONDITION
+  // `mount_path_in_use` if something is mounted there already, `mount_path_changed` (and no
+  // mount is left) if the directory moved away from target.path before the mount was made.
+  virtual Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs) = 0;
+  // A second view of the mounted volume at `target` (CSI publish): `staging` must be the root
+  // of this volume's mount. Read-only binds are made read-only before they become visible.
+  virtual Result<std::string> bind(const std::string& id, const MountTarget& staging,
+                                   const MountTarget& target, bool read_only) = 0;
+  // Removes a bind made by bind(); OK if nothing is mounted at `target`, FAILED_PRECONDITION
+  // `mount_not_this_volume` when what is mounted there is not this volume.
+  virtual Status unbind(const std::string& id, MountTarget target) = 0;
+  // The volume whose filesystem is the device `dev` (st_dev of a file on it), if any.
+  virtual std::optional<std::string> volume_on_device(dev_t dev) = 0;
   // OK if not mounted. Leaves the device attached.
   virtual Status unmount(const std::string& id) = 0;
   virtual Result<VolumeStatus> status(const std::string& id) = 0;

@@ -6,12 +6,15 @@
 #include <linux/capability.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -323,6 +326,40 @@ bool children_have_capability(int cap) {
   return true;  // cannot tell: let the tool report
 }
 
+// "major:minor" as sysfs and mountinfo write it.
+std::string devnum_of(dev_t dev) { return std::to_string(major(dev)) + ":" + std::to_string(minor(dev)); }
+
+Status mount_path_in_use(const MountTarget& target) {
+  return Status(Code::kFailedPrecondition, "mount_path_in_use",
+                "mount path \"" + target.path + "\" already has a filesystem mounted on it");
+}
+
+// An absolute path opened O_PATH with no symlink or magic link anywhere on the way.
+int open_no_symlinks(const std::string& path) {
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how));
+}
+
+// Moves a detached mount (fsmount or open_tree) onto the target's directory fd, then reads back
+// where it landed: if the directory was moved since it was resolved, the mount is taken down
+// at once through its own fd and the request refused.
+Result<std::string> place(const UniqueFd& mnt, const MountTarget& target) {
+  if (::move_mount(mnt.get(), "", target.dir.get(), "",
+                   MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return errno_status(Code::kFailedPrecondition, "mount_failed", "mount at " + target.path, errno);
+  }
+  auto where = path_of_fd(mnt.get());
+  if (!where || *where != target.path) {
+    ::umount2(fd_path(mnt.get()).c_str(), MNT_DETACH);
+    return Status(Code::kFailedPrecondition, "mount_path_changed",
+                  "mount path \"" + target.path + "\" moved while it was being mounted; nothing "
+                  "was mounted");
+  }
+  return *where;
+}
+
 class LocalDriver final : public VolumeDriver {
  public:
   explicit LocalDriver(std::string root)
@@ -551,57 +588,119 @@ class LocalDriver final : public VolumeDriver {
     return run_command({"losetup", "-d", dev->path}).status();
   }
 
-  Status mount(const std::string& id, const std::string& path, FsType fs) override {
+  Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs) override {
     if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
-    if (path.empty() || path[0] != '/') {
-      return Status(Code::kInvalidArgument, "invalid_mount_path",
-                    "mount path \"" + path + "\" must be absolute");
-    }
-    std::error_code ec;
-    const stdfs::path canon = stdfs::canonical(path, ec);
-    if (ec) {
-      return Status(
-          ec == std::errc::no_such_file_or_directory ? Code::kNotFound : Code::kInvalidArgument,
-          "mount_path_not_found", "mount path \"" + path + "\" is not usable: " + ec.message());
-    }
-    if (!stdfs::is_directory(canon, ec)) {
-      return Status(Code::kInvalidArgument, "mount_path_not_directory",
-                    "mount path \"" + path + "\" is not a directory");
-    }
-    const std::string target = canon.string();
-
     if (auto dev = find_loop(file)) {
       const auto points = mount_points_of(*dev);
       if (!points.empty()) {
-        if (std::find(points.begin(), points.end(), target) != points.end()) {
-          return Status::ok();
-        }
+        // Already mounted on this very directory: the idempotent retry.
+        if (target.mount_root && devnum_of(target.dev) == dev->devnum) return target.path;
         return Status(Code::kAlreadyExists, "volume_mounted",
                       "volume \"" + id + "\" is already mounted at " + points.front());
       }
     }
     // Stacking over another mount would hide it and confuse the mount-path lookup.
-    for (const auto& m : read_mounts()) {
-      if (m.mount_point == target) {
-        return Status(Code::kFailedPrecondition, "mount_path_in_use",
-                      "mount path \"" + target + "\" already has " + m.source + " mounted");
-      }
-    }
+    if (target.mount_root) return mount_path_in_use(target);
 
     const bool was_attached = find_loop(file).has_value();
     auto dev = attach(id);
     if (!dev) return dev.status();
-    // xfs refuses a second mount of the same UUID, which every clone and snapshot shares.
-    const char* data = fs == FsType::kXfs ? "nouuid" : nullptr;
-    if (::mount(dev->c_str(), target.c_str(), fs_name(fs), MS_NOSUID | MS_NODEV, data) != 0) {
-      const int err = errno;
+    auto undo = [&] {
       if (!was_attached) (void)detach(id);  // leave the host as we found it
-      return errno_status(Code::kFailedPrecondition, "mount_failed",
-                          "mount " + *dev + " (" + fs_name(fs) + ") at " + target, err);
+    };
+    // The new mount API: the filesystem is made as a detached mount, then moved onto the
+    // directory fd — there is no path for anyone to swap.
+    UniqueFd fsfd(::fsopen(fs_name(fs), FSOPEN_CLOEXEC));
+    if (!fsfd) {
+      const int err = errno;
+      undo();
+      return errno_status(Code::kInternal, "mount_failed", std::string("fsopen ") + fs_name(fs), err);
     }
-    return Status::ok();
+    bool ok = ::fsconfig(fsfd.get(), FSCONFIG_SET_STRING, "source", dev->c_str(), 0) == 0;
+    // xfs refuses a second mount of the same UUID, which every clone and snapshot shares.
+    if (ok && fs == FsType::kXfs) ok = ::fsconfig(fsfd.get(), FSCONFIG_SET_FLAG, "nouuid", nullptr, 0) == 0;
+    if (ok) ok = ::fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) == 0;
+    if (!ok) {
+      const int err = errno;
+      undo();
+      return errno_status(Code::kFailedPrecondition, "mount_failed",
+                          "mount " + *dev + " (" + fs_name(fs) + ")", err);
+    }
+    UniqueFd mnt(::fsmount(fsfd.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    if (!mnt) {
+      const int err = errno;
+      undo();
+      return errno_status(Code::kFailedPrecondition, "mount_failed", "fsmount " + *dev, err);
+    }
+    auto placed = place(mnt, target);
+    if (!placed) undo();
+    return placed;
+  }
+
+  Result<std::string> bind(const std::string& id, const MountTarget& staging,
+                           const MountTarget& target, bool read_only) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string file = vol_path(id);
+    if (!file_exists(file)) return volume_not_found(id);
+    const auto dev = find_loop(file);
+    // The staging directory must be the root of this volume's own mount: else a caller could
+    // publish another tenant's staged volume while naming its own.
+    if (!dev || !staging.mount_root || devnum_of(staging.dev) != dev->devnum) {
+      return Status(Code::kFailedPrecondition, "volume_not_staged",
+                    "volume \"" + id + "\" is not mounted at " + staging.path);
+    }
+    if (target.mount_root) {
+      if (devnum_of(target.dev) == dev->devnum) return target.path;  // idempotent retry
+      return mount_path_in_use(target);
+    }
+    UniqueFd tree(static_cast<int>(::open_tree(staging.dir.get(), "",
+                                                OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)));
+    if (!tree) return errno_status(Code::kInternal, "mount_failed", "clone mount " + staging.path, errno);
+    if (read_only) {
+      mount_attr attr{};
+      attr.attr_set = MOUNT_ATTR_RDONLY;
+      if (::mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+        return errno_status(Code::kInternal, "mount_failed", "make read-only", errno);
+      }
+    }
+    return place(tree, target);
+  }
+
+  Status unbind(const std::string& id, MountTarget target) override {
+    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    const std::string file = vol_path(id);
+    if (!file_exists(file)) return volume_not_found(id);
+    if (!target.mount_root) return Status::ok();  // nothing mounted: the retry after success
+    const auto dev = find_loop(file);
+    if (!dev || devnum_of(target.dev) != dev->devnum) {
+      return Status(Code::kFailedPrecondition, "mount_not_this_volume",
+                    "what is mounted at " + target.path + " is not volume \"" + id + "\"");
+    }
+    // Our own O_PATH fd on the mount's root would make it busy; the parent's fd names it.
+    target.dir.reset();
+    return unmount_at(target.parent.get(), target.leaf, target.path);
+  }
+
+  std::optional<std::string> volume_on_device(dev_t device) override {
+    const std::string want = devnum_of(device);
+    std::error_code ec;
+    for (const auto& entry : stdfs::directory_iterator("/sys/block", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("loop", 0) != 0) continue;
+      if (read_small_file(entry.path().string() + "/dev").value_or("") != want) continue;
+      auto backing = read_small_file(entry.path().string() + "/loop/backing_file");
+      const std::string prefix = vol_dir_ + "/";
+      if (!backing || backing->rfind(prefix, 0) != 0) return std::nullopt;
+      std::string base = backing->substr(prefix.size());
+      const std::string suffix = kImgSuffix;
+      if (base.size() <= suffix.size() || base.compare(base.size() - suffix.size(), suffix.size(), suffix) != 0) {
+        return std::nullopt;
+      }
+      return base.substr(0, base.size() - suffix.size());
+    }
+    return std::nullopt;
   }
 
   Status unmount(const std::string& id) override {
@@ -610,16 +709,33 @@ class LocalDriver final : public VolumeDriver {
     if (!file_exists(file)) return volume_not_found(id);
     const auto dev = find_loop(file);
     if (!dev) return Status::ok();
-    auto points = mount_points_of(*dev);
-    // Newest first, in case the same device is mounted more than once.
-    for (auto it = points.rbegin(); it != points.rend(); ++it) {
-      if (::umount2(it->c_str(), 0) != 0 && errno != EINVAL) {
-        const int err = errno;
-        return errno_status(err == EBUSY ? Code::kFailedPrecondition : Code::kInternal,
-                            err == EBUSY ? "volume_busy" : "unmount_failed", "unmount " + *it, err);
+    // Newest first, in case the same device is mounted more than once. Each point is opened
+    // without following symlinks and checked to be this volume's mount before it is unmounted
+    // through the fd: a path swapped since mountinfo was read unmounts nothing else. A point
+    // renamed meanwhile is looked up afresh (a few times, then the caller is told).
+    Status last;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      last = Status::ok();
+      auto points = mount_points_of(*dev);
+      for (auto it = points.rbegin(); it != points.rend() && last.is_ok(); ++it) {
+        const auto slash = it->rfind('/');
+        const std::string parent = slash == 0 ? "/" : it->substr(0, slash);
+        const std::string leaf = it->substr(slash + 1);
+        UniqueFd pfd(open_no_symlinks(parent));
+        struct statx stx {};
+        if (!pfd || leaf.empty() ||
+            ::statx(pfd.get(), leaf.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO, &stx) != 0 ||
+            devnum_of(makedev(stx.stx_dev_major, stx.stx_dev_minor)) != dev->devnum ||
+            (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) == 0) {
+          last = Status(Code::kFailedPrecondition, "mount_path_changed",
+                        "mount point " + *it + " no longer leads to volume \"" + id + "\"");
+          break;
+        }
+        if (Status s = unmount_at(pfd.get(), leaf, *it); !s.is_ok()) return s;
       }
+      if (last.is_ok()) return last;
     }
-    return Status::ok();
+    return last;
   }
 
   Result<VolumeStatus> status(const std::string& id) override {

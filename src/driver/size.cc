@@ -31,6 +31,14 @@ Status bad_size(const std::string& text, const std::string& why) {
   return Status(Code::kInvalidArgument, "invalid_size", "invalid size \"" + text + "\": " + why);
 }
 
+// A well-formed size that no volume can have: file sizes are off_t and the store keeps a signed
+// 64-bit INTEGER, so 2^63 and above would wrap somewhere below us. OUT_OF_RANGE (not a 500):
+// the request is valid syntax asking for too much.
+Status too_large(const std::string& text) {
+  return Status(Code::kOutOfRange, "size_out_of_range",
+                "size \"" + text + "\" is too large (at most 2^63 - 1 bytes)");
+}
+
 }  // namespace
 
 Result<uint64_t> parse_size(const std::string& text) {
@@ -39,7 +47,12 @@ Result<uint64_t> parse_size(const std::string& text) {
   // Digits only: a sign, a fraction or whitespace is refused rather than guessed at.
   while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
     const uint64_t d = static_cast<uint64_t>(text[i] - '0');
-    if (n > (UINT64_MAX - d) / 10) return bad_size(text, "too large");
+    if (n > (UINT64_MAX - d) / 10) {
+      // Still read the rest: a malformed tail is INVALID_ARGUMENT whatever the number.
+      n = UINT64_MAX;
+      while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+      break;
+    }
     n = n * 10 + d;
     ++i;
   }
@@ -73,7 +86,8 @@ Result<uint64_t> parse_size(const std::string& text) {
                                     : (rest.empty() || rest == "b");
   if (!suffix_ok) return bad_size(text, "unknown unit (use K, M, G or T, powers of 1024)");
   if (n == 0) return bad_size(text, "must be greater than zero");
-  if (shift != 0 && n > (UINT64_MAX >> shift)) return bad_size(text, "too large");
+  constexpr uint64_t kMax = static_cast<uint64_t>(INT64_MAX);
+  if (n > (kMax >> shift)) return too_large(text);
   return n << shift;
 }
 

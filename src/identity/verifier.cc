@@ -1,17 +1,16 @@
 #include "identity/verifier.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <simdjson.h>
 
 #include "common/text.h"
 #include "identity/oidc.h"
 
 namespace volguard::identity {
-
-using nlohmann::json;
 
 Identity guest_identity() {
   Identity id;
@@ -28,23 +27,42 @@ Status fail(const char* why, std::string message) {
 
 namespace dom = simdjson::dom;
 
-// Reads a NumericDate claim; false when present but not a finite number.
-bool numeric_date(dom::element value, int64_t* out) {
+enum class DateCheck { kOk, kNotNumber, kOutOfRange };
+
+// Reads a NumericDate claim: a number (fractions allowed, RFC 7519 §2) within
+// [0, kMaxNumericDate]. Range is checked before any conversion: converting an out-of-range
+// double is undefined behaviour, and a date near INT64_MAX would overflow `+ skew`.
+DateCheck numeric_date(dom::element value, int64_t* out) {
   switch (value.type()) {
-    case dom::element_type::INT64: *out = value.get_int64().value_unsafe(); return true;
-    case dom::element_type::UINT64:
-      *out = static_cast<int64_t>(std::min<uint64_t>(value.get_uint64().value_unsafe(), INT64_MAX / 2));
-      return true;
+    case dom::element_type::INT64: {
+      int64_t v = value.get_int64().value_unsafe();
+      if (v < 0 || v > kMaxNumericDate) return DateCheck::kOutOfRange;
+      *out = v;
+      return DateCheck::kOk;
+    }
+    case dom::element_type::UINT64: return DateCheck::kOutOfRange;  // > INT64_MAX
     case dom::element_type::DOUBLE: {
       double d = value.get_double().value_unsafe();
-      if (!std::isfinite(d)) return false;
-      // Clamp before the cast: converting an out-of-range double is undefined behaviour.
-      d = std::max(std::min(d, 4.0e15), -4.0e15);
+      if (!std::isfinite(d)) return DateCheck::kNotNumber;
+      if (d < 0 || d > static_cast<double>(kMaxNumericDate)) return DateCheck::kOutOfRange;
       *out = static_cast<int64_t>(std::floor(d));
-      return true;
+      return DateCheck::kOk;
     }
-    default: return false;
+    default: return DateCheck::kNotNumber;
   }
+}
+
+// The first member name that appears twice in `object`. A repeated member is ambiguous —
+// parsers disagree on which one wins (simdjson yields both, nlohmann keeps the last) — so a
+// token with one is refused, in the header as in the payload, rather than guessed at.
+std::optional<std::string_view> repeated_member(dom::object object) {
+  std::vector<std::string_view> keys;
+  keys.reserve(object.size());
+  for (dom::key_value_pair field : object) keys.push_back(field.key);
+  std::sort(keys.begin(), keys.end());
+  auto it = std::adjacent_find(keys.begin(), keys.end());
+  if (it == keys.end()) return std::nullopt;
+  return *it;
 }
 
 // The registered and volguard claims read from a payload; everything else is ignored.
@@ -146,15 +164,24 @@ struct ParsedHeader {
 Result<ParsedHeader> parse_header_uncached(std::string_view header_b64) {
   auto header_raw = base64url_decode(header_b64);
   if (!header_raw) return fail(reason::kHeaderBadBase64, "token header is not base64url");
-  json header = json::parse(*header_raw, nullptr, /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) {
+  // Its own parser: the payload's parser must not invalidate what is read here.
+  thread_local dom::parser parser;
+  dom::element doc;
+  dom::object header;
+  if (parser.parse(*header_raw).get(doc) != simdjson::SUCCESS ||
+      doc.get_object().get(header) != simdjson::SUCCESS) {
     return fail(reason::kHeaderBadJson, "token header is not a JSON object");
   }
-  auto alg_it = header.find("alg");
-  if (alg_it == header.end() || !alg_it->is_string()) {
+  // {"alg":"none","alg":"HS256"}: which alg did the signer mean? Refuse before reading any.
+  if (auto repeated = repeated_member(header)) {
+    return fail(reason::kHeaderMemberRepeated,
+                "token header member " + printable(*repeated) + " appears more than once");
+  }
+  std::string_view alg_view;
+  if (header.at_key("alg").get(alg_view) != simdjson::SUCCESS) {
     return fail(reason::kAlgMissing, "token header has no 'alg' string");
   }
-  const std::string& alg_text = alg_it->get_ref<const std::string&>();
+  std::string alg_text(alg_view);
   if (to_lower(alg_text) == "none") {
     return fail(reason::kAlgNone, "unsigned tokens (alg 'none') are never accepted");
   }
@@ -163,14 +190,14 @@ Result<ParsedHeader> parse_header_uncached(std::string_view header_b64) {
     return fail(reason::kAlgUnsupported, "algorithm " + printable(alg_text) + " is not supported");
   }
   // We implement no JWS extension, so any critical one must be refused (RFC 7515 §4.1.11).
-  if (header.contains("crit")) {
+  dom::element crit;
+  if (header.at_key("crit").get(crit) == simdjson::SUCCESS) {
     return fail(reason::kCritUnsupported,
                 "token header 'crit' names extensions this server does not understand");
   }
   ParsedHeader out{*alg, alg_text, {}};
-  if (auto it = header.find("kid"); it != header.end() && it->is_string()) {
-    out.kid = it->get<std::string>();
-  }
+  std::string_view kid;
+  if (header.at_key("kid").get(kid) == simdjson::SUCCESS) out.kid = kid;
   // jku, jwk, x5u and x5c are never read: a token must not choose the key that verifies it.
   return out;
 }
@@ -215,10 +242,14 @@ Result<std::string> load_secret(const config::IssuerConfig& issuer) {
     }
     secret = value;
   } else {
-    auto text = read_file(issuer.shared_secret_file);
+    auto text = read_private_file(issuer.shared_secret_file);
     if (!text) {
-      return Status(Code::kInvalidArgument, "bad_config",
-                    issuer.where + ".shared_secret_file: " + text.status().message());
+      // An exposed secret keeps its own reason: the fix is chmod, not an edit of the config.
+      const Status& s = text.status();
+      bool exposed = s.reason() == "secret_file_exposed";
+      return Status(exposed ? s.code() : Code::kInvalidArgument,
+                    exposed ? s.reason() : "bad_config",
+                    issuer.where + ".shared_secret_file: " + s.message());
     }
     secret = std::move(text).value();
     // Editors and `echo` add a newline; it is not part of the secret.
@@ -242,6 +273,7 @@ Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::Secu
       t.claims_namespace = ic.oidc.claims_namespace;
       if (ic.oidc.roles_claim != "roles") t.roles_pointer = dotted_to_pointer(ic.oidc.roles_claim);
       if (ic.oidc.groups_claim != "groups") t.groups_pointer = dotted_to_pointer(ic.oidc.groups_claim);
+      t.group_domain = ic.group_domain;
       issuers.push_back(std::move(t));
       continue;
     }
@@ -273,8 +305,9 @@ Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::Secu
       }
       key = *parsed;
     }
-    issuers.push_back(TrustedIssuer{ic.issuer, std::make_shared<StaticKeySource>(key),
-                                    ic.audiences});
+    TrustedIssuer t{ic.issuer, std::make_shared<StaticKeySource>(key), ic.audiences};
+    t.group_domain = ic.group_domain;
+    issuers.push_back(std::move(t));
   }
   VerifierOptions options;
   options.username_claim = cfg.username_claim;
@@ -323,15 +356,13 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
       doc.get_object().get(payload) != simdjson::SUCCESS) {
     return fail(reason::kPayloadBadJson, "token payload is not a JSON object");
   }
+  if (auto repeated = repeated_member(payload)) {
+    return fail(reason::kClaimRepeated, "claim " + printable(*repeated) + " appears more than once");
+  }
   Claims claims;
   for (dom::key_value_pair field : payload) {
     for (int i = 0; i < kClaimCount; ++i) {
       if (field.key != kClaimNames[i]) continue;
-      // A repeated claim is ambiguous (which one did the signer mean?): refuse it.
-      if (claims.present[i]) {
-        return fail(reason::kPayloadBadJson,
-                    "claim '" + std::string(kClaimNames[i]) + "' appears more than once");
-      }
       claims.present[i] = true;
       claims.value[i] = field.value;
       break;
@@ -373,22 +404,40 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   Identity id;
   const int64_t skew = options_.clock_skew_seconds;
   if (!claims.has(kExp)) return fail(reason::kExpMissing, "claim 'exp' is required");
-  if (!numeric_date(claims.value[kExp], &id.expires_at)) {
-    return fail(reason::kExpNotNumber, "claim 'exp' must be a number (NumericDate)");
+  // One refusal per claim and failure: "<claim>_not_number" / "<claim>_out_of_range".
+  auto read_date = [&](ClaimIndex i, const char* not_number, const char* out_of_range,
+                       int64_t* out) -> Status {
+    const std::string name(kClaimNames[i]);
+    switch (numeric_date(claims.value[i], out)) {
+      case DateCheck::kOk: return Status::ok();
+      case DateCheck::kNotNumber:
+        return fail(not_number, "claim '" + name + "' must be a number (NumericDate)");
+      case DateCheck::kOutOfRange:
+        return fail(out_of_range, "claim '" + name + "' must be between 0 and " +
+                                      std::to_string(kMaxNumericDate) + " (9999-12-31)");
+    }
+    return Status::ok();
+  };
+  if (auto s = read_date(kExp, reason::kExpNotNumber, reason::kExpOutOfRange, &id.expires_at);
+      !s.is_ok()) {
+    return s;
   }
   if (now > id.expires_at + skew) {
     return fail(reason::kTokenExpired, "token expired at " + rfc3339(id.expires_at));
   }
   if (claims.has(kNbf)) {
     int64_t nbf = 0;
-    if (!numeric_date(claims.value[kNbf], &nbf)) return fail(reason::kNbfNotNumber, "claim 'nbf' must be a number");
+    if (auto s = read_date(kNbf, reason::kNbfNotNumber, reason::kNbfOutOfRange, &nbf); !s.is_ok()) {
+      return s;
+    }
     if (nbf > now + skew) {
       return fail(reason::kTokenNotYetValid, "token is not valid before " + rfc3339(nbf));
     }
   }
   if (claims.has(kIat)) {
-    if (!numeric_date(claims.value[kIat], &id.issued_at)) {
-      return fail(reason::kIatNotNumber, "claim 'iat' must be a number");
+    if (auto s = read_date(kIat, reason::kIatNotNumber, reason::kIatOutOfRange, &id.issued_at);
+        !s.is_ok()) {
+      return s;
     }
     if (id.issued_at > now + skew) {
       return fail(reason::kIatInFuture, "token claims to be issued in the future (" +
@@ -440,6 +489,7 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
 
   // Identity claims.
   id.issuer = iss;
+  id.group_domain = issuer.group_domain.empty() ? id.issuer : issuer.group_domain;
   for (const auto& [index, field] : {std::pair{kSub, &id.subject}, std::pair{kName, &id.name},
                                      std::pair{kEmail, &id.email}, std::pair{kJti, &id.token_id}}) {
     if (auto s = string_claim(claims, index, field); !s.is_ok()) return s;
@@ -475,6 +525,13 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
     return fail(reason::kUsernameMissing,
                 std::string("claim '") + config::username_claim_name(options_.username_claim) +
                     "' (security.username_claim) is missing or empty");
+  }
+  // The username names a principal in grants, audit records and messages: a newline in it
+  // could forge a log line or a second principal.
+  if (has_control_chars(id.username)) {
+    return fail(reason::kUsernameInvalid,
+                std::string("claim '") + config::username_claim_name(options_.username_claim) +
+                    "' (security.username_claim) contains control characters");
   }
   return id;
 }

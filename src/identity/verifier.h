@@ -21,6 +21,7 @@ inline constexpr char kTokenTooLarge[] = "token_too_large";
 inline constexpr char kTokenMalformed[] = "token_malformed";
 inline constexpr char kHeaderBadBase64[] = "header_bad_base64";
 inline constexpr char kHeaderBadJson[] = "header_bad_json";
+inline constexpr char kHeaderMemberRepeated[] = "header_member_repeated";
 inline constexpr char kAlgMissing[] = "alg_missing";
 inline constexpr char kAlgNone[] = "alg_none";
 inline constexpr char kAlgUnsupported[] = "alg_unsupported";
@@ -28,6 +29,7 @@ inline constexpr char kAlgKeyMismatch[] = "alg_key_mismatch";
 inline constexpr char kCritUnsupported[] = "crit_unsupported";
 inline constexpr char kPayloadBadBase64[] = "payload_bad_base64";
 inline constexpr char kPayloadBadJson[] = "payload_bad_json";
+inline constexpr char kClaimRepeated[] = "claim_repeated";
 inline constexpr char kIssMissing[] = "iss_missing";
 inline constexpr char kIssuerUnknown[] = "issuer_unknown";
 inline constexpr char kKeysUnavailable[] = "keys_unavailable";
@@ -37,10 +39,13 @@ inline constexpr char kSignatureBadLength[] = "signature_bad_length";
 inline constexpr char kSignatureInvalid[] = "signature_invalid";
 inline constexpr char kExpMissing[] = "exp_missing";
 inline constexpr char kExpNotNumber[] = "exp_not_number";
+inline constexpr char kExpOutOfRange[] = "exp_out_of_range";
 inline constexpr char kTokenExpired[] = "token_expired";
 inline constexpr char kNbfNotNumber[] = "nbf_not_number";
+inline constexpr char kNbfOutOfRange[] = "nbf_out_of_range";
 inline constexpr char kTokenNotYetValid[] = "token_not_yet_valid";
 inline constexpr char kIatNotNumber[] = "iat_not_number";
+inline constexpr char kIatOutOfRange[] = "iat_out_of_range";
 inline constexpr char kIatInFuture[] = "iat_in_future";
 inline constexpr char kIatMissing[] = "iat_missing";
 inline constexpr char kLifetimeTooLong[] = "lifetime_too_long";
@@ -48,6 +53,7 @@ inline constexpr char kAudMissing[] = "aud_missing";
 inline constexpr char kAudMismatch[] = "aud_mismatch";
 inline constexpr char kClaimBadType[] = "claim_bad_type";
 inline constexpr char kUsernameMissing[] = "username_missing";
+inline constexpr char kUsernameInvalid[] = "username_invalid";
 inline constexpr char kEmailUnverified[] = "email_unverified";
 }  // namespace reason
 
@@ -82,6 +88,7 @@ struct TrustedIssuer {
   std::string claims_namespace;
   std::string roles_pointer;   // empty = "/roles"
   std::string groups_pointer;  // empty = "/groups"
+  std::string group_domain;    // whose groups its tokens claim; empty = the issuer itself
 };
 
 struct VerifierOptions {
@@ -91,6 +98,9 @@ struct VerifierOptions {
 };
 
 inline constexpr size_t kMaxTokenBytes = 16 * 1024;
+// exp, nbf and iat must lie in [0, 9999-12-31T23:59:59Z]: beyond, a date is an attack or a bug
+// (and the arithmetic with clock_skew must never overflow).
+inline constexpr int64_t kMaxNumericDate = 253402300799;
 
 class Verifier {
  public:

@@ -38,9 +38,15 @@ bool AdminPolicy::is_admin(const identity::Identity& who) const {
   for (const auto& r : who.roles) {
     if (r == "system.admin") return true;
   }
+  if (admin_groups.empty()) return false;
   for (const auto& g : who.groups) {
+    // "*" in a token is a wildcard to some (Portworx admin tokens carry it) and a plain name to
+    // others: never let it decide who is an admin.
+    if (g == "*") continue;
+    const std::string qualified = who.qualified_group(g);
+    if (qualified.empty()) return false;  // no group domain: in no group at all
     for (const auto& admin : admin_groups) {
-      if (g == admin) return true;
+      if (qualified == admin) return true;
     }
   }
   return false;
@@ -60,9 +66,15 @@ AccessDecision access_of(const identity::Identity& who, const Ownership& o,
   auto consider = [&](Access a, std::string via) {
     if (a > best.access) best = {a, std::move(via)};
   };
-  for (const auto& g : who.groups) {
-    if (auto it = o.groups.find(g); it != o.groups.end()) {
-      consider(it->second, "group " + g + ":" + access_letter(it->second));
+  if (!o.groups.empty()) {
+    // Only the qualified form matches: "eng" from issuer A is not a grant made to B's "eng".
+    for (const auto& g : who.groups) {
+      if (g == "*") continue;  // a claim of "*" is not membership of every group
+      const std::string qualified = who.qualified_group(g);
+      if (qualified.empty()) break;
+      if (auto it = o.groups.find(qualified); it != o.groups.end()) {
+        consider(it->second, "group " + qualified + ":" + access_letter(it->second));
+      }
     }
   }
   if (auto it = o.groups.find("*"); it != o.groups.end()) {

@@ -25,16 +25,20 @@ std::optional<Access> parse_access(std::string_view text);
 struct Ownership {
   // Principal of the owner ("<issuer>/<username>"); empty = no owner (guest-created: public).
   std::string owner;
-  std::map<std::string, Access> groups;         // group name → access ("*" = any authenticated)
+  // "<group_domain>/<escaped group>" → access; "*" = any authenticated. Qualified because
+  // groups are trusted per issuer: any issuer can put any group name in its tokens.
+  std::map<std::string, Access> groups;
   std::map<std::string, Access> collaborators;  // principal → access ("*" = any authenticated)
   Access public_access = Access::kNone;         // granted to everyone, guests included
 
   bool operator==(const Ownership&) const = default;
 };
 
-// Who counts as an ownership admin: role system.admin, or a group in security.admin_groups.
+// Who counts as an ownership admin: role system.admin, or a group in security.admin_groups
+// (qualified "<group_domain>/<group>", matched against the caller's qualified groups). A group
+// claim literally named "*" never makes an admin.
 struct AdminPolicy {
-  std::vector<std::string> admin_groups{"*"};
+  std::vector<std::string> admin_groups;
   bool is_admin(const identity::Identity& who) const;
 };
 

@@ -21,8 +21,12 @@ std::string list_text(const std::vector<std::string>& v) {
 
 Result<std::string> load_or_create_audit_key(const std::string& path) {
   if (std::filesystem::exists(path)) {
-    auto key = read_file(path);
-    if (!key) return key.status();
+    // A key others can read lets them forge a chain that verifies; one they can write, too.
+    auto key = read_private_file(path);
+    if (!key) {
+      return Status(key.status().code(), key.status().reason(),
+                    "audit.key_file: " + key.status().message());
+    }
     std::string k = *key;
     while (!k.empty() && (k.back() == '\n' || k.back() == '\r')) k.pop_back();
     if (k.size() < 32) {

@@ -114,6 +114,100 @@ Status Pipeline::invoke(const std::string& key, const RequestMeta& meta, const M
   return invoke(*spec, meta, request, response);
 }
 
+CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& who,
+                               const std::vector<std::string>& refs, const Message& request,
+                               bool explain, Call* call) const {
+  CallDecision out;
+  const bool enabled = security_.enabled;
+  // Roles first: a method the caller may not call at all says nothing about any resource.
+  if (enabled) {
+    auto roles = roles_.load();
+    policy::Decision decision = roles->decide(who.roles, spec.service, spec.api);
+    out.role = decision.role;
+    out.rule = decision.rule;
+    if (!decision.allowed) {
+      std::string message = who.guest ? "access denied without authentication token: " +
+                                            decision.message
+                                      : decision.message;
+      out.status = Status(Code::kPermissionDenied, decision.reason, message);
+      return out;
+    }
+  }
+  for (size_t i = 0; i < spec.resources.size(); ++i) {
+    const auto& check = spec.resources[i];
+    const std::string& ref = i < refs.size() ? refs[i] : std::string();
+    if (ref.empty()) {
+      if (check.optional || explain) {
+        if (call) {
+          if (check.kind == ResourceKind::kVolume) call->volumes.push_back(nullptr);
+          else call->snapshots.push_back(nullptr);
+        }
+        continue;
+      }
+      out.status = Status(Code::kInvalidArgument, "field_required",
+                          std::string(kind_name(check.kind)) + " (id or name) is required");
+      return out;
+    }
+    // The refusal for a missing resource, and for one the caller may not even read: the
+    // caller learns nothing it could not learn by guessing a name that does not exist.
+    const Status not_found(Code::kNotFound, std::string(kind_name(check.kind)) + "_not_found",
+                           std::string(kind_name(check.kind)) + " '" + ref + "' not found");
+    const ownership::Ownership* owner_info = nullptr;
+    std::shared_ptr<const store::VolumeRecord> parent;  // keeps a snapshot's volume alive
+    std::string label;
+    if (check.kind == ResourceKind::kVolume) {
+      auto v = resolver_->find_volume(ref);
+      if (!v) return {not_found};
+      owner_info = &v->ownership;
+      label = "volume " + v->name + " (" + v->id + ")";
+      if (call) {
+        if (call->resource_for_log.empty()) call->resource_for_log = "volume/" + v->id;
+        call->volumes.push_back(std::move(v));
+      }
+    } else {
+      auto s = resolver_->find_snapshot(ref);
+      if (!s) return {not_found};
+      owner_info = resolver_->snapshot_ownership(*s, &parent);
+      label = "snapshot " + s->name + " (" + s->id + ")";
+      if (call) {
+        if (call->resource_for_log.empty()) call->resource_for_log = "snapshot/" + s->id;
+        call->snapshots.push_back(std::move(s));
+      }
+    }
+    if (!enabled) continue;
+    Need need = check.need(explain ? *spec.request_prototype : request);
+    ownership::AccessDecision granted;
+    if (owner_info) {
+      granted = ownership::access_of(who, *owner_info, admins_);
+    } else if (admins_.is_admin(who)) {
+      granted = {Access::kAdmin, "ownership admin (the snapshot's volume is gone)"};
+    }
+    if (i == 0 || out.needed == Access::kNone) {
+      out.needed = need.access;
+      out.granted = granted.access;
+      out.via = granted.via;
+    }
+    if (granted.access == Access::kNone && need.access > Access::kNone) return {not_found};
+    if (need.ownership_admin && !admins_.is_admin(who)) {
+      out.status = Status(Code::kPermissionDenied, "ownership_admin_required",
+                          spec.key() + " on " + label +
+                              " needs an ownership admin (role system.admin or a group in "
+                              "security.admin_groups)");
+      return out;
+    }
+    if (granted.access < need.access) {
+      std::string whom = who.guest ? "a guest" : who.principal();
+      out.status = Status(
+          Code::kPermissionDenied, "acl_insufficient",
+          spec.key() + " on " + label + " needs " + ownership::access_name(need.access) +
+              " access; " + whom + " has " + ownership::access_name(granted.access) +
+              (granted.via.empty() ? "" : " (via " + granted.via + ")"));
+      return out;
+    }
+  }
+  return out;
+}
+
 Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
                         Message* response) const {
   Call call;
@@ -152,74 +246,17 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   call.who = &who;
   record.who = &who;
 
-  // 2. Authorize by roles (one immutable snapshot for the whole call).
-  auto roles = roles_.load();
-  if (security_.enabled) {
-    policy::Decision decision = roles->decide(who.roles, spec.service, spec.api);
-    if (!decision.allowed) {
-      std::string message = who.guest ? "access denied without authentication token: " +
-                                            decision.message
-                                      : decision.message;
-      return finish(Status(Code::kPermissionDenied, decision.reason, message));
-    }
-  }
-
-  // 3 + 4. Resources and ownership.
+  // 2-4. Roles, resources, ownership: the one decision.
   const auto& admins = admins_;
   bool enabled = security_.enabled;
   call.may = [&who, &admins, enabled](const ownership::Ownership& o, Access need) {
     return !enabled || ownership::access_of(who, o, admins).access >= need;
   };
-  for (const auto& check : spec.resources) {
-    std::string ref = check.ref(request);
-    if (ref.empty()) {
-      if (check.optional) {
-        if (check.kind == ResourceKind::kVolume) call.volumes.push_back(nullptr);
-        else call.snapshots.push_back(nullptr);
-        continue;
-      }
-      return finish(Status(Code::kInvalidArgument, "field_required",
-                           std::string(kind_name(check.kind)) + " (id or name) is required"));
-    }
-    const ownership::Ownership* owner_info = nullptr;
-    std::string label;
-    if (check.kind == ResourceKind::kVolume) {
-      auto v = resolver_->find_volume(ref);
-      if (!v) {
-        return finish(Status(Code::kNotFound, "volume_not_found", "volume '" + ref + "' not found"));
-      }
-      call.volumes.push_back(v);
-      owner_info = &v->ownership;
-      label = "volume " + v->name + " (" + v->id + ")";
-      if (call.resource_for_log.empty()) call.resource_for_log = "volume/" + v->id;
-    } else {
-      auto s = resolver_->find_snapshot(ref);
-      if (!s) {
-        return finish(
-            Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + ref + "' not found"));
-      }
-      call.snapshots.push_back(s);
-      owner_info = &s->ownership;
-      label = "snapshot " + s->name + " (" + s->id + ")";
-      if (call.resource_for_log.empty()) call.resource_for_log = "snapshot/" + s->id;
-    }
-    if (!enabled) continue;
-    Need need = check.need(request);
-    if (need.ownership_admin && !admins_.is_admin(who)) {
-      return finish(Status(Code::kPermissionDenied, "ownership_admin_required",
-                           call.method + " on " + label +
-                               " needs an ownership admin (role system.admin or a group in "
-                               "security.admin_groups)"));
-    }
-    auto granted = ownership::access_of(who, *owner_info, admins_);
-    if (granted.access < need.access) {
-      std::string whom = who.guest ? "a guest" : who.principal();
-      return finish(Status(
-          Code::kPermissionDenied, "acl_insufficient",
-          call.method + " on " + label + " needs " + ownership::access_name(need.access) +
-              " access; " + whom + " has " + ownership::access_name(granted.access) +
-              (granted.via.empty() ? "" : " (via " + granted.via + ")")));
-    }
+  std::vector<std::string> refs;
+  refs.reserve(spec.resources.size());
+  for (const auto& check : spec.resources) refs.push_back(check.ref(request));
+  if (CallDecision d = decide(spec, who, refs, request, false, &call); !d.status.is_ok()) {
+    return finish(d.status);
   }
 
   // 5. The method's own work; a state change only when the audit log can record it.

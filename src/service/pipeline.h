@@ -114,6 +114,10 @@ class ResourceResolver {
   virtual std::shared_ptr<const store::VolumeRecord> find_volume(const std::string& ref) const = 0;
   virtual std::shared_ptr<const store::SnapshotRecord> find_snapshot(
       const std::string& ref) const = 0;
+  // A snapshot's access is its volume's access now (null: its volume is gone, and only
+  // ownership admins may act on it).
+  virtual const ownership::Ownership* snapshot_ownership(const store::SnapshotRecord& s,
+                                                         std::shared_ptr<const store::VolumeRecord>* keep) const = 0;
 };
 
 // One record of a decision, for the access log and metrics (issue: audit trail).
@@ -144,6 +148,17 @@ class DecisionRecorder {
   }
 };
 
+// Every check but authentication, for one caller and one method: what `invoke` enforces and
+// what `auth can-i` explains come from this one decision.
+struct CallDecision {
+  Status status;  // OK = allowed
+  std::string role;  // the role and rule that allowed or denied (RBAC)
+  std::string rule;
+  Access needed = Access::kNone;  // on the first resource checked
+  Access granted = Access::kNone;
+  std::string via;
+};
+
 struct RequestMeta {
   std::string authorization;  // the raw "authorization" header/metadata value, may be empty
   std::string remote;         // peer address
@@ -168,6 +183,13 @@ class Pipeline {
   const ownership::AdminPolicy& admins() const { return admins_; }
   bool security_enabled() const { return security_.enabled; }
   const config::SecurityConfig& security() const { return security_; }
+  // Roles, then each resource named by `refs` (one per spec.resources entry) and the caller's
+  // access to it. A caller without read access gets exactly the NOT_FOUND a missing resource
+  // gets. With `explain` (can-i), an empty ref skips its check instead of being required.
+  // Resolved records are appended to `call` when given.
+  CallDecision decide(const MethodSpec& spec, const identity::Identity& who,
+                        const std::vector<std::string>& refs, const Message& request,
+                        bool explain, Call* call) const;
   // The identity a request carries: verified token, guest, or a refusal.
   Result<identity::Identity> authenticate(const RequestMeta& meta) const;
   const ResourceResolver* resolver() const { return resolver_; }

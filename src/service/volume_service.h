@@ -13,10 +13,12 @@
 #include "config/config.h"
 #include "driver/driver.h"
 #include "service/pipeline.h"
+#include "service/quota.h"
 #include "store/store.h"
 
 namespace volguard::v1 {
 class Volume;
+class WhoAmIResponse;
 }
 
 namespace volguard::service {
@@ -37,6 +39,8 @@ class VolumeService : public ResourceResolver {
 
   std::shared_ptr<const store::VolumeRecord> find_volume(const std::string& ref) const override;
   std::shared_ptr<const store::SnapshotRecord> find_snapshot(const std::string& ref) const override;
+  const ownership::Ownership* snapshot_ownership(
+      const store::SnapshotRecord& s, std::shared_ptr<const store::VolumeRecord>* keep) const override;
 
   size_t volume_count() const;
 
@@ -49,12 +53,32 @@ class VolumeService : public ResourceResolver {
   std::shared_ptr<std::mutex> op_lock(const std::string& id);
   void fill_volume(const store::VolumeRecord& rec, v1::Volume* out) const;
   Result<std::string> qualify_user(const identity::Identity& who, const std::string& name) const;
+  Result<std::string> qualify_group(const identity::Identity& who, const std::string& name) const;
+  // Group grants stored before groups were qualified by issuer: qualified in place when one
+  // issuer makes them unambiguous, else named in a warning. True when `o` changed.
+  bool migrate_legacy_groups(ownership::Ownership* o, const std::string& what) const;
   Status rebuild_roles();
-  Status check_mount_path(const std::string& path) const;
+  // A mount or publish target resolved once beneath the mount roots; one that lies on another
+  // volume's filesystem needs write access on that volume.
+  // (The volume acted on itself is exempt: its own access was checked by the pipeline.)
+  Result<driver::MountTarget> resolve_target(const Call& call, const std::string& path,
+                                             const driver::ResolveOptions& options) const;
   void put_volume(std::shared_ptr<const store::VolumeRecord> rec);
   Result<std::shared_ptr<const store::VolumeRecord>> make_volume(
       store::VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk);
   void erase_volume(const std::string& id);
+
+  // ---- Quotas and capacity limits (quota_methods.cc).
+  void register_quota_methods(MethodTable* table);
+  Status load_quotas();
+  // Charges a new volume (create, clone) to the caller, recorded on `rec`, and reserves its
+  // size and one volume. Hold the result until make_volume has returned.
+  Result<QuotaReservation> reserve_new_volume(const Call& call, store::VolumeRecord* rec);
+  // Reserves `amount` against the subjects `volume` is charged to (snapshot, resize).
+  Result<QuotaReservation> reserve_for(const Call& call, const store::VolumeRecord& volume,
+                                       const QuotaUsage& amount);
+  std::vector<QuotaUsage> catalog_usage(const std::vector<QuotaSubject>& subjects) const;
+  void fill_quotas(const identity::Identity& who, v1::WhoAmIResponse* out) const;
 
   config::Config config_;
   std::unique_ptr<store::MetadataStore> store_;
@@ -74,6 +98,9 @@ class VolumeService : public ResourceResolver {
   std::map<std::string, std::shared_ptr<std::mutex>> op_locks_;
 
   std::mutex roles_mu_;  // serialises role changes
+
+  QuotaBook quotas_{config_.quotas.guest};
+  std::mutex quota_set_mu_;  // serialises quota.set: read, merge, store, publish
 };
 
 }  // namespace volguard::service

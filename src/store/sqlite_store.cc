@@ -1,8 +1,12 @@
 // MetadataStore on one SQLite file. One connection behind one mutex: simple, and SQLite
 // serializes writers anyway. Statements are prepared once because the store is on request paths.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,17 +33,26 @@ const char* state_name(RecordState s) {
   return "creating";
 }
 
-namespace {
+const char* quota_kind_name(QuotaKind k) {
+  switch (k) {
+    case QuotaKind::kUser:
+      return "user";
+    case QuotaKind::kGroup:
+      return "group";
+    case QuotaKind::kGuest:
+      return "guest";
+  }
+  return "user";
+}
 
-constexpr int kSchemaVersion = 1;
+namespace {
 // Long enough to ride out another process's checkpoint, short enough to fail a request visibly.
 constexpr int kBusyTimeoutMs = 5000;
 
 // No foreign key from snapshots to volumes: a thin snapshot outlives its origin, and clone
 // sources may be deleted, so those references are informational. The CHECK on state keeps a
 // hand-edited row from being misread as another state.
-constexpr const char* kSchemaSql = R"sql(
-BEGIN IMMEDIATE;
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS volumes (
   id              TEXT PRIMARY KEY NOT NULL,
   name            TEXT NOT NULL UNIQUE,
@@ -67,13 +80,36 @@ CREATE TABLE IF NOT EXISTS roles (
   name TEXT PRIMARY KEY NOT NULL,
   json TEXT NOT NULL
 );
-PRAGMA user_version = 1;
-COMMIT;
 )sql";
+
+// Quotas: the charge each volume carries (existing volumes get "no groups, not a guest": they
+// stay charged to their owner only) and the quotas themselves, one row per subject.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE volumes ADD COLUMN charged_groups TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE volumes ADD COLUMN charged_guest INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS quotas (
+  kind          TEXT NOT NULL CHECK (kind IN ('user', 'group', 'guest')),
+  name          TEXT NOT NULL,
+  max_bytes     INTEGER NOT NULL,
+  max_volumes   INTEGER NOT NULL,
+  max_snapshots INTEGER NOT NULL,
+  PRIMARY KEY (kind, name)
+);
+)sql";
+
+// Each step takes the schema from version `to - 1` to `to`, together with the user_version
+// bump in one transaction: a crash leaves the old schema or the new one, never half of one.
+// Append steps; never edit one that has shipped.
+struct Migration {
+  int to;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}};
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].to;
 
 constexpr const char* kVolumeColumns =
     "id, name, size_bytes, fs, labels, ownership, state, source_volume, source_snapshot, "
-    "created_at";
+    "created_at, charged_groups, charged_guest";
 constexpr const char* kSnapshotColumns =
     "id, name, volume_id, size_bytes, ownership, state, created_at";
 
@@ -187,6 +223,33 @@ Result<std::string> labels_json(std::string_view name,
   }
 }
 
+Result<std::string> groups_json(std::string_view name, const std::vector<std::string>& groups) {
+  try {
+    return nlohmann::json(groups).dump();
+  } catch (const nlohmann::json::exception&) {
+    return Status(Code::kInvalidArgument, "bad_groups",
+                  "charged groups of volume " + in_quotes(name) + " are not valid UTF-8");
+  }
+}
+
+std::optional<std::vector<std::string>> parse_groups(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_array()) return std::nullopt;
+  std::vector<std::string> groups;
+  for (const auto& v : j) {
+    if (!v.is_string()) return std::nullopt;
+    groups.push_back(v.get<std::string>());
+  }
+  return groups;
+}
+
+std::optional<QuotaKind> parse_quota_kind(std::string_view text) {
+  if (text == "user") return QuotaKind::kUser;
+  if (text == "group") return QuotaKind::kGroup;
+  if (text == "guest") return QuotaKind::kGuest;
+  return std::nullopt;
+}
+
 std::optional<std::map<std::string, std::string>> parse_labels(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
@@ -198,9 +261,27 @@ std::optional<std::map<std::string, std::string>> parse_labels(const std::string
   return labels;
 }
 
+// The database holds every owner, grant and quota: 0600, whoever creates it. SQLite would
+// create it 0644 (minus the umask) and gives -wal/-shm the database's mode, so the database is
+// made here first, and files from an older, wider run are narrowed (they are ours). Best effort:
+// when this fails, sqlite3_open_v2 reports the path's real problem.
+void make_files_private(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  ::fchmod(fd, 0600);
+  ::close(fd);
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+    int f = ::open((path + suffix).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f < 0) continue;
+    ::fchmod(f, 0600);
+    ::close(f);
+  }
+}
+
 class SqliteStore final : public MetadataStore {
  public:
   static Result<std::unique_ptr<MetadataStore>> open(const std::string& path) {
+    make_files_private(path);
     sqlite3* raw = nullptr;
     int rc =
         sqlite3_open_v2(path.c_str(), &raw,
@@ -219,9 +300,11 @@ class SqliteStore final : public MetadataStore {
     if (!labels) return labels.status();
     auto own = ownership_json("volume", v.name, v.ownership);
     if (!own) return own.status();
+    auto groups = groups_json(v.name, v.charged_groups);
+    if (!groups) return groups.status();
     std::lock_guard lock(mu_);
     StmtUse q(insert_volume_.get());
-    bind_volume(q, v, *labels, *own);
+    bind_volume(q, v, *labels, *own, *groups);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return Status(Code::kAlreadyExists, "name_taken",
@@ -238,9 +321,11 @@ class SqliteStore final : public MetadataStore {
     if (!labels) return labels.status();
     auto own = ownership_json("volume", v.name, v.ownership);
     if (!own) return own.status();
+    auto groups = groups_json(v.name, v.charged_groups);
+    if (!groups) return groups.status();
     std::lock_guard lock(mu_);
     StmtUse q(update_volume_.get());
-    bind_volume(q, v, *labels, *own);
+    bind_volume(q, v, *labels, *own, *groups);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
     if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
@@ -277,6 +362,10 @@ class SqliteStore final : public MetadataStore {
       v.source_volume = q.col_text(7);
       v.source_snapshot = q.col_text(8);
       v.created_at = q.col_int64(9);
+      auto groups = parse_groups(q.col_text(10));
+      if (!groups) return corrupt("volume", v.id, "charged_groups");
+      v.charged_groups = std::move(*groups);
+      v.charged_guest = q.col_int64(11) != 0;
       out.push_back(std::move(v));
     }
     return out;
@@ -367,6 +456,50 @@ class SqliteStore final : public MetadataStore {
     return out;
   }
 
+  Status put_quota(const QuotaRecord& r) override {
+    std::lock_guard lock(mu_);
+    StmtUse q(put_quota_.get());
+    q.text(1, quota_kind_name(r.kind));
+    q.text(2, r.name);
+    q.uint64(3, r.max_bytes);
+    q.uint64(4, r.max_volumes);
+    q.uint64(5, r.max_snapshots);
+    if (q.step() != SQLITE_DONE) {
+      return error("storing " + std::string(quota_kind_name(r.kind)) + " quota " + in_quotes(r.name));
+    }
+    return Status::ok();
+  }
+
+  Status delete_quota(QuotaKind kind, const std::string& name) override {
+    std::lock_guard lock(mu_);
+    StmtUse q(delete_quota_.get());
+    q.text(1, quota_kind_name(kind));
+    q.text(2, name);
+    std::string what = std::string(quota_kind_name(kind)) + " quota";
+    if (q.step() != SQLITE_DONE) return error("deleting " + what + " " + in_quotes(name));
+    if (sqlite3_changes(db_.get()) == 0) return not_found(what, name);
+    return Status::ok();
+  }
+
+  Result<std::vector<QuotaRecord>> list_quotas() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_quotas_.get());
+    std::vector<QuotaRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing quotas");
+      auto kind = parse_quota_kind(q.col_text(0));
+      if (!kind) return corrupt("quota", q.col_text(1), "kind");
+      out.push_back(QuotaRecord{.kind = *kind,
+                                .name = q.col_text(1),
+                                .max_bytes = q.col_uint64(2),
+                                .max_volumes = q.col_uint64(3),
+                                .max_snapshots = q.col_uint64(4)});
+    }
+    return out;
+  }
+
  private:
   SqliteStore(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
 
@@ -394,10 +527,17 @@ class SqliteStore final : public MetadataStore {
                         " is newer than this build supports (" + std::to_string(kSchemaVersion) +
                         ")");
     }
-    if (sqlite3_exec(db, kSchemaSql, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      Status s = error("creating schema");
-      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // no-op if nothing is open
-      return s;
+    const int current = std::stoi(*version);
+    for (const Migration& m : kMigrations) {
+      if (m.to <= current) continue;
+      std::string sql = std::string("BEGIN IMMEDIATE;\n") + m.sql + "PRAGMA user_version = " +
+                        std::to_string(m.to) + ";\nCOMMIT;\n";
+      if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+        Status s = error(m.to == 1 ? std::string("creating schema")
+                                   : "migrating schema to version " + std::to_string(m.to));
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // no-op if nothing is open
+        return s;
+      }
     }
 
     const std::string vol_cols = kVolumeColumns;
@@ -407,11 +547,12 @@ class SqliteStore final : public MetadataStore {
       std::string sql;
     };
     const Spec specs[] = {
-        {&insert_volume_,
-         "INSERT INTO volumes (" + vol_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
+        {&insert_volume_, "INSERT INTO volumes (" + vol_cols +
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
         {&update_volume_,
          "UPDATE volumes SET name = ?2, size_bytes = ?3, fs = ?4, labels = ?5, ownership = ?6, "
-         "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10 WHERE id = ?1"},
+         "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10, "
+         "charged_groups = ?11, charged_guest = ?12 WHERE id = ?1"},
         {&delete_volume_, "DELETE FROM volumes WHERE id = ?1"},
         {&list_volumes_, "SELECT " + vol_cols + " FROM volumes ORDER BY created_at, id"},
         {&insert_snapshot_,
@@ -426,6 +567,14 @@ class SqliteStore final : public MetadataStore {
          "ON CONFLICT (name) DO UPDATE SET json = excluded.json"},
         {&delete_role_, "DELETE FROM roles WHERE name = ?1"},
         {&list_roles_, "SELECT name, json FROM roles ORDER BY name"},
+        {&put_quota_,
+         "INSERT INTO quotas (kind, name, max_bytes, max_volumes, max_snapshots) "
+         "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (kind, name) DO UPDATE SET "
+         "max_bytes = excluded.max_bytes, max_volumes = excluded.max_volumes, "
+         "max_snapshots = excluded.max_snapshots"},
+        {&delete_quota_, "DELETE FROM quotas WHERE kind = ?1 AND name = ?2"},
+        {&list_quotas_, "SELECT kind, name, max_bytes, max_volumes, max_snapshots FROM quotas "
+                        "ORDER BY kind, name"},
     };
     for (const Spec& spec : specs) {
       sqlite3_stmt* raw = nullptr;
@@ -449,7 +598,7 @@ class SqliteStore final : public MetadataStore {
   }
 
   static void bind_volume(StmtUse& q, const VolumeRecord& v, const std::string& labels,
-                          const std::string& own) {
+                          const std::string& own, const std::string& charged_groups) {
     q.text(1, v.id);
     q.text(2, v.name);
     q.uint64(3, v.size_bytes);
@@ -460,6 +609,8 @@ class SqliteStore final : public MetadataStore {
     q.text(8, v.source_volume);
     q.text(9, v.source_snapshot);
     q.int64(10, v.created_at);
+    q.text(11, charged_groups);
+    q.int64(12, v.charged_guest ? 1 : 0);
   }
 
   static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own) {
@@ -506,6 +657,7 @@ class SqliteStore final : public MetadataStore {
   StmtPtr insert_volume_, update_volume_, delete_volume_, list_volumes_;
   StmtPtr insert_snapshot_, update_snapshot_, delete_snapshot_, list_snapshots_;
   StmtPtr put_role_, delete_role_, list_roles_;
+  StmtPtr put_quota_, delete_quota_, list_quotas_;
   std::mutex mu_;
 };
 

@@ -1,4 +1,4 @@
-// Metadata store: volumes, snapshots, roles. Narrow on purpose, so that an etcd
+// Metadata store: volumes, snapshots, roles, quotas. Narrow on purpose, so that an etcd
 // implementation can serve a cluster later. Every write is durable when it returns.
 #pragma once
 
@@ -29,6 +29,11 @@ struct VolumeRecord {
   std::string source_volume;    // clone parent, if any
   std::string source_snapshot;  // clone/restore source snapshot, if any
   int64_t created_at = 0;       // unix seconds
+  // Quota charge, fixed at creation (the owner principal is charged as well, whoever it is
+  // now): the creating caller's groups, and whether a guest made it. Absent on volumes made
+  // before quotas (schema 1), which are charged to their owner only.
+  std::vector<std::string> charged_groups;
+  bool charged_guest = false;
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -47,6 +52,19 @@ struct RoleRecord {
   std::string name;
   std::string json;  // the role in Portworx/OpenStorage JSON form
   bool operator==(const RoleRecord&) const = default;
+};
+
+// A capacity quota of one subject; 0 = unlimited.
+enum class QuotaKind { kUser, kGroup, kGuest };
+const char* quota_kind_name(QuotaKind k);  // "user", "group", "guest"
+
+struct QuotaRecord {
+  QuotaKind kind = QuotaKind::kUser;
+  std::string name;  // principal (user), qualified group (group), "" (guest)
+  uint64_t max_bytes = 0;
+  uint64_t max_volumes = 0;
+  uint64_t max_snapshots = 0;
+  bool operator==(const QuotaRecord&) const = default;
 };
 
 class MetadataStore {
@@ -70,6 +88,11 @@ class MetadataStore {
   virtual Status put_role(const RoleRecord& r) = 0;
   virtual Status delete_role(const std::string& name) = 0;
   virtual Result<std::vector<RoleRecord>> list_roles() = 0;
+
+  // Upsert by (kind, name) / delete (NOT_FOUND if absent) / all.
+  virtual Status put_quota(const QuotaRecord& q) = 0;
+  virtual Status delete_quota(QuotaKind kind, const std::string& name) = 0;
+  virtual Result<std::vector<QuotaRecord>> list_quotas() = 0;
 };
 
 // SQLite in one file (WAL, synchronous=FULL). Creates the schema if missing.

@@ -1,6 +1,8 @@
 // The audit trail as the server writes it: one audit record per state change with the right
 // fields, an access record per refusal with its reason, claims that cannot forge records,
 // fail-closed on a full disk, and /metrics.
+#include <cerrno>
+#include <cstring>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/mount.h>
@@ -106,8 +108,8 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
       {&alice, kMount + "Unmount", &ref, &e, "mountattach.unmount", "unmounted"},
       {&alice, kMount + "Detach", &ref, &e, "mountattach.detach", "detached"},
       {&alice, kVol + "SnapshotRestore", &rr, &vr, "volume.snapshotrestore", "restored from snapshot"},
-      {&alice, kVol + "Update", &grant, &vr, "volume.update", "access added: group ops:w"},
-      {&alice, kVol + "Update", &revoke, &vr, "volume.update", "access removed: group ops"},
+      {&alice, kVol + "Update", &grant, &vr, "volume.update", "access added: group test.local/ops:w"},
+      {&alice, kVol + "Update", &revoke, &vr, "volume.update", "access removed: group test.local/ops"},
       {&alice, kVol + "Update", &resize, &vr, "volume.update", "resized to 64M"},
       {&alice, kVol + "Clone", &cl, &vr, "volume.clone", "created as a clone"},
       {&alice, kVol + "SnapshotDelete", &sref, &e, "volume.snapshotdelete", "deleted"},
@@ -168,6 +170,7 @@ TEST(AccessLogTest, EveryRefusalIsRecordedWithItsReasonAndNeverTheToken) {
   v1::CreateVolumeRequest cr;
   cr.set_name("acc");
   cr.set_size("32M");
+  (*cr.mutable_collaborators())["bob"] = "r";  // bob sees it, may not delete it
   v1::VolumeResponse vr;
   ASSERT_TRUE(alice.call(kVol + "Create", cr, &vr).is_ok());
   std::string forged_token = srv.token("mallory", {"system.admin"}, {"*"}, "wrong-secret-0123456789abcdefghijklmnop");
@@ -179,6 +182,9 @@ TEST(AccessLogTest, EveryRefusalIsRecordedWithItsReasonAndNeverTheToken) {
   EXPECT_EQ(srv.client(forged_token).call(kVol + "Delete", ref, &e).code(), Code::kUnauthenticated);
   EXPECT_EQ(srv.client(viewer_token).call(kVol + "Delete", ref, &e).code(), Code::kPermissionDenied);
   EXPECT_EQ(srv.client(bob_token).call(kVol + "Delete", ref, &e).code(), Code::kPermissionDenied);
+  // A stranger is told "not found"; the auditor still sees which volume was tried.
+  EXPECT_EQ(srv.client(srv.token("carol", {"system.user"})).call(kVol + "Delete", ref, &e).code(),
+            Code::kNotFound);
   EXPECT_EQ(srv.client("garbage").call(kVol + "Delete", ref, &e).code(), Code::kUnauthenticated);
   auto records = access_records(srv);
   std::map<std::string, const audit::Record*> by_reason;
@@ -195,6 +201,9 @@ TEST(AccessLogTest, EveryRefusalIsRecordedWithItsReasonAndNeverTheToken) {
   EXPECT_EQ(field(*by_reason["acl_insufficient"], "username"), "bob");
   EXPECT_EQ(field(*by_reason["acl_insufficient"], "resource"), "volume/" + vr.volume().id());
   EXPECT_EQ(field(*by_reason["acl_insufficient"], "level"), "warning");
+  ASSERT_TRUE(by_reason.count("volume_not_found"));
+  EXPECT_EQ(field(*by_reason["volume_not_found"], "username"), "carol");
+  EXPECT_EQ(field(*by_reason["volume_not_found"], "resource"), "volume/" + vr.volume().id());
   ASSERT_TRUE(by_reason.count(""));  // the allowed create
   // No token text in any log.
   std::string all;
@@ -233,7 +242,7 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
 TEST(FailClosedTest, FullAuditDiskRefusesChangesButServesReads) {
   char tmpl[] = "/tmp/volguard-tiny-XXXXXX";
   std::string tiny = mkdtemp(tmpl);
-  if (::mount("tmpfs", tiny.c_str(), "tmpfs", 0, "size=128k") != 0) GTEST_SKIP() << "cannot mount tmpfs";
+  if (::mount("tmpfs", tiny.c_str(), "tmpfs", 0, "size=128k") != 0) FAIL() << "cannot mount tmpfs: " << std::strerror(errno);
   {
     TestServer srv("", true, "audit:\n  dir: " + tiny + "\n");
     auto alice = srv.client(srv.token("alice", {"system.user"}));

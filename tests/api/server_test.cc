@@ -136,8 +136,9 @@ TEST(WalkthroughTest, SeedsMultiTenant) {
   EXPECT_TRUE(tenant_view.call(kVol + "Inspect", ref, &seen).is_ok());
   // ...but guests cannot see the tenants' volumes, and tenants cannot see each other's.
   ref.set_volume("pvc-user");
-  EXPECT_EQ(guest.call(kVol + "Inspect", ref, &seen).code(), Code::kPermissionDenied);
-  EXPECT_EQ(reissued.call(kVol + "Inspect", ref, &seen).code(), Code::kPermissionDenied);
+  // (Told "not found", exactly as for a volume that does not exist.)
+  EXPECT_EQ(guest.call(kVol + "Inspect", ref, &seen).code(), Code::kNotFound);
+  EXPECT_EQ(reissued.call(kVol + "Inspect", ref, &seen).code(), Code::kNotFound);
   v1::EnumerateRequest all;
   v1::EnumerateResponse listed;
   ASSERT_TRUE(tenant_user.call(kVol + "Enumerate", all, &listed).is_ok());
@@ -181,7 +182,8 @@ TEST(OwnershipMatrixTest, EveryCell) {
       {"viewer", {"system.view in group a", {"system.view"}, {"g-a"}}},
   };
   const std::vector<std::string> ops = {"inspect", "update", "snapshot", "acl", "delete"};
-  const Code OK = Code::kOk, PD = Code::kPermissionDenied;
+  // NF: no read access looks exactly like no volume (the name sent back, nothing else).
+  const Code OK = Code::kOk, PD = Code::kPermissionDenied, NF = Code::kNotFound;
   // clang-format off
   const std::map<std::string, std::vector<Code>> expected = {
       //            inspect update snapshot acl delete
@@ -194,7 +196,7 @@ TEST(OwnershipMatrixTest, EveryCell) {
       {"c-w",      {OK,     OK,    OK,      PD,  PD}},
       {"c-a",      {OK,     OK,    OK,      OK,  OK}},
       {"pub",      {OK,     PD,    PD,      PD,  PD}},
-      {"nobody",   {PD,     PD,    PD,      PD,  PD}},
+      {"nobody",   {NF,     NF,    NF,      NF,  NF}},
       {"guest",    {OK,     PD,    PD,      PD,  PD}},
       {"viewer",   {OK,     PD,    PD,      PD,  PD}},
   };
@@ -243,6 +245,10 @@ TEST(OwnershipMatrixTest, EveryCell) {
         EXPECT_EQ(s.reason(), "acl_insufficient") << subject.label << " × " << ops[i];
         EXPECT_NE(s.message().find("needs"), std::string::npos) << s.message();
       }
+      if (want == NF) {
+        EXPECT_EQ(s.reason(), "volume_not_found") << subject.label << " × " << ops[i];
+        EXPECT_EQ(s.message(), "volume '" + vol + "' not found") << subject.label << " × " << ops[i];
+      }
       if (want == PD && sub == "viewer") {
         EXPECT_EQ(s.reason(), "rbac_denied");
       }
@@ -264,11 +270,11 @@ TEST(OwnershipTest, TransferOnlyByOwnershipAdminsAndKeepsAcls) {
   EXPECT_EQ(s.reason(), "ownership_admin_required");
   ASSERT_TRUE(admin.call(kVol + "Update", r, &out).is_ok());
   EXPECT_EQ(out.volume().ownership().owner(), "test.local/bob");
-  EXPECT_EQ(out.volume().ownership().groups().at("eng"), "w");  // ACLs kept
+  EXPECT_EQ(out.volume().ownership().groups().at("test.local/eng"), "w");  // ACLs kept
   // Alice lost it; Bob has it.
   v1::VolumeRef ref;
   ref.set_volume("xfer");
-  EXPECT_EQ(alice.call(kVol + "Inspect", ref, &out).code(), Code::kPermissionDenied);
+  EXPECT_EQ(alice.call(kVol + "Inspect", ref, &out).code(), Code::kNotFound);
   EXPECT_TRUE(srv.client(srv.token("bob", {"system.user"})).call(kVol + "Inspect", ref, &out).is_ok());
 }
 
@@ -367,7 +373,7 @@ TEST(PersistenceTest, VolumesSnapshotsRolesAndOwnershipSurviveRestart) {
   v1::VolumeResponse vr;
   ASSERT_TRUE(alice2.call(kVol + "Inspect", ref, &vr).is_ok());
   EXPECT_EQ(vr.volume().ownership().owner(), "test.local/alice");
-  EXPECT_EQ(vr.volume().ownership().groups().at("eng"), "r");
+  EXPECT_EQ(vr.volume().ownership().groups().at("test.local/eng"), "r");
   v1::SnapshotEnumerateRequest se;
   se.set_volume("keep");
   v1::SnapshotEnumerateResponse seresp;
@@ -429,9 +435,16 @@ TEST(DataTest, MountWriteSnapshotOverwriteRestore) {
   v1::CloneVolumeRequest cr;
   cr.set_source_snapshot("data-s1");
   cr.set_name("data-clone");
-  EXPECT_EQ(bob.call(kVol + "Clone", cr, &vr).code(), Code::kPermissionDenied);
+  EXPECT_EQ(bob.call(kVol + "Clone", cr, &vr).code(), Code::kNotFound);
   ASSERT_TRUE(alice.call(kVol + "Clone", cr, &vr).is_ok());
   EXPECT_EQ(vr.volume().ownership().owner(), "test.local/alice");
+  // A volume with snapshots is not deleted: its snapshots would have nobody to decide for them.
+  Status has_snaps = alice.call(kVol + "Delete", ref, &e);
+  EXPECT_EQ(has_snaps.code(), Code::kFailedPrecondition) << has_snaps.to_string();
+  EXPECT_EQ(has_snaps.reason(), "volume_has_snapshots");
+  v1::SnapshotRef sref;
+  sref.set_snapshot("data-s1");
+  ASSERT_TRUE(alice.call(kVol + "SnapshotDelete", sref, &e).is_ok());
   ASSERT_TRUE(alice.call(kVol + "Delete", ref, &e).is_ok());
   EXPECT_EQ(alice.call(kVol + "Inspect", ref, &vr).code(), Code::kNotFound);
 }
@@ -536,7 +549,7 @@ TEST(CanITest, ExplainsRoleRuleAndOwnership) {
   EXPECT_EQ(resp.role(), "system.user");
   EXPECT_EQ(resp.access_needed(), "admin");
   EXPECT_EQ(resp.access_granted(), "read");
-  EXPECT_EQ(resp.access_via(), "group eng:r");
+  EXPECT_EQ(resp.access_via(), "group test.local/eng:r");
   req.set_method("volume.inspect");
   ASSERT_TRUE(eve.call(kId + "Capabilities", req, &resp).is_ok());
   EXPECT_TRUE(resp.allowed());

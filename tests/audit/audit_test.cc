@@ -1,5 +1,7 @@
 #include "audit/audit.h"
 
+#include <cerrno>
+#include <cstring>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -233,7 +235,7 @@ TEST_F(AuditTest, ConcurrentAppendsShareFsyncs) {
 TEST_F(AuditTest, DiskFullFailsThenRecovers) {
   std::string tiny = dir_ + "/tiny";
   fs::create_directories(tiny);
-  if (::mount("tmpfs", tiny.c_str(), "tmpfs", 0, "size=64k") != 0) GTEST_SKIP() << "cannot mount tmpfs";
+  if (::mount("tmpfs", tiny.c_str(), "tmpfs", 0, "size=64k") != 0) FAIL() << "cannot mount tmpfs: " << std::strerror(errno);
   std::string path = tiny + "/volguard-audit.log";
   auto log = open(1 << 20, 5, Format::kLogfmt, path);
   ASSERT_TRUE(log->append(rec("before")).is_ok());

@@ -21,7 +21,7 @@ fail() { echo "FAIL: $*" >&2; tail -5 server.log >&2 || true; exit 1; }
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PP=$(free_port); GP=$(free_port); RP=$(free_port)
 ISS="http://127.0.0.1:$PP"; EP="127.0.0.1:$GP"
-head -c 48 /dev/urandom | base64 -w0 > secret
+head -c 48 /dev/urandom | base64 -w0 > secret; chmod 600 secret
 cat > vg.yaml <<YAML
 data_dir: $work/data
 api: {grpc: "$EP", rest: "127.0.0.1:$RP"}

@@ -11,6 +11,7 @@ expect_rc() { local want=$1; shift; set +e; "$@" >out 2>err; local rc=$?; set -e
 
 head -c 48 /dev/urandom | base64 -w0 > secret; echo >> secret
 printf 'short\n' > weak
+chmod 600 secret weak  # a secret group or others can read refuses to start
 cat > vg.yaml <<YAML
 security:
   token_lifetime: 2h
@@ -109,6 +110,11 @@ grep -q "weak.yaml: security.issuers\[0\].shared_secret_file" err || fail "weak 
 printf 'security:\n  gest_access: true\n' > typo.yaml
 expect_rc 2 "$VG" token verify --config typo.yaml "$tok"
 grep -q "typo.yaml: security.gest_access: unknown key" err || fail "typo message: $(cat err)"
+chmod 644 secret  # readable by group and others: refused, naming file, key, path and mode
+expect_rc 2 "$VG" server --config vg.yaml --check
+grep -q "vg.yaml: security.issuers\[0\].shared_secret_file: $work/secret: mode 0644" err ||
+  fail "exposed secret message: $(cat err)"
+chmod 600 secret
 "$VG" server --config vg.yaml --check >out || fail "server --check on a good config"
 grep -q "issuers: 1" out || fail "check summary: $(cat out)"
 echo PASS

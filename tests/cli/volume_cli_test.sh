@@ -83,7 +83,7 @@ expect_rc 4 --token "$USER_T" volume access transfer pvc-user --owner tenant-vie
 expect_rc 0 --token "$ADMIN" volume access transfer pvc-user --owner tenant-view
 expect_rc 0 --token "$VIEW_T" volume inspect pvc-user
 echo "$out" | grep -q "Owner      : volguard.local/tenant-view" || fail "transfer: $out"
-echo "$out" | grep -q "g:system-view:r" || fail "transfer keeps ACLs: $out"
+echo "$out" | grep -q "g:volguard.local/system-view:r" || fail "transfer keeps ACLs: $out"
 
 # Snapshots, clone, attach, mount, restore.
 mkdir -p "$work/mnt"

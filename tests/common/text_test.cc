@@ -1,6 +1,10 @@
 #include "common/text.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
 
 namespace volguard {
 namespace {
@@ -31,6 +35,117 @@ TEST(Base64UrlTest, RoundTripAndStrictness) {
 }
 
 TEST(TextTest, Rfc3339) { EXPECT_EQ(rfc3339(0), "1970-01-01T00:00:00Z"); }
+
+// The qualified-name encoding is injective: the last '/' always separates, whatever the
+// qualifier and the name contain.
+TEST(QualifiedNameTest, EscapingIsInjectiveAndRoundTrips) {
+  EXPECT_EQ(qualify_name("corp", "eu/alice"), "corp/eu%2Falice");
+  EXPECT_EQ(qualify_name("corp/eu", "alice"), "corp/eu/alice");
+  EXPECT_NE(qualify_name("corp", "eu/alice"), qualify_name("corp/eu", "alice"));
+  EXPECT_EQ(qualify_name("a", "%2F"), "a/%252F");  // a literal "%2F" is not an escaped '/'
+  EXPECT_NE(qualify_name("a", "%2F"), qualify_name("a", "/"));
+  for (std::string name : {"alice", "eu/alice", "%", "%25", "a/b/c", "100%/x", "é"}) {
+    std::string q = qualify_name("https://idp.example/realms/x", name);
+    auto parts = split_qualified(q);
+    ASSERT_TRUE(parts.has_value()) << q;
+    EXPECT_EQ(parts->first, "https://idp.example/realms/x") << q;
+    auto back = unescape_name(parts->second);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ(*back, name);
+  }
+  EXPECT_FALSE(split_qualified("alice").has_value());
+  // Lower-case hex decodes too; escape_name gives the one canonical form.
+  EXPECT_EQ(escape_name(unescape_name("a%2fb").value()), "a%2Fb");
+}
+
+TEST(QualifiedNameTest, MalformedEscapesAreRefused) {
+  struct Case {
+    const char* text;
+    const char* why;
+  };
+  for (const Case& c : {Case{"", "is empty"}, Case{"a/b", "contains '/'"},
+                        Case{"a%", "not followed by two hex digits"},
+                        Case{"a%2", "not followed by two hex digits"},
+                        Case{"a%zz", "not followed by two hex digits"},
+                        Case{"a%0Ab", "contains control characters"},
+                        Case{"a%7F", "contains control characters"},
+                        Case{"a\tb", "contains control characters"}}) {
+    auto r = unescape_name(c.text);
+    ASSERT_FALSE(r.is_ok()) << c.text;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(r.status().reason(), "bad_name");
+    EXPECT_NE(r.status().message().find(c.why), std::string::npos) << r.status().message();
+  }
+  EXPECT_TRUE(has_control_chars(std::string("a\0b", 3)));
+  EXPECT_FALSE(has_control_chars("plain name/with %"));
+}
+
+class PrivateFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/volguard-text-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+// A secret group or others may read or write is refused with its mode and the fix; 0600 and
+// 0400 are read.
+TEST_F(PrivateFilesTest, ReadPrivateFileRefusesGroupOrOtherAccess) {
+  const std::string path = dir_ + "/secret";
+  ASSERT_TRUE(write_file(path, "s3cret", 0600).is_ok());
+  for (unsigned mode : {0644u, 0660u, 0606u, 0640u, 0620u, 0604u, 0602u}) {
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+    auto r = read_private_file(path);
+    ASSERT_FALSE(r.is_ok()) << std::oct << mode;
+    EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+    EXPECT_EQ(r.status().reason(), "secret_file_exposed");
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", mode);
+    EXPECT_EQ(r.status().message().rfind(path + ": mode " + text, 0), 0u) << r.status().message();
+    EXPECT_EQ(r.status().message().find("s3cret"), std::string::npos);
+  }
+  for (unsigned mode : {0600u, 0400u, 0700u, 0611u}) {  // execute bits expose nothing
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+    auto r = read_private_file(path);
+    ASSERT_TRUE(r.is_ok()) << std::oct << mode << ": " << r.status().to_string();
+    EXPECT_EQ(*r, "s3cret");
+  }
+  auto missing = read_private_file(dir_ + "/none");
+  EXPECT_EQ(missing.status().reason(), "file_unreadable");
+}
+
+// What volguard creates for its data is 0700 whatever the umask; what exists is left alone.
+TEST_F(PrivateFilesTest, MakePrivateDirIs0700) {
+  mode_t old = ::umask(0);
+  Status made = make_private_dir(dir_ + "/a/b/data/");
+  ::umask(old);
+  ASSERT_TRUE(made.is_ok()) << made.to_string();
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/a/b/data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  ASSERT_EQ(::mkdir((dir_ + "/shared").c_str(), 0755), 0);
+  ASSERT_EQ(::chmod((dir_ + "/shared").c_str(), 0755), 0);
+  EXPECT_TRUE(make_private_dir(dir_ + "/shared").is_ok());
+  ASSERT_EQ(::stat((dir_ + "/shared").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  ASSERT_TRUE(write_file(dir_ + "/file", "x", 0600).is_ok());
+  Status not_dir = make_private_dir(dir_ + "/file");
+  EXPECT_EQ(not_dir.reason(), "dir_uncreatable");
+  EXPECT_NE(not_dir.message().find(dir_ + "/file"), std::string::npos);
+}
+
+TEST(ParseCountTest, DigitsOnlyBelowTwoToThe63) {
+  EXPECT_EQ(parse_count("0"), uint64_t{0});
+  EXPECT_EQ(parse_count("10"), uint64_t{10});
+  EXPECT_EQ(parse_count("9223372036854775807"), uint64_t{INT64_MAX});
+  for (const char* bad : {"", "-1", "+1", " 1", "1 ", "1e3", "ten", "9223372036854775808",
+                          "18446744073709551616", "99999999999999999999999"}) {
+    EXPECT_FALSE(parse_count(bad).has_value()) << bad;
+  }
+}
 
 }  // namespace
 }  // namespace volguard

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -43,7 +44,7 @@ TEST_F(ConfigTest, DefaultsApply) {
   EXPECT_EQ(r->security.clock_skew.count(), 30);
   EXPECT_EQ(r->security.token_lifetime.count(), 24 * 3600);
   EXPECT_EQ(r->security.max_token_lifetime.count(), 0);
-  EXPECT_EQ(r->security.admin_groups, std::vector<std::string>{"*"});
+  EXPECT_TRUE(r->security.admin_groups.empty());  // no group makes an admin unless configured
   EXPECT_EQ(r->api.grpc, "127.0.0.1:9020");
   EXPECT_EQ(r->api.rest, "127.0.0.1:9021");
 }
@@ -182,10 +183,128 @@ TEST_F(ConfigTest, SecretFromEnvironment) {
   unsetenv("VG_TEST_SECRET");
 }
 
+// Groups are trusted per issuer: group_domain defaults to the issuer; admin_groups entries
+// must name a group domain; "*" (the old default) never makes an admin.
+TEST_F(ConfigTest, GroupDomainsAndQualifiedAdminGroups) {
+  const std::string issuers = "  issuers:\n    - issuer: https://idp.example/realms/x\n"
+                              "      public_key_file: /k.pem\n"
+                              "    - issuer: b\n      public_key_file: /k.pem\n"
+                              "      group_domain: https://idp.example/realms/x\n"
+                              "    - issuer: c\n      public_key_file: /k.pem\n";
+  auto r = parse_config("security:\n  admin_groups: [\"https://idp.example/realms/x/ops%2fadmins\", "
+                        "\"c/storage\"]\n" + issuers, "vg.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->security.issuers[0].group_domain, "https://idp.example/realms/x");
+  EXPECT_EQ(r->security.issuers[1].group_domain, "https://idp.example/realms/x");
+  EXPECT_EQ(r->security.issuers[2].group_domain, "c");
+  // Stored canonical: the group part decoded and escaped again.
+  EXPECT_EQ(r->security.admin_groups,
+            (std::vector<std::string>{"https://idp.example/realms/x/ops%2Fadmins", "c/storage"}));
+
+  struct Refusal {
+    std::string entry;
+    std::string message;  // the whole "FILE: KEY: reason" prefix that must appear
+  };
+  for (const Refusal& c : std::vector<Refusal>{
+           {"*", "vg.yaml: security.admin_groups[0]: '*' must be qualified as <group_domain>/<group>"},
+           {"admins", "vg.yaml: security.admin_groups[0]: 'admins' must be qualified"},
+           {"c/*", "vg.yaml: security.admin_groups[0]: a group named '*' never makes an ownership admin"},
+           {"c/%2A", "vg.yaml: security.admin_groups[0]: a group named '*' never makes"},
+           {"b/admins", "vg.yaml: security.admin_groups[0]: 'b' is not the group_domain of any issuer"},
+           {"nope/admins", "vg.yaml: security.admin_groups[0]: 'nope' is not the group_domain"},
+           {"c/", "vg.yaml: security.admin_groups[0]: '' is empty"},
+           {"c/a%zz", "vg.yaml: security.admin_groups[0]: 'a%zz' has a '%' that is not followed"},
+           {"c/a%0Ab", "vg.yaml: security.admin_groups[0]: 'a%0Ab' contains control characters"}}) {
+    auto bad = parse_config("security:\n  admin_groups: [\"" + c.entry + "\"]\n" + issuers, "vg.yaml");
+    ASSERT_FALSE(bad.is_ok()) << c.entry;
+    EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+    EXPECT_EQ(bad.status().reason(), "bad_config");
+    EXPECT_NE(bad.status().message().find(c.message), std::string::npos)
+        << c.entry << ": " << bad.status().message();
+  }
+  EXPECT_NE(message_of("security:\n  issuers:\n    - issuer: a\n      public_key_file: /k\n"
+                       "      group_domain: \"\"\n")
+                .find("vg.yaml: security.issuers[0].group_domain: must not be empty"),
+            std::string::npos);
+}
+
+// A shared secret group or others can read (or write) refuses to start: FILE: KEY: path: reason.
+TEST_F(ConfigTest, ExposedSharedSecretFileIsRefused) {
+  for (unsigned mode : {0644u, 0640u, 0604u, 0620u, 0602u}) {
+    ASSERT_EQ(::chmod(secret_.c_str(), mode), 0);
+    auto cfg = parse_config("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " +
+                                secret_ + "\n",
+                            "vg.yaml");
+    ASSERT_TRUE(cfg.is_ok());
+    auto v = identity::Verifier::from_config(cfg->security);
+    ASSERT_FALSE(v.is_ok()) << std::oct << mode;
+    EXPECT_EQ(v.status().code(), Code::kFailedPrecondition);
+    EXPECT_EQ(v.status().reason(), "secret_file_exposed");
+    EXPECT_NE(v.status().message().find("vg.yaml: security.issuers[0].shared_secret_file: " +
+                                        secret_ + ": mode 0"),
+              std::string::npos)
+        << v.status().message();
+    EXPECT_NE(v.status().message().find("chmod 600"), std::string::npos);
+  }
+  for (unsigned mode : {0600u, 0400u}) {
+    ASSERT_EQ(::chmod(secret_.c_str(), mode), 0);
+    auto cfg = parse_config("security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " +
+                                secret_ + "\n",
+                            "vg.yaml");
+    EXPECT_EQ(verifier_error(*cfg), "") << std::oct << mode;
+  }
+}
+
 TEST_F(ConfigTest, UnreadableConfigFile) {
   auto r = load_config(dir_ + "/nope.yaml");
   ASSERT_FALSE(r.is_ok());
   EXPECT_NE(r.status().message().find(dir_ + "/nope.yaml"), std::string::npos);
+}
+
+// Quotas and limits: defaults (guest 1G / 10 / 10, 16T per volume), overrides, "unlimited", and
+// refusals that name the key — including sizes that would wrap past 2^63.
+TEST_F(ConfigTest, QuotasAndLimits) {
+  auto d = parse_config("security:\n  issuers: []\n", "vg.yaml");
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->limits.max_volume_size, uint64_t{16} << 40);
+  EXPECT_EQ(d->quotas.guest, (QuotaLimits{uint64_t{1} << 30, 10, 10}));
+
+  auto r = parse_config(R"(
+limits:
+  max_volume_size: 2T
+quotas:
+  guest:
+    max_bytes: 64M
+    max_volumes: unlimited
+    max_snapshots: 3
+security:
+  issuers: []
+)", "vg.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_EQ(r->limits.max_volume_size, uint64_t{2} << 40);
+  EXPECT_EQ(r->quotas.guest, (QuotaLimits{64 << 20, 0, 3}));
+
+  const std::string tail = "security:\n  issuers: []\n";
+  EXPECT_EQ(message_of("limits:\n  max_volume_size: 8388608T\n" + tail).rfind(
+                "vg.yaml: limits.max_volume_size: '8388608T' is too large", 0),
+            0u);
+  EXPECT_NE(message_of("limits:\n  max_volume_size: 99999999999999999999999\n" + tail)
+                .find("too large"),
+            std::string::npos);
+  EXPECT_NE(message_of("limits:\n  max_volume_size: -1\n" + tail)
+                .find("vg.yaml: limits.max_volume_size:"),
+            std::string::npos);
+  EXPECT_NE(message_of("limits:\n  max_volume_size: 4K\n" + tail).find("at least 1M"),
+            std::string::npos);
+  EXPECT_NE(message_of("quotas:\n  guest:\n    max_volumes: ten\n" + tail)
+                .find("vg.yaml: quotas.guest.max_volumes: 'ten' is not a count"),
+            std::string::npos);
+  EXPECT_NE(message_of("quotas:\n  guest:\n    max_bytez: 1G\n" + tail)
+                .find("vg.yaml: quotas.guest.max_bytez: unknown key"),
+            std::string::npos);
+  EXPECT_NE(message_of("quotas:\n  tenant:\n    max_bytes: 1G\n" + tail)
+                .find("vg.yaml: quotas.tenant: unknown key"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -251,7 +251,7 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
   EXPECT_EQ(v.labels().at("pvc"), "data");
   EXPECT_EQ(v.labels().at("namespace"), "shop");
   EXPECT_EQ(v.labels().at("app"), "db");
-  EXPECT_EQ(v.ownership().groups().at("alice-team"), "r");
+  EXPECT_EQ(v.ownership().groups().at("test.local/alice-team"), "r");
   EXPECT_EQ(v.fs(), "ext4");
 
   // Retried with the same name and parameters: the same volume.

@@ -32,17 +32,30 @@ TEST(ParseSizeTest, RefusesGarbageZeroNegativeAndOverflow) {
                           "1G ",       "1 G",
                           "1X",        "1iB",
                           "1Gx",       "1GiBB",
-                          "1KK",       "18446744073709551616",
-                          "16777216T", "99999999999999999999K"}) {
+                          "1KK",       "99999999999999999999999X"}) {
     auto r = parse_size(bad);
     ASSERT_FALSE(r.is_ok()) << bad << " parsed as " << *r;
     EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << bad;
     EXPECT_NE(r.status().message().find(std::string("\"") + bad + "\""), std::string::npos)
         << r.status().message();
   }
+}
+
+// 2^63 and above cannot be a file size (off_t) nor a stored INTEGER: OUT_OF_RANGE, whether the
+// number fits in 64 bits or not, never a wrapped small value.
+TEST(ParseSizeTest, TooLargeIsOutOfRange) {
+  for (const char* big : {"9223372036854775808", "18446744073709551615", "18446744073709551616",
+                          "8388608T", "16777216T", "99999999999999999999K",
+                          "340282366920938463463374607431768211456"}) {
+    auto r = parse_size(big);
+    ASSERT_FALSE(r.is_ok()) << big << " parsed as " << *r;
+    EXPECT_EQ(r.status().code(), Code::kOutOfRange) << big;
+    EXPECT_EQ(r.status().reason(), "size_out_of_range") << big;
+    EXPECT_NE(r.status().message().find(big), std::string::npos) << r.status().message();
+  }
   // The largest value that fits is still accepted.
-  EXPECT_EQ(*parse_size("18446744073709551615"), UINT64_MAX);
-  EXPECT_EQ(*parse_size("16777215T"), 16777215 * kTiB);
+  EXPECT_EQ(*parse_size("9223372036854775807"), uint64_t{INT64_MAX});
+  EXPECT_EQ(*parse_size("8388607T"), 8388607 * kTiB);
 }
 
 TEST(FormatSizeTest, PicksLargestExactUnit) {

@@ -13,7 +13,7 @@ cp "$TOOL" "$NPM_DIR/jose_tool.mjs"
 jt() { node "$NPM_DIR/jose_tool.mjs" "$@"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-openssl rand -base64 48 | tr -d '\n' > secret; echo >> secret
+openssl rand -base64 48 | tr -d '\n' > secret; echo >> secret; chmod 600 secret
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key 2>/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256.key
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.key

@@ -223,7 +223,36 @@ TEST_F(VerifierTest, RefusesRepeatedClaims) {
   std::string input = base64url_encode(R"({"alg":"HS256"})") + "." + base64url_encode(payload);
   auto key = SigningKey::from_secret(kSecret).value();
   EXPECT_EQ(reason_of(input + "." + base64url_encode(key.sign(input).value())),
-            reason::kPayloadBadJson);
+            reason::kClaimRepeated);
+  // Any member, not only the claims volguard reads: the signer's intent is ambiguous either way.
+  payload = R"({"iss":"hs","sub":"alice","tenant":"a","tenant":"b","exp":)" +
+            std::to_string(kNow + 60) + "}";
+  input = base64url_encode(R"({"alg":"HS256"})") + "." + base64url_encode(payload);
+  auto r = verifier_->verify_at(input + "." + base64url_encode(key.sign(input).value()), kNow);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().reason(), reason::kClaimRepeated);
+  EXPECT_NE(r.status().message().find("'tenant'"), std::string::npos) << r.status().message();
+}
+
+// {"alg":"none","alg":"HS256"}: one parser sees none, another HS256. Refused before any member
+// is read, whatever the values and wherever the repeat.
+TEST_F(VerifierTest, RefusesRepeatedHeaderMembers) {
+  auto key = SigningKey::from_secret(kSecret).value();
+  const std::string payload = base64url_encode(claims_for("hs").dump());
+  for (const char* header : {R"({"alg":"none","alg":"HS256"})", R"({"alg":"HS256","alg":"HS256"})",
+                             R"({"alg":"HS256","typ":"JWT","kid":"a","kid":"b"})",
+                             R"({"crit":["x"],"alg":"HS256","crit":[]})"}) {
+    std::string input = base64url_encode(header) + "." + payload;
+    auto r = verifier_->verify_at(input + "." + base64url_encode(key.sign(input).value()), kNow);
+    ASSERT_FALSE(r.is_ok()) << header;
+    EXPECT_EQ(r.status().code(), Code::kUnauthenticated) << header;
+    EXPECT_EQ(r.status().reason(), reason::kHeaderMemberRepeated) << header;
+    EXPECT_NE(r.status().message().find("appears more than once"), std::string::npos);
+  }
+  // The same header without the repeat verifies: the refusal is the repeat, nothing else.
+  std::string input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + payload;
+  EXPECT_TRUE(verifier_->verify_at(input + "." + base64url_encode(key.sign(input).value()), kNow)
+                  .is_ok());
 }
 
 TEST_F(VerifierTest, RefusesIssuerProblems) {
@@ -303,8 +332,36 @@ TEST_F(VerifierTest, ExpirationRules) {
   EXPECT_TRUE(verifier_->verify_at(token("hs", Alg::kHS256, p), kNow).is_ok());
   p["exp"] = static_cast<double>(kNow) + 100.5;  // NumericDate may be fractional
   EXPECT_TRUE(verifier_->verify_at(token("hs", Alg::kHS256, p), kNow).is_ok());
-  p["exp"] = 1e308;  // absurd but numeric: no overflow, accepted as far future
+  p["exp"] = kMaxNumericDate;  // 9999-12-31T23:59:59Z: the last accepted date
   EXPECT_TRUE(verifier_->verify_at(token("hs", Alg::kHS256, p), kNow).is_ok());
+}
+
+// Dates outside [0, 9999-12-31] are refused, each naming its claim: absurd values must never
+// reach arithmetic with the skew (overflow) nor pass as "far future".
+TEST_F(VerifierTest, DatesOutOfRangeAreRefused) {
+  const json bad_values[] = {-1, -1e10, 1e308, kMaxNumericDate + 1, 18446744073709551615ull,
+                             static_cast<double>(kMaxNumericDate) + 1.5};
+  struct Case {
+    const char* claim;
+    const char* reason;
+  };
+  for (const Case& c : {Case{"exp", reason::kExpOutOfRange}, Case{"nbf", reason::kNbfOutOfRange},
+                        Case{"iat", reason::kIatOutOfRange}}) {
+    for (const json& v : bad_values) {
+      json p = claims_for("hs");
+      p[c.claim] = v;
+      auto r = verifier_->verify_at(token("hs", Alg::kHS256, p), kNow);
+      ASSERT_FALSE(r.is_ok()) << c.claim << "=" << v.dump();
+      EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
+      EXPECT_EQ(r.status().reason(), c.reason) << c.claim << "=" << v.dump();
+      EXPECT_NE(r.status().message().find(std::string("'") + c.claim + "'"), std::string::npos)
+          << r.status().message();
+    }
+  }
+  // 0 is in range (and expired, unlike OpenStorage's "never").
+  json p = claims_for("hs");
+  p["exp"] = 0;
+  EXPECT_EQ(reason_of(token("hs", Alg::kHS256, p)), reason::kTokenExpired);
 }
 
 TEST_F(VerifierTest, NotBeforeAndIssuedAt) {
@@ -391,6 +448,72 @@ TEST_F(VerifierTest, UsernameClaim) {
   EXPECT_EQ(r->username, "Alice");
   p.erase("name");
   EXPECT_EQ(reason_of(token("hs", Alg::kHS256, p)), reason::kUsernameMissing);
+}
+
+// A username names a principal in grants and logs: a control character (a newline forging a log
+// line, a NUL cutting a string) is refused, naming the configured claim.
+TEST_F(VerifierTest, UsernameWithControlCharactersIsRefused) {
+  for (const char* bad : {"alice\nroot", "alice\r", "\tbob", "a\x7f", "x\x01y"}) {
+    json p = claims_for("hs");
+    p["sub"] = bad;
+    auto r = verifier_->verify_at(token("hs", Alg::kHS256, p), kNow);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kUnauthenticated);
+    EXPECT_EQ(r.status().reason(), reason::kUsernameInvalid) << bad;
+    EXPECT_NE(r.status().message().find("claim 'sub'"), std::string::npos) << r.status().message();
+  }
+  // Only the username claim is held to it: with username_claim email, a name with a tab passes.
+  rebuild({.username_claim = config::UsernameClaim::kEmail});
+  json p = claims_for("hs");
+  p["name"] = "Alice\tA.";
+  EXPECT_TRUE(verifier_->verify_at(token("hs", Alg::kHS256, p), kNow).is_ok());
+  p["email"] = "a@x\n";
+  auto r = verifier_->verify_at(token("hs", Alg::kHS256, p), kNow);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().reason(), reason::kUsernameInvalid);
+  EXPECT_NE(r.status().message().find("claim 'email'"), std::string::npos) << r.status().message();
+  // '/' and '%' are fine: the principal escapes them.
+  rebuild();
+  p = claims_for("hs");
+  p["sub"] = "eu/alice%";
+  auto ok = verifier_->verify_at(token("hs", Alg::kHS256, p), kNow);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->principal(), "hs/eu%2Falice%25");
+}
+
+// Groups are the issuer's unless the config shares them: the identity carries the group domain.
+TEST_F(VerifierTest, GroupDomainComesFromTheIssuer) {
+  auto a = verifier_->verify_at(token("hs", Alg::kHS256), kNow);
+  ASSERT_TRUE(a.is_ok());
+  EXPECT_EQ(a->group_domain, "hs");  // default: the issuer itself
+  EXPECT_EQ(a->qualified_group("eng"), "hs/eng");
+  std::vector<TrustedIssuer> issuers;
+  issuers.push_back({"hs", std::make_shared<StaticKeySource>(VerificationKey::from_secret(kSecret).value()), {}});
+  issuers.back().group_domain = "corp";
+  verifier_ = std::make_unique<Verifier>(VerifierOptions{}, std::move(issuers));
+  auto b = verifier_->verify_at(token("hs", Alg::kHS256), kNow);
+  ASSERT_TRUE(b.is_ok());
+  EXPECT_EQ(b->group_domain, "corp");
+  EXPECT_EQ(b->qualified_group("x/y"), "corp/x%2Fy");
+}
+
+// issuer "corp" + sub "eu/alice" vs issuer "corp/eu" + sub "alice": one string before, two now.
+TEST_F(VerifierTest, ConfusablePrincipalsAreDistinct) {
+  std::vector<TrustedIssuer> issuers;
+  for (const char* iss : {"corp", "corp/eu"}) {
+    issuers.push_back({iss, std::make_shared<StaticKeySource>(VerificationKey::from_secret(kSecret).value()), {}});
+  }
+  verifier_ = std::make_unique<Verifier>(VerifierOptions{}, std::move(issuers));
+  json p = claims_for("corp");
+  p["sub"] = "eu/alice";
+  json q = claims_for("corp/eu");
+  q["sub"] = "alice";
+  auto a = verifier_->verify_at(token("hs", Alg::kHS256, p), kNow);
+  auto b = verifier_->verify_at(token("hs", Alg::kHS256, q), kNow);
+  ASSERT_TRUE(a.is_ok() && b.is_ok()) << a.status().to_string() << b.status().to_string();
+  EXPECT_NE(a->principal(), b->principal());
+  EXPECT_EQ(a->principal(), "corp/eu%2Falice");
+  EXPECT_EQ(b->principal(), "corp/eu/alice");
 }
 
 TEST_F(VerifierTest, SameUsernameFromTwoIssuersIsTwoPrincipals) {

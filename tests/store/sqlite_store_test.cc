@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -59,6 +60,8 @@ VolumeRecord full_volume() {
   v.source_volume = "vol-parent";
   v.source_snapshot = "snap-parent";
   v.created_at = 1'900'000'123;
+  v.charged_groups = {"test.local/eng", "https://idp.example/ops%2Fsre"};
+  v.charged_guest = true;
   return v;
 }
 
@@ -389,6 +392,41 @@ TEST_F(SqliteStoreTest, FileIsInWalMode) {
   EXPECT_EQ(raw_query(path_, "SELECT name FROM volumes WHERE id = 'vol-1'"), "data");
 }
 
+mode_t mode_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+// The database (owners, grants, quotas) and its -wal/-shm are 0600 whoever creates them and
+// whatever the umask; files from an older, wider run are narrowed when the store opens.
+TEST_F(SqliteStoreTest, DatabaseFilesAreOwnerOnly) {
+  store_.reset();
+  const std::string fresh = dir_ + "/fresh.db";
+  mode_t old = ::umask(0);  // the widest umask: SQLite alone would make 0644
+  auto r = open_sqlite_store(fresh);
+  ::umask(old);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_TRUE((*r)->create_volume(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(fs::exists(fresh + "-wal"));
+  ASSERT_TRUE(fs::exists(fresh + "-shm"));
+  for (const std::string& f : {fresh, fresh + "-wal", fresh + "-shm"}) {
+    EXPECT_EQ(mode_of(f), 0600u) << f;
+  }
+
+  // Files an older run (or another tool) left world-readable are narrowed by the next open;
+  // the first connection stays open so that the -wal and -shm still exist.
+  for (const std::string& f : {fresh, fresh + "-wal", fresh + "-shm"}) {
+    ASSERT_EQ(::chmod(f.c_str(), 0644), 0) << f;
+  }
+  auto again = open_sqlite_store(fresh);
+  ASSERT_TRUE(again.is_ok()) << again.status().to_string();
+  EXPECT_EQ((*again)->list_volumes()->size(), 1u);
+  for (const std::string& f : {fresh, fresh + "-wal", fresh + "-shm"}) {
+    EXPECT_EQ(mode_of(f), 0600u) << f;
+  }
+}
+
 TEST_F(SqliteStoreTest, OpenInMissingDirectoryNamesThePath) {
   std::string bad = dir_ + "/no/such/dir/meta.db";
   auto r = open_sqlite_store(bad);
@@ -478,6 +516,87 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAllSucceed) {
   EXPECT_EQ(names.size(), all.size());
   reopen();
   EXPECT_EQ(volumes().size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+TEST_F(SqliteStoreTest, QuotasUpsertDeleteList) {
+  const uint64_t big = static_cast<uint64_t>(INT64_MAX);
+  QuotaRecord alice{QuotaKind::kUser, "test.local/alice", 1ull << 30, 5, 0};
+  QuotaRecord eng{QuotaKind::kGroup, "test.local/eng", big, 0, 7};
+  QuotaRecord guest{QuotaKind::kGuest, "", 0, 2, 2};
+  // The same name under two kinds is two quotas.
+  QuotaRecord alice_group{QuotaKind::kGroup, "test.local/alice", 1, 1, 1};
+  for (const auto& q : {alice, eng, guest, alice_group}) ASSERT_TRUE(store_->put_quota(q).is_ok());
+  auto list = store_->list_quotas();
+  ASSERT_TRUE(list.is_ok()) << list.status().to_string();
+  EXPECT_EQ(*list, (std::vector<QuotaRecord>{alice_group, eng, guest, alice}));
+  alice.max_volumes = 9;
+  ASSERT_TRUE(store_->put_quota(alice).is_ok());  // upsert
+  ASSERT_TRUE(store_->delete_quota(QuotaKind::kGroup, "test.local/alice").is_ok());
+  reopen();
+  list = store_->list_quotas();
+  ASSERT_TRUE(list.is_ok());
+  EXPECT_EQ(*list, (std::vector<QuotaRecord>{eng, guest, alice}));
+  Status s = store_->delete_quota(QuotaKind::kGroup, "test.local/alice");
+  EXPECT_EQ(s.code(), Code::kNotFound);
+  EXPECT_NE(s.message().find("group quota 'test.local/alice'"), std::string::npos) << s.message();
+  EXPECT_STREQ(quota_kind_name(QuotaKind::kGuest), "guest");
+}
+
+// A database written by the first release (schema 1, no quotas) opens, is migrated in place to
+// the current schema, keeps its rows (charged to their owner only), and reopens unchanged.
+TEST_F(SqliteStoreTest, MigratesSchemaOneInPlace) {
+  store_.reset();
+  fs::remove(path_);
+  fs::remove(path_ + "-wal");
+  fs::remove(path_ + "-shm");
+  // Schema 1 exactly as it shipped.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+CREATE TABLE volumes (
+  id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, size_bytes INTEGER NOT NULL,
+  fs TEXT NOT NULL, labels TEXT NOT NULL, ownership TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'deleting')),
+  source_volume TEXT NOT NULL, source_snapshot TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX volumes_by_created ON volumes (created_at, id);
+CREATE TABLE snapshots (
+  id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL UNIQUE, volume_id TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL, ownership TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'deleting')),
+  created_at INTEGER NOT NULL);
+CREATE INDEX snapshots_by_created ON snapshots (created_at, id);
+CREATE TABLE roles (name TEXT PRIMARY KEY NOT NULL, json TEXT NOT NULL);
+INSERT INTO volumes VALUES ('vol-old', 'legacy', 1048576, 'ext4', '{"app":"db"}',
+  '{"owner":"test.local/alice"}', 'ready', '', '', 100);
+INSERT INTO roles VALUES ('app.view', '{}');
+PRAGMA user_version = 1;
+)sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  reopen();
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  auto vols = volumes();
+  ASSERT_EQ(vols.size(), 1u);
+  EXPECT_EQ(vols[0].name, "legacy");
+  EXPECT_EQ(vols[0].ownership.owner, "test.local/alice");
+  EXPECT_EQ(vols[0].labels, (std::map<std::string, std::string>{{"app", "db"}}));
+  EXPECT_TRUE(vols[0].charged_groups.empty());
+  EXPECT_FALSE(vols[0].charged_guest);
+  EXPECT_EQ(roles().size(), 1u);
+  // The new columns and table work on the migrated file.
+  VolumeRecord updated = vols[0];
+  updated.charged_groups = {"test.local/eng"};
+  ASSERT_TRUE(store_->update_volume(updated).is_ok());
+  ASSERT_TRUE(store_->put_quota({QuotaKind::kUser, "test.local/alice", 0, 3, 0}).is_ok());
+  reopen();  // a second open runs no step again
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  ASSERT_EQ(volumes().size(), 1u);
+  EXPECT_EQ(volumes()[0], updated);
+  auto quotas = store_->list_quotas();
+  ASSERT_TRUE(quotas.is_ok());
+  EXPECT_EQ(quotas->size(), 1u);
 }
 
 }  // namespace
