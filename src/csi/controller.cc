@@ -522,7 +522,15 @@ class ControllerService final : public v1::Controller::Service {
                         const v1::CreateVolumeRequest& req, const Params& params,
                         const std::string& fs, v1::CreateVolumeResponse* resp) {
     vg::VolumeResponse seen;
-    if (Status s = inspect(token, name, &seen); !s.is_ok()) return to_grpc(s, token);
+    if (Status s = inspect(token, name, &seen); !s.is_ok()) {
+      // Taken by a volume this tenant may not see: the name is all it learns (the server's
+      // create said as much), never its id or owner.
+      if (s.code() == Code::kNotFound) {
+        return grpc::Status(StatusCode::ALREADY_EXISTS,
+                            "name_taken: volume name " + name + " is taken by another tenant's volume");
+      }
+      return to_grpc(s, token);
+    }
     const vg::Volume& v = seen.volume();
     std::string principal;  // a guest's volumes are unowned
     std::string group_domain;  // grants are stored "<group_domain>/<group>"

@@ -142,6 +142,34 @@ BAD_T=$("$VG" token generate --issuer volguard.local --shared-secret-file other.
 expect_rc 3 --token "$BAD_T" volume list
 echo "$out" | grep -q "signature_invalid" || fail "forged token reason: $out"
 
+# --- Quotas: an admin sets, the tenant sees its usage, the next create is refused (exit 11).
+QUOTA_T=$(mint --subject quota-user --roles system.user --groups quota-team --duration 1h)
+expect_rc 4 --token "$QUOTA_T" quota set --user quota-user --max-volumes 1
+echo "$out" | grep -q "rbac_denied" || fail "quota set by a tenant: $out"
+expect_rc 0 --token "$ADMIN" quota set --user volguard.local/quota-user --max-volumes 1 --max-bytes 100M
+echo "$out" | grep -q "user volguard.local/quota-user" || fail "quota set: $out"
+expect_rc 2 --token "$ADMIN" quota set --user quota-user --group quota-team --max-volumes 1
+expect_rc 0 --token "$QUOTA_T" volume create q1 --size 64M
+expect_rc 11 --token "$QUOTA_T" volume create q2 --size 16M
+echo "$out" | grep -q "quota_exceeded" || fail "over quota: $out"
+echo "$out" | grep -q "volguard.local/quota-user" || fail "the refusal names the quota: $out"
+expect_rc 10 --token "$ADMIN" volume create huge --size 9223372036854775808
+echo "$out" | grep -q "size_out_of_range" || fail "2^63: $out"
+expect_rc 0 --token "$QUOTA_T" auth whoami
+echo "$out" | grep -q "Quotas (used / limit)" || fail "whoami quotas: $out"
+echo "$out" | grep -Eq "user volguard.local/quota-user +64 ?Mi?B? / 100 ?Mi?B?" || fail "whoami usage: $out"
+expect_rc 0 --token "$QUOTA_T" quota show -o json
+echo "$out" | /usr/bin/python3 -c '
+import json, sys
+q = {x["kind"] + " " + x.get("subject", ""): x for x in json.load(sys.stdin)["quotas"]}
+u = q["user volguard.local/quota-user"]
+assert int(u["used_volumes"]) == 1 and int(u["max_volumes"]) == 1, u
+assert int(u["used_bytes"]) == 64 << 20 and int(u["max_bytes"]) == 100 << 20, u
+' || fail "quota show -o json: $out"
+expect_rc 4 --token "$QUOTA_T" quota show --all
+expect_rc 0 --token "$ADMIN" quota set --user volguard.local/quota-user --reset
+expect_rc 0 --token "$QUOTA_T" volume create q2 --size 16M
+
 # --- Restart: everything is still there.
 kill -TERM "$server_pid"; wait "$server_pid" || fail "server exit code after SIGTERM"
 grep -q "volguard stopped" server.log || fail "no clean stop"

@@ -82,6 +82,16 @@ class CsiTest : public ::testing::Test {
     }
   }
 
+  // Asked of the server as an admin, not through the plugin.
+  bool server_volume_exists(const std::string& id) {
+    volguard::v1::VolumeRef ref;
+    ref.set_volume(id);
+    volguard::v1::VolumeResponse out;
+    Status s = admin_.call("/volguard.v1.VolguardVolume/Inspect", ref, &out);
+    EXPECT_TRUE(s.is_ok() || s.code() == Code::kNotFound) << s.to_string();
+    return s.is_ok();
+  }
+
   template <typename Req>
   static void with_token(Req* req, const std::string& token) {
     if (!token.empty()) (*req->mutable_secrets())[csi::kTokenSecret] = token;
@@ -266,7 +276,7 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
               grpc::StatusCode::ALREADY_EXISTS, "other fs");
   // Same name, another tenant: refused by the server (it may not even read it).
   expect_code(create("pvc-0001", bob_, 32 * kMiB, &again, params),
-              grpc::StatusCode::PERMISSION_DENIED, "other tenant same name");
+              grpc::StatusCode::ALREADY_EXISTS, "other tenant same name");
 
   // A CO name volguard would refuse is mapped to a stable, safe name.
   ::csi::v1::CreateVolumeResponse odd, odd2;
@@ -319,7 +329,7 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
     ::csi::v1::ControllerGetVolumeResponse resp;
     grpc::ClientContext ctx;
     expect_code(controller_->ControllerGetVolume(&ctx, req, &resp),
-                grpc::StatusCode::PERMISSION_DENIED, "get owned volume without a token");
+                grpc::StatusCode::NOT_FOUND, "get owned volume without a token");
     req.set_volume_id(guest.volume().volume_id());
     grpc::ClientContext ctx2;
     ASSERT_TRUE(controller_->ControllerGetVolume(&ctx2, req, &resp).ok());
@@ -347,7 +357,7 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
     with_token(&req, bob_);
     grpc::ClientContext c4;
     expect_code(controller_->ValidateVolumeCapabilities(&c4, req, &resp),
-                grpc::StatusCode::PERMISSION_DENIED, "validate another tenant's volume");
+                grpc::StatusCode::NOT_FOUND, "validate another tenant's volume");
   }
   // ListVolumes (no secrets in CSI): the guest-visible volume only.
   {
@@ -363,10 +373,15 @@ TEST_F(CsiTest, DeleteVolumeByOwnerOnlyAndIdempotent) {
   ::csi::v1::CreateVolumeResponse made;
   ASSERT_TRUE(create("pvc-del", alice_, 16 * kMiB, &made).ok());
   const std::string id = made.volume().volume_id();
-  expect_code(delete_volume(id, bob_), grpc::StatusCode::PERMISSION_DENIED, "delete by bob");
-  expect_code(delete_volume(id, ""), grpc::StatusCode::PERMISSION_DENIED, "delete by guest");
+  // To a tenant who may not see it the volume does not exist, and deleting what does not exist
+  // is success in CSI: bob learns nothing, and nothing is deleted (the server's access log
+  // records the refused attempt with the real volume).
+  expect_code(delete_volume(id, bob_), grpc::StatusCode::OK, "delete by bob");
+  expect_code(delete_volume(id, ""), grpc::StatusCode::OK, "delete by guest");
   expect_code(delete_volume(id, forged_), grpc::StatusCode::UNAUTHENTICATED, "delete forged");
+  EXPECT_TRUE(server_volume_exists(id)) << "a refused delete deleted the volume";
   ASSERT_TRUE(delete_volume(id, alice_).ok());
+  EXPECT_FALSE(server_volume_exists(id));
   EXPECT_TRUE(delete_volume(id, alice_).ok()) << "a second delete is success";
 }
 
@@ -385,7 +400,7 @@ TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
     with_token(&req, bob_);
     grpc::ClientContext c0;
     expect_code(controller_->ControllerPublishVolume(&c0, req, &resp),
-                grpc::StatusCode::PERMISSION_DENIED, "attach by bob");
+                grpc::StatusCode::NOT_FOUND, "attach by bob");
     with_token(&req, alice_);
     grpc::ClientContext c1;
     ASSERT_TRUE(controller_->ControllerPublishVolume(&c1, req, &resp).ok());
@@ -393,11 +408,16 @@ TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
   }
 
   const std::string staging = dir_ + "/staging", rw = dir_ + "/pods/rw", ro = dir_ + "/pods/ro";
-  expect_code(stage(id, staging, bob_), grpc::StatusCode::PERMISSION_DENIED, "stage by bob");
+  expect_code(stage(id, staging, bob_), grpc::StatusCode::NOT_FOUND, "stage by bob");
   ASSERT_TRUE(stage(id, staging, alice_).ok());
   ASSERT_TRUE(stage(id, staging, alice_).ok()) << "stage is idempotent";
 
-  ASSERT_TRUE(publish(id, staging, rw, false, alice_).ok());
+  // CSI: the CO makes the target's parent; the plugin makes the target itself.
+  stdfs::create_directories(dir_ + "/pods");
+  {
+    grpc::Status p = publish(id, staging, rw, false, alice_);
+    ASSERT_TRUE(p.ok()) << p.error_message();
+  }
   ASSERT_TRUE(publish(id, staging, rw, false, alice_).ok()) << "publish is idempotent";
   ASSERT_TRUE(publish(id, staging, ro, true, alice_).ok());
   EXPECT_TRUE(is_mounted(rw));
@@ -429,7 +449,7 @@ TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
 
   // Another tenant: refused publish, no bind left behind.
   const std::string bob_target = dir_ + "/pods/bob";
-  expect_code(publish(id, staging, bob_target, true, bob_), grpc::StatusCode::PERMISSION_DENIED,
+  expect_code(publish(id, staging, bob_target, true, bob_), grpc::StatusCode::NOT_FOUND,
               "publish by bob");
   EXPECT_FALSE(is_mounted(bob_target));
   // Bob's own volume cannot borrow alice's staging directory.
@@ -440,11 +460,11 @@ TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
   EXPECT_FALSE(is_mounted(bob_target));
   ASSERT_TRUE(publish(bob_id, bob_staging, bob_target, false, bob_).ok());
   // Unpublish and stats carry no secrets: for a path bob's token set up, naming alice's volume
-  // gets no token of alice's — the server refuses.
-  expect_code(unpublish(id, bob_target), grpc::StatusCode::PERMISSION_DENIED,
+  // gets no token of alice's — the server refuses (to bob the volume does not exist).
+  expect_code(unpublish(id, bob_target), grpc::StatusCode::NOT_FOUND,
               "unpublish alice's volume at bob's path");
   EXPECT_TRUE(is_mounted(bob_target));
-  expect_code(stats(id, bob_target, &st), grpc::StatusCode::PERMISSION_DENIED,
+  expect_code(stats(id, bob_target, &st), grpc::StatusCode::NOT_FOUND,
               "stats of alice's volume at bob's path");
   ASSERT_TRUE(stats(bob_id, bob_target, &st).ok());
   ASSERT_TRUE(unpublish(bob_id, bob_target).ok());
@@ -492,7 +512,7 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
   {
     grpc::ClientContext ctx;
     expect_code(controller_->CreateSnapshot(&ctx, snap_req, &snap),
-                grpc::StatusCode::PERMISSION_DENIED, "snapshot by bob");
+                grpc::StatusCode::NOT_FOUND, "snapshot by bob");
   }
   with_token(&snap_req, alice_);
   {
@@ -559,7 +579,7 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
   {
     grpc::ClientContext ctx;
     expect_code(controller_->ControllerExpandVolume(&ctx, grow, &grown),
-                grpc::StatusCode::PERMISSION_DENIED, "expand by bob");
+                grpc::StatusCode::NOT_FOUND, "expand by bob");
   }
   with_token(&grow, alice_);
   {
@@ -602,7 +622,7 @@ TEST_F(CsiTest, SnapshotRestoreAndExpand) {
   {
     grpc::ClientContext ctx;
     expect_code(controller_->DeleteSnapshot(&ctx, del, &deleted),
-                grpc::StatusCode::PERMISSION_DENIED, "delete snapshot by bob");
+                grpc::StatusCode::OK, "delete snapshot by bob (to bob it does not exist)");
   }
   with_token(&del, alice_);
   for (int i = 0; i < 2; ++i) {
