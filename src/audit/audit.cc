@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -151,7 +152,11 @@ Result<Record> parse_line(std::string_view line) {
             case 't': value.push_back('\t'); break;
             case 'u': {
               if (i + 4 > line.size()) return bad("short \\u escape");
-              value.push_back(static_cast<char>(std::stoi(std::string(line.substr(i, 4)), nullptr, 16)));
+              unsigned code = 0;
+              const char* first = line.data() + i;
+              auto [end, ec] = std::from_chars(first, first + 4, code, 16);
+              if (ec != std::errc() || end != first + 4) return bad("bad \\u escape");
+              value.push_back(static_cast<char>(code));
               i += 4;
               break;
             }
@@ -244,14 +249,26 @@ LogFile::~LogFile() {
 
 Status LogFile::open_fd() {
   if (fd_ >= 0) ::close(fd_);
-  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  // O_NOFOLLOW: whoever can write the log directory must not be able to point our appends (and
+  // the chmod below) at another file with a symlink named like the log.
+  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd_ < 0) {
     return Status(Code::kUnavailable, "audit_unavailable",
-                  "cannot open " + options_.path + ": " + std::strerror(errno));
+                  "cannot open " + options_.path + ": " + std::strerror(errno) +
+                      (errno == ELOOP ? " (it is a symbolic link)" : ""));
   }
-  ::fchmod(fd_, 0600);  // never wider, even if it existed
   struct stat st;
-  size_ = ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    ::close(fd_);
+    fd_ = -1;
+    return Status(Code::kUnavailable, "audit_unavailable",
+                  "cannot use " + options_.path + ": not a regular file with one link");
+  }
+  if (::fchmod(fd_, 0600) != 0) {  // never wider, even if it existed
+    return Status(Code::kUnavailable, "audit_unavailable",
+                  "cannot chmod " + options_.path + ": " + std::strerror(errno));
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
   return Status::ok();
 }
 
@@ -271,7 +288,14 @@ Status LogFile::recover_chain() {
     const std::string* seq = rec->get("seq");
     const std::string* chain = rec->get("chain");
     if (!seq || !chain) continue;
-    seq_ = std::stoull(*seq);
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(seq->data(), seq->data() + seq->size(), n);
+    if (ec != std::errc() || end != seq->data() + seq->size()) {
+      return Status(Code::kFailedPrecondition, "audit_tampered",
+                    *it + ": the last record's seq '" + *seq + "' is not a number; run "
+                    "`volguard audit verify` and keep the file as evidence");
+    }
+    seq_ = n;
     chain_ = *chain;
     const std::string* sealed = rec->get("sealed");
     previous_unsealed_ = !(sealed && *sealed == "true");

@@ -162,12 +162,41 @@ std::vector<std::string> mount_points_of(const LoopDevice& dev) {
   return points;
 }
 
+// The root of `dev`'s mount at `point` (a path read from mountinfo), opened without following
+// any symlink and verified to be that device's mount root. mountinfo is only a hint: a tenant can
+// swap a component of the path after it was read, and an ioctl or statvfs on whatever the path
+// names then would act on another filesystem (FIFREEZE on "/" freezes the host).
+Result<UniqueFd> open_mount_of(const LoopDevice& dev, const std::string& point) {
+  open_how how{};
+  how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = -1;
+  do {
+    fd = ::syscall(SYS_openat2, AT_FDCWD, point.c_str(), &how, sizeof how);
+  } while (fd < 0 && errno == EAGAIN);
+  if (fd < 0) {
+    return errno_status(Code::kFailedPrecondition, "mount_path_changed", "open mount " + point, errno);
+  }
+  UniqueFd out(static_cast<int>(fd));
+  struct statx stx {};
+  if (::statx(out.get(), "", AT_EMPTY_PATH, STATX_TYPE, &stx) != 0) {
+    return errno_status(Code::kInternal, "io_error", "stat " + point, errno);
+  }
+  const bool root = (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+                    (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+  const std::string devnum = std::to_string(stx.stx_dev_major) + ":" + std::to_string(stx.stx_dev_minor);
+  if (!root || devnum != dev.devnum) {
+    return Status(Code::kFailedPrecondition, "mount_path_changed",
+                  point + " is no longer the mount of " + dev.path + "; try again");
+  }
+  return out;
+}
+
 // FIFREEZE on construction, FITHAW on destruction: a snapshot can never leave a volume frozen.
 class FreezeGuard {
  public:
-  static Result<std::unique_ptr<FreezeGuard>> freeze(const std::string& mount_path) {
-    UniqueFd fd(::open(mount_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!fd) return errno_status(Code::kInternal, "freeze_failed", "open " + mount_path, errno);
+  // `fd`: the verified mount root (open_mount_of), never a path looked up again.
+  static Result<std::unique_ptr<FreezeGuard>> freeze(UniqueFd fd, const std::string& mount_path) {
     if (::ioctl(fd.get(), FIFREEZE, 0) != 0) {
       const int err = errno;
       return errno_status(err == EBUSY ? Code::kFailedPrecondition : Code::kInternal,
@@ -345,7 +374,30 @@ int open_no_symlinks(const std::string& path) {
 // Moves a detached mount (fsmount or open_tree) onto the target's directory fd, then reads back
 // where it landed: if the directory was moved since it was resolved, the mount is taken down
 // at once through its own fd and the request refused.
+// Serialises "is anything mounted here yet?" with the move_mount that answers it: two requests
+// (other volumes, other tenants) resolving the same empty directory must not both mount there,
+// the second stacked on the first.
+std::mutex g_place_mu;
+
 Result<std::string> place(const UniqueFd& mnt, const MountTarget& target) {
+  std::lock_guard lock(g_place_mu);
+  // Looked up through the parent, so a mount made on the directory since it was resolved shows
+  // as a mount root; the inode must still be the directory resolved.
+  struct statx now {}, resolved {};
+  if (::statx(target.parent.get(), target.leaf.c_str(), AT_SYMLINK_NOFOLLOW, STATX_INO, &now) != 0 ||
+      ::statx(target.dir.get(), "", AT_EMPTY_PATH, STATX_INO, &resolved) != 0) {
+    return errno_status(Code::kFailedPrecondition, "mount_path_changed", "stat " + target.path, errno);
+  }
+  if ((now.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) != 0 &&
+      (now.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0) {
+    return mount_path_in_use(target);
+  }
+  if (now.stx_ino != resolved.stx_ino || now.stx_dev_major != resolved.stx_dev_major ||
+      now.stx_dev_minor != resolved.stx_dev_minor) {
+    return Status(Code::kFailedPrecondition, "mount_path_changed",
+                  "mount path \"" + target.path + "\" was replaced while it was being mounted; "
+                  "nothing was mounted");
+  }
   if (::move_mount(mnt.get(), "", target.dir.get(), "",
                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
     return errno_status(Code::kFailedPrecondition, "mount_failed", "mount at " + target.path, errno);
@@ -534,7 +586,9 @@ class LocalDriver final : public VolumeDriver {
 
     Status grown;
     if (fs == FsType::kXfs) {
-      grown = run_command({"xfs_growfs", "-d", points.front()}).status();
+      // xfs_growfs takes a path: it is checked to be this volume's mount root first.
+      auto root = open_mount_of(*dev, points.front());
+      grown = root ? run_command({"xfs_growfs", "-d", points.front()}).status() : root.status();
     } else if (!points.empty()) {
       grown = run_command({"resize2fs", dev->path}).status();  // online grow
     } else {
@@ -755,7 +809,7 @@ class LocalDriver final : public VolumeDriver {
       if (auto points = mount_points_of(*dev); !points.empty()) {
         vs.mount_path = points.front();
         struct statvfs sv;
-        if (::statvfs(vs.mount_path.c_str(), &sv) == 0) {
+        if (auto root = open_mount_of(*dev, vs.mount_path); root && ::fstatvfs(root->get(), &sv) == 0) {
           vs.fs_total_bytes = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize;
           vs.fs_used_bytes = static_cast<uint64_t>(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
         }
@@ -807,7 +861,9 @@ class LocalDriver final : public VolumeDriver {
     if (live_volume) {
       if (auto dev = find_loop(src)) {
         if (auto points = mount_points_of(*dev); !points.empty()) {
-          auto guard = FreezeGuard::freeze(points.front());
+          auto root = open_mount_of(*dev, points.front());
+          if (!root) return root.status();
+          auto guard = FreezeGuard::freeze(std::move(*root), points.front());
           if (!guard) return guard.status();
           frozen = std::move(*guard);
         } else {

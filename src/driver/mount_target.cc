@@ -109,6 +109,12 @@ bool directory_is_empty(int opath_fd, Status* error) {
 
 }  // namespace
 
+void remove_created(const MountTarget& target) {
+  if (!target.created || !target.parent) return;
+  UniqueFd parent_dir(::openat(target.parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (parent_dir) (void)::unlinkat(parent_dir.get(), target.leaf.c_str(), AT_REMOVEDIR);  // only if empty
+}
+
 std::string fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 Status unmount_at(int parent_fd, const std::string& leaf, const std::string& what) {
@@ -164,12 +170,23 @@ Result<MountTarget> resolve_mount_target(const std::vector<std::string>& roots,
   target.parent = UniqueFd(parent_rel.empty() ? ::fcntl(root_fd.get(), F_DUPFD_CLOEXEC, 0)
                                               : open_dir_beneath(root_fd.get(), parent_rel));
   if (!target.parent) return beneath_error(path, errno);
+  if (options.check_parent) {
+    struct statx pstx {};
+    if (::statx(target.parent.get(), "", AT_EMPTY_PATH, STATX_TYPE, &pstx) != 0) {
+      return errno_status(Code::kInternal, "io_error", "stat parent of " + path, errno);
+    }
+    if (Status s = options.check_parent(makedev(pstx.stx_dev_major, pstx.stx_dev_minor)); !s.is_ok()) {
+      return s;
+    }
+  }
   int fd = open_dir_beneath(target.parent.get(), target.leaf);
   if (fd < 0 && errno == ENOENT && options.create_last) {
     // Only the last component is made, in its parent resolved the same way.
     UniqueFd parent_dir(::openat(target.parent.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!parent_dir) return beneath_error(path, errno);
-    if (::mkdirat(parent_dir.get(), target.leaf.c_str(), 0750) != 0 && errno != EEXIST) {
+    if (::mkdirat(parent_dir.get(), target.leaf.c_str(), 0750) == 0) {
+      target.created = true;
+    } else if (errno != EEXIST) {
       return errno_status(Code::kInternal, "io_error", "mkdir " + path, errno);
     }
     fd = open_dir_beneath(target.parent.get(), target.leaf);

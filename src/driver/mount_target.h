@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,20 @@ struct MountTarget {
   std::string root;   // the mount root it lies under
   dev_t dev = 0;      // st_dev of the directory: the filesystem it lies on
   bool mount_root = false;  // the directory is the root of a mount (something is mounted here)
+  bool created = false;     // the resolver made the last component (remove it if the act fails)
 };
 
 struct ResolveOptions {
   bool create_last = false;  // mkdir the last component (beneath the root) when it is missing
   bool require_empty = false;  // refuse a directory with entries (a mount must not hide files)
+  // Decides on the filesystem the target lies in (the parent's st_dev) before the leaf is opened
+  // or made: a caller who may not act there gets its refusal without a directory being created
+  // or an fd pinning someone else's mount.
+  std::function<Status(dev_t parent_dev)> check_parent;
 };
+
+// Removes the directory the resolver made for `target` (created == true), if it is still empty.
+void remove_created(const MountTarget& target);
 
 // INVALID_ARGUMENT `invalid_path` for a relative or unnormalised path; PERMISSION_DENIED
 // `mount_path_forbidden` for any path not strictly beneath a root — decided on the text alone,

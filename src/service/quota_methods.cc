@@ -78,7 +78,11 @@ std::vector<QuotaUsage> VolumeService::catalog_usage(const std::vector<QuotaSubj
     auto v = volumes_.find(snap->volume_id);
     if (v == volumes_.end()) continue;
     for (const auto& s : charged_subjects(*v->second)) {
-      if (size_t i = index_of(s); i < out.size()) ++out[i].snapshots;
+      // A snapshot is a full copy of the image: it takes the volume's size from max_bytes too.
+      if (size_t i = index_of(s); i < out.size()) {
+        out[i].bytes = saturating_add(out[i].bytes, snap->size_bytes);
+        ++out[i].snapshots;
+      }
     }
   }
   return out;

@@ -1,6 +1,7 @@
 #include "service/volume_service.h"
 
 #include <openssl/rand.h>
+#include <sys/statvfs.h>
 #include <spdlog/spdlog.h>
 
 #include <ctime>
@@ -276,19 +277,21 @@ Result<std::string> VolumeService::qualify_group(const identity::Identity& who,
 
 Result<driver::MountTarget> VolumeService::resolve_target(
     const Call& call, const std::string& path, const driver::ResolveOptions& options) const {
-  auto target = driver::resolve_mount_target(config_.mount_roots, path, options);
-  if (!target) return target.status();
-  // Planting a filesystem inside another volume (or pinning it busy) is a write to that volume.
-  auto host = driver_->volume_on_device(target->dev);
-  if (host && !call.volumes.empty() && call.volumes[0] && *host == call.volumes[0]->id) return target;
-  if (host) {
+  // Planting a filesystem (or a directory) inside a volume, or pinning it busy, is a write to
+  // that volume — the one named in the request included. Decided on the directory the target
+  // lies in, before the target is opened or made.
+  driver::ResolveOptions checked = options;
+  checked.check_parent = [&](dev_t parent_dev) -> Status {
+    auto host = driver_->volume_on_device(parent_dev);
+    if (!host) return Status::ok();
     auto rec = find_volume(*host);
     if (!rec || !call.may(rec->ownership, ownership::Access::kWrite)) {
       return Status(Code::kPermissionDenied, "mount_path_on_other_volume",
                     "path: '" + path + "' lies on a volume you may not write");
     }
-  }
-  return target;
+    return Status::ok();
+  };
+  return driver::resolve_mount_target(config_.mount_roots, path, checked);
 }
 
 Status VolumeService::rebuild_roles() {
@@ -794,7 +797,7 @@ void VolumeService::register_methods(MethodTable* t) {
         std::lock_guard guard(*lock);
         auto volume = find_volume(call.volumes[0]->id);
         if (!volume) return Status(Code::kNotFound, "volume_not_found", "volume was deleted");
-        auto held = reserve_for(call, *volume, {0, 0, 1});  // released once the snapshot is listed
+        auto held = reserve_for(call, *volume, {volume->size_bytes, 0, 1});  // released once listed
         if (!held) return held.status();
         SnapshotRecord rec;
         rec.id = new_id();
@@ -976,7 +979,10 @@ void VolumeService::register_methods(MethodTable* t) {
         auto target = resolve_target(call, req.path(), {.create_last = true, .require_empty = true});
         if (!target) return target.status();
         auto bound = driver_->bind(v->id, *staging, *target, req.read_only());
-        if (!bound) return bound.status();
+        if (!bound) {
+          driver::remove_created(*target);  // a refused publish leaves no directory behind
+          return bound.status();
+        }
         call.audit_message = "Volume " + v->id + " published at " + *bound +
                              (req.read_only() ? " (read-only)" : " (read-write)");
         return Status::ok();
@@ -991,6 +997,31 @@ void VolumeService::register_methods(MethodTable* t) {
         std::lock_guard guard(*lock);
         auto target = resolve_target(call, req.path(), {});
         if (!target) return target.status();
+        if (target->mount_root) {
+          // Unpublish takes down a bind, never the volume's own mount (that is unmount, which
+          // needs write): a reader must not pull the staging mount from under its owner's pods.
+          {
+            std::shared_lock clock(catalog_mu_);
+            auto it = runtime_.find(v->id);
+            if (it != runtime_.end() && it->second.mount_path == target->path) {
+              return Status(Code::kFailedPrecondition, "mount_is_staging",
+                            "path: '" + target->path + "' is the volume's own mount, not a publish; "
+                            "use unmount");
+            }
+          }
+          if (driver_->volume_on_device(target->dev) != v->id) {
+            return Status(Code::kFailedPrecondition, "mount_not_this_volume",
+                          "what is mounted at " + target->path + " is not volume '" + req.volume() + "'");
+          }
+          // A writable view is taken down only by whoever could have made it.
+          struct statvfs sv {};
+          const bool read_only = ::fstatvfs(target->dir.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY) != 0;
+          if (!read_only && !call.may(v->ownership, ownership::Access::kWrite)) {
+            return Status(Code::kPermissionDenied, "acl_insufficient",
+                          "unpublishing a read-write publish of volume '" + req.volume() +
+                              "' needs write access");
+          }
+        }
         const std::string path = target->path;  // the target is handed over to the driver
         if (auto s = driver_->unbind(v->id, std::move(*target)); !s.is_ok()) return s;
         call.audit_message = "Volume " + v->id + " unpublished from " + path;

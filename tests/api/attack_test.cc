@@ -207,6 +207,8 @@ TEST_F(AttackTest, SymlinkSwapRaceNeverMountsOutsideRoots) {
                 reason == "mount_path_not_found")
         << reason << " x" << n;
   }
+  std::printf("symlink race: %d mounts through, %d refused, %ld flips, none outside the roots\n",
+              mounted, refused, flips.load());
   EXPECT_GT(flips.load(), 300);
   EXPECT_GT(mounted, 0) << "the race never let a mount through: the test proves nothing";
   EXPECT_GT(refused, 0) << "the symlink was never seen: the test proves nothing";
@@ -330,8 +332,21 @@ TEST_F(AttackTest, PublishNeedsTheAccessItGrantsAndIsAudited) {
   // lack of write access, on one's own because it is not the volume named.
   un.set_path(stage);
   un.set_volume(bobs);
-  EXPECT_REFUSED(bob.call(kMount + "Unpublish", un, &e), Code::kPermissionDenied,
+  EXPECT_REFUSED(bob.call(kMount + "Unpublish", un, &e), Code::kFailedPrecondition,
+                 "mount_not_this_volume");
+  // A reader cannot pull the owner's mounts: not the staging mount (that is unmount, which needs
+  // write), not a read-write publish.
+  un.set_volume(id);
+  EXPECT_REFUSED(bob.call(kMount + "Unpublish", un, &e), Code::kFailedPrecondition, "mount_is_staging");
+  un.set_path(pod + "/rw");
+  EXPECT_REFUSED(bob.call(kMount + "Unpublish", un, &e), Code::kPermissionDenied, "acl_insufficient");
+  EXPECT_TRUE(mounted_under(pod + "/rw"));
+  // Nor plant a directory (or a mount) inside the volume it may only read.
+  EXPECT_REFUSED(publish(bob, id, stage, stage + "/planted", true), Code::kPermissionDenied,
                  "mount_path_on_other_volume");
+  EXPECT_FALSE(stdfs::exists(stage + "/planted"));
+  // A refused publish leaves no directory behind.
+  EXPECT_FALSE(stdfs::exists(pod + "/steal"));
   ASSERT_EQ(::mkdir((roots_ + "/bobstage").c_str(), 0755), 0);
   ASSERT_TRUE(mount(bob, bobs, roots_ + "/bobstage").is_ok());
   un.set_path(roots_ + "/bobstage");
