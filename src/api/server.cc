@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "api/rest_transport.h"
+#include "common/dir_lock.h"
 #include "common/text.h"
 #include "driver/driver.h"
 #include "identity/verifier.h"
@@ -429,6 +430,8 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
 }  // namespace
 
 struct Server::Impl {
+  // First member, so released last: the data dir stays ours until everything else is down.
+  std::vector<DirLock> locks;
   config::Config config;
   std::shared_ptr<const identity::Verifier> verifier;
   std::unique_ptr<service::VolumeService> volumes;
@@ -479,6 +482,20 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     spdlog::warn("{}: data_dir {} has mode {:04o}: group or others can reach it (chmod 700 it)",
                  config.file, config.data_dir, st.st_mode & 07777);
   }
+  {
+    auto lock = DirLock::acquire(config.data_dir, config.file + ": data_dir");
+    if (!lock) return lock.status();
+    impl->locks.push_back(std::move(lock).value());
+  }
+  // An audit dir outside the data dir is locked too: two servers must never append to one chain.
+  if (const std::string& a = config.audit.dir; a.rfind(config.data_dir + "/", 0) != 0) {
+    if (auto s = make_private_dir(a); !s.is_ok()) {
+      return Status(s.code(), s.reason(), config.file + ": audit.dir: " + s.message());
+    }
+    auto lock = DirLock::acquire(a, config.file + ": audit.dir");
+    if (!lock) return lock.status();
+    impl->locks.push_back(std::move(lock).value());
+  }
   auto store = store::open_sqlite_store(config.data_dir + "/volguard.db");
   if (!store) return store.status();
   auto driver = driver::open_local_driver(config.data_dir);
@@ -507,6 +524,9 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     options.pem_key_cert_pairs.push_back({tls_key, *cert});
     creds = grpc::SslServerCredentials(options);
   }
+  // gRPC binds with SO_REUSEPORT by default: a second server on the same port would start and
+  // take half of the connections. Exclusive.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(config.api.grpc, creds, &impl->grpc_port);
   builder.RegisterCallbackGenericService(impl->generic.get());
   impl->grpc_server = builder.BuildAndStart();

@@ -19,7 +19,8 @@ std::string list_text(const std::vector<std::string>& v) {
 
 }  // namespace
 
-Result<std::string> load_or_create_audit_key(const std::string& path) {
+Result<std::string> load_or_create_audit_key(const std::string& path,
+                                             const std::string& trail_path) {
   if (std::filesystem::exists(path)) {
     // A key others can read lets them forge a chain that verifies; one they can write, too.
     auto key = read_private_file(path);
@@ -36,12 +37,26 @@ Result<std::string> load_or_create_audit_key(const std::string& path) {
     }
     return k;
   }
+  // Is there a chain this key would have to continue? The live file or any rotation of it.
+  const std::filesystem::path trail(trail_path);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(trail.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    const std::string base = trail.filename().string();
+    if (name != base && name.rfind(base + ".", 0) != 0) continue;
+    std::error_code size_ec;
+    if (std::filesystem::file_size(entry.path(), size_ec) > 0 && !size_ec) {
+      return Status(Code::kFailedPrecondition, "audit_key_missing",
+                    "audit.key_file: " + path + " is missing but " + entry.path().string() +
+                        " holds a chained audit trail: restore the key (a new one would break "
+                        "the chain), or move the old trail away to start a new one");
+    }
+  }
   unsigned char rnd[32];
   if (RAND_bytes(rnd, sizeof rnd) != 1) {
     return Status(Code::kInternal, "rng_failed", "no randomness for the audit key");
   }
   std::string key = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
-  std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   if (auto s = write_file(path, key + "\n", 0600); !s.is_ok()) return s;
   return key;
@@ -49,7 +64,7 @@ Result<std::string> load_or_create_audit_key(const std::string& path) {
 
 Result<std::unique_ptr<AuditRecorder>> AuditRecorder::open(const config::Config& config,
                                                            Metrics* metrics) {
-  auto key = load_or_create_audit_key(config.audit.key_file);
+  auto key = load_or_create_audit_key(config.audit.key_file, config.audit.dir + "/" + kAuditLogName);
   if (!key) return key.status();
   std::unique_ptr<AuditRecorder> r(new AuditRecorder());
   r->fail_closed_ = config.audit.fail_closed;

@@ -17,8 +17,12 @@ namespace volguard::service {
 inline constexpr char kAccessLogName[] = "volguard-access.log";
 inline constexpr char kAuditLogName[] = "volguard-audit.log";
 
-// The chain key: read from audit.key_file, or made (32 random bytes, mode 0600) if absent.
-Result<std::string> load_or_create_audit_key(const std::string& path);
+// The chain key: read from audit.key_file, or made (32 random bytes, mode 0600) if absent — but
+// only when there is no audit trail yet (`trail_path` and its rotations): a new key next to an
+// existing chain would break it at the next record, so a missing key is FAILED_PRECONDITION
+// `audit_key_missing` then.
+[[nodiscard]] Result<std::string> load_or_create_audit_key(const std::string& path,
+                                                         const std::string& trail_path);
 
 class AuditRecorder : public DecisionRecorder {
  public:

@@ -70,6 +70,7 @@ class TestServer {
   int grpc_port() const { return server_->grpc_port(); }
   const std::string& dir() const { return dir_; }
   std::string audit_dir() const { return config_.audit.dir; }
+  const config::Config& config() const { return config_; }
 
  private:
   std::string dir_;
