@@ -4,6 +4,7 @@
 #include <sys/statvfs.h>
 
 #include <filesystem>
+#include <map>
 
 #include "common/text.h"
 
@@ -158,8 +159,11 @@ Status AuditRecorder::audit_ready() {
                 "(audit.fail_closed)");
 }
 
-Status AuditRecorder::audit(const DecisionRecord& r) {
-  Status s = audit_->append(base(r, "info", r.audit_message));
+Status AuditRecorder::intent(const DecisionRecord& r) {
+  audit::Record rec = base(r, "info", "Intent");
+  rec.add("intent", r.request_id);
+  rec.add("params", r.params);
+  Status s = audit_->append(std::move(rec));
   if (s.is_ok()) {
     if (metrics_) metrics_->audit_record();
     return s;
@@ -167,8 +171,82 @@ Status AuditRecorder::audit(const DecisionRecord& r) {
   if (metrics_) metrics_->audit_failure();
   if (!fail_closed_) return Status::ok();
   return Status(Code::kUnavailable, "audit_unavailable",
-                "the change was applied but its audit record could not be written (" +
-                    s.message() + "); it is not acknowledged");
+                "the intent of " + r.method + " could not be made durable in the audit trail (" +
+                    s.message() + "); nothing was done");
+}
+
+Status AuditRecorder::audit(const DecisionRecord& r) {
+  const bool done = r.status.is_ok();
+  audit::Record rec = base(r, done ? "info" : "warning", r.audit_message);
+  rec.add("intent", r.request_id);
+  rec.add("outcome", done ? "done" : "failed");
+  Status s = audit_->append(std::move(rec));
+  if (s.is_ok()) {
+    if (metrics_) metrics_->audit_record();
+    return s;
+  }
+  if (metrics_) metrics_->audit_failure();
+  if (!fail_closed_) return Status::ok();
+  return Status(Code::kUnavailable, "audit_unavailable",
+                std::string(done ? "the change was applied" : "the attempt failed") +
+                    " but its outcome record could not be written (" + s.message() +
+                    "); its intent is on record and the next start records outcome=unknown");
+}
+
+Result<size_t> AuditRecorder::recover_intents(
+    const std::function<std::string(const std::string&, const std::string&)>& found) {
+  const std::string path = dir_ + "/" + kAuditLogName;
+  std::vector<std::string> files;
+  for (int i = 1000; i >= 1; --i) {
+    std::string p = path + "." + std::to_string(i);
+    if (std::filesystem::exists(p)) files.push_back(p);
+  }
+  if (std::filesystem::exists(path)) files.push_back(path);
+  // Intents in the order they were written, minus those an outcome (done, failed, unknown)
+  // closed. Intent ids are unique: a random per-process prefix and a counter.
+  std::vector<audit::Record> open;
+  std::map<std::string, size_t> index;
+  for (const auto& f : files) {
+    auto records = audit::read_all(f);
+    if (!records) return records.status();
+    for (auto& r : *records) {
+      const std::string* id = r.get("intent");
+      if (id == nullptr) continue;
+      if (r.get("outcome") == nullptr) {
+        index[*id] = open.size();
+        open.push_back(r);
+      } else if (auto it = index.find(*id); it != index.end()) {
+        open[it->second].fields.clear();  // closed
+      }
+    }
+  }
+  size_t count = 0;
+  for (const auto& r : open) {
+    if (r.fields.empty()) continue;
+    ++count;
+    auto get = [&](const char* k) {
+      const std::string* v = r.get(k);
+      return v ? *v : std::string();
+    };
+    audit::Record rec;
+    rec.add("time", audit::now_rfc3339());
+    rec.add("level", "warning");
+    rec.add("msg", "Outcome unknown");
+    for (const char* k : {"method", "username", "subject", "name", "email", "issuer", "roles",
+                          "groups", "resource", "remote", "request_id"}) {
+      rec.add(k, get(k));
+    }
+    rec.add("intent", get("intent"));
+    rec.add("outcome", "unknown");
+    rec.add("intent_time", get("time"));
+    rec.add("found", found(get("resource"), get("params")));
+    if (Status s = audit_->append(std::move(rec)); !s.is_ok()) {
+      if (metrics_) metrics_->audit_failure();
+      return s;
+    }
+    if (metrics_) metrics_->audit_record();
+  }
+  return count;
 }
 
 Status AuditRecorder::event(const std::string& msg,

@@ -2,6 +2,8 @@
 // chained) for the pipeline, and feeds the metrics.
 #pragma once
 
+#include <functional>
+
 #include <memory>
 #include <string>
 #include <utility>
@@ -30,7 +32,13 @@ class AuditRecorder : public DecisionRecorder {
 
   void record(const DecisionRecord& record) override;
   Status audit_ready() override;
+  Status intent(const DecisionRecord& record) override;
   Status audit(const DecisionRecord& record) override;
+  // At start, after the store and disk were reconciled: every intent in the trail without an
+  // outcome (the server died between them) gets one, `outcome=unknown`, with what
+  // `found(resource, params)` says is there now. Returns how many were open.
+  [[nodiscard]] Result<size_t> recover_intents(
+      const std::function<std::string(const std::string& resource, const std::string& params)>& found);
 
   // A server-level audit record ("Server started", ...); `sealed` marks a clean shutdown.
   Status event(const std::string& msg, std::vector<std::pair<std::string, std::string>> fields,

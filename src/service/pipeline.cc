@@ -1,5 +1,6 @@
 #include "service/pipeline.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <openssl/rand.h>
 
 #include <chrono>
@@ -19,6 +20,19 @@ identity::Identity security_off_identity() {
   identity::Identity id;
   id.username = "(security disabled)";
   return id;
+}
+
+// The request as one line of JSON, for the intent record: what was asked, so that an auditor
+// can see what a change that never completed would have done. Bounded: a role's JSON or a label
+// set can be large, and the record is written before the work.
+std::string request_params(const Message& request) {
+  constexpr size_t kMaxParams = 4096;
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(request, &out, options).ok()) return "{}";
+  if (out.size() > kMaxParams) out = out.substr(0, kMaxParams) + "...";
+  return out;
 }
 
 // "Volume 9a3f created": the resource's id and what happened to it.
@@ -259,15 +273,21 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
     return finish(d.status);
   }
 
-  // 5. The method's own work; a state change only when the audit log can record it.
+  // 5. The method's own work. A state change happens only after its intent is durable in the
+  //    audit trail (write-ahead): if the record cannot be written, nothing is done.
   if (spec.mutates && recorder_ != nullptr) {
     if (Status ready = recorder_->audit_ready(); !ready.is_ok()) return finish(ready);
+    record.resource = call.resource_for_log;
+    record.params = request_params(request);
+    if (Status intended = recorder_->intent(record); !intended.is_ok()) return finish(intended);
   }
   record.authorized = true;
   Status result = spec.handler(call, request, response);
-  if (result.is_ok() && spec.mutates && recorder_ != nullptr) {
+  if (spec.mutates && recorder_ != nullptr) {
     record.resource = call.resource_for_log;
-    record.audit_message = call.audit_message.empty() ? default_audit_message(call) : call.audit_message;
+    record.audit_message = !result.is_ok()            ? spec.key() + " failed"
+                           : call.audit_message.empty() ? default_audit_message(call)
+                                                        : call.audit_message;
     record.status = result;
     // Durable before the reply: an unrecorded change is not acknowledged.
     if (Status audited = recorder_->audit(record); !audited.is_ok()) return finish(audited);

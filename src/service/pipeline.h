@@ -132,6 +132,7 @@ struct DecisionRecord {
   bool security_enabled = true;
   double seconds = 0;
   std::string audit_message;  // for state changes
+  std::string params;         // for state changes: the request as JSON (the intent record)
 };
 
 class DecisionRecorder {
@@ -141,7 +142,15 @@ class DecisionRecorder {
   virtual void record(const DecisionRecord& record) = 0;
   // Before a state change: OK, or UNAVAILABLE when the audit log cannot take it (fail-closed).
   virtual Status audit_ready() { return Status::ok(); }
-  // After a state change: durable before it returns; an error is returned to the caller.
+  // Write-ahead: before a state change, its intent (who, method, resource, parameters) is made
+  // durable; an error means nothing may be done. Every intent gets exactly one outcome record
+  // (audit(): done or failed), or `outcome=unknown` from the recovery at the next start.
+  virtual Status intent(const DecisionRecord& record) {
+    (void)record;
+    return Status::ok();
+  }
+  // After a state change (record.status OK: done) or a failed attempt at one (failed, with the
+  // reason): durable before it returns; an error is returned to the caller.
   virtual Status audit(const DecisionRecord& record) {
     (void)record;
     return Status::ok();

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <filesystem>
 
 #include "common/text.h"
@@ -1195,6 +1196,46 @@ void VolumeService::register_methods(MethodTable* t) {
       });
 
   register_quota_methods(t);  // quota.set, quota.show (quota_methods.cc)
+}
+
+}  // namespace volguard::service
+
+namespace volguard::service {
+
+std::string VolumeService::describe_for_recovery(const std::string& resource,
+                                                 const std::string& params) const {
+  auto describe_volume = [this](const std::string& ref) -> std::string {
+    auto v = find_volume(ref);
+    if (!v) return "";
+    auto st = driver_->status(v->id);
+    return "volume " + v->id + " (" + v->name + ") is in the store, " +
+           (st.is_ok() && st->exists ? "on disk" : "NOT on disk");
+  };
+  auto describe_snapshot = [this](const std::string& ref) -> std::string {
+    auto s = find_snapshot(ref);
+    if (!s) return "";
+    return "snapshot " + s->id + " (" + s->name + ") of volume " + s->volume_id +
+           " is in the store, " + (driver_->snapshot_exists(s->id) ? "on disk" : "NOT on disk");
+  };
+  if (resource.rfind("volume/", 0) == 0) {
+    const std::string id = resource.substr(7);
+    std::string d = describe_volume(id);
+    return d.empty() ? "volume " + id + " is not in the store" : d;
+  }
+  if (resource.rfind("snapshot/", 0) == 0) {
+    const std::string id = resource.substr(9);
+    std::string d = describe_snapshot(id);
+    return d.empty() ? "snapshot " + id + " is not in the store" : d;
+  }
+  // A create names no resource before it runs: look for the name it asked for.
+  auto j = nlohmann::json::parse(params, nullptr, false);
+  if (j.is_object() && j.contains("name") && j["name"].is_string()) {
+    const std::string name = j["name"].get<std::string>();
+    if (std::string d = describe_volume(name); !d.empty()) return d;
+    if (std::string d = describe_snapshot(name); !d.empty()) return d;
+    return "nothing named " + name + " is in the store";
+  }
+  return resource.empty() ? "no resource named" : resource + ": not a volume or snapshot";
 }
 
 }  // namespace volguard::service

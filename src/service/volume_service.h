@@ -70,6 +70,14 @@ class VolumeService : public ResourceResolver {
 
   // ---- Quotas and capacity limits (quota_methods.cc).
   void register_quota_methods(MethodTable* table);
+
+ public:
+  // What is on record now for an intent's resource ("volume/<id>", "snapshot/<id>") or, before
+  // the handler named one (a create), for the name in its parameters: for the audit record of an
+  // intent a crash left without an outcome. Call after recover().
+  std::string describe_for_recovery(const std::string& resource, const std::string& params) const;
+
+ private:
   Status load_quotas();
   // Charges a new volume (create, clone) to the caller, recorded on `rec`, and reserves its
   // size and one volume. Hold the result until make_volume has returned.

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 
 #include <filesystem>
@@ -119,9 +122,15 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
       {&admin, kRole + "Update", &role, &rresp, "role.update", "Role aud.role updated"},
       {&admin, kRole + "Delete", &rref, &e, "role.delete", "Role aud.role deleted"},
   };
-  size_t expected = before + 1;  // the create above
+  // Each change writes exactly two records: its intent (before the act) and its outcome.
+  size_t expected = before + 2;  // the create above
   auto records = audit_records(srv);
   ASSERT_EQ(records.size(), expected);
+  const audit::Record& create_intent = records[records.size() - 2];
+  EXPECT_EQ(field(create_intent, "msg"), "Intent");
+  EXPECT_EQ(field(create_intent, "method"), "volume.create");
+  EXPECT_EQ(field(create_intent, "intent"), field(records.back(), "intent"));
+  EXPECT_EQ(field(records.back(), "outcome"), "done");
   EXPECT_EQ(field(records.back(), "msg"), "Volume " + id + " created");
   EXPECT_EQ(field(records.back(), "method"), "volume.create");
   EXPECT_EQ(field(records.back(), "username"), "alice");
@@ -136,11 +145,29 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
     Status s = step.who->call(step.path, *step.req, step.resp);
     ASSERT_TRUE(s.is_ok()) << step.method << ": " << s.to_string();
     records = audit_records(srv);
-    ASSERT_EQ(records.size(), ++expected) << step.method << " must write exactly one record";
+    expected += 2;
+    ASSERT_EQ(records.size(), expected) << step.method << " must write one intent and one outcome";
+    const audit::Record& intent = records[records.size() - 2];
+    EXPECT_EQ(field(intent, "msg"), "Intent") << step.method;
+    EXPECT_EQ(field(intent, "method"), step.method);
+    EXPECT_NE(field(intent, "params"), "<absent>") << step.method;
+    EXPECT_EQ(field(intent, "intent"), field(records.back(), "intent")) << step.method;
+    EXPECT_EQ(field(records.back(), "outcome"), "done") << step.method;
     EXPECT_EQ(field(records.back(), "method"), step.method);
     EXPECT_NE(field(records.back(), "msg").find(step.msg_contains), std::string::npos)
         << step.method << ": " << field(records.back(), "msg");
   }
+  // A failed attempt at a change: its intent, then outcome=failed with the reason.
+  v1::CreateVolumeRequest dup;
+  dup.set_name("aud");
+  dup.set_size("32M");
+  EXPECT_EQ(alice.call(kVol + "Create", dup, &vr).code(), Code::kAlreadyExists);
+  records = audit_records(srv);
+  expected += 2;
+  ASSERT_EQ(records.size(), expected);
+  EXPECT_EQ(field(records.back(), "outcome"), "failed");
+  EXPECT_EQ(field(records.back(), "reason"), "name_taken");
+  EXPECT_EQ(field(records.back(), "msg"), "volume.create failed");
   // Reads and refusals write no audit record.
   v1::VolumeResponse seen;
   ASSERT_TRUE(admin.call(kVol + "Inspect", ref, &seen).is_ok());
@@ -230,13 +257,82 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
   v1::VolumeResponse vr;
   ASSERT_TRUE(eve.call(kVol + "Create", cr, &vr).is_ok());
   auto raw = read_file(srv.audit_dir() + "/" + service::kAuditLogName).value();
-  EXPECT_EQ(std::count(raw.begin(), raw.end(), '\n'), 2);  // started + created: no forged line
+  // started + intent + created: no forged line
+  EXPECT_EQ(std::count(raw.begin(), raw.end(), '\n'), 3);
   auto records = audit_records(srv);
-  ASSERT_EQ(records.size(), 2u);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(field(records[1], "msg"), "Intent");
   EXPECT_EQ(field(records[1], "name"), evil_name);
-  EXPECT_EQ(field(records[1], "username"), "eve");
-  EXPECT_EQ(field(records[1], "msg"), "Volume " + vr.volume().id() + " created");
-  EXPECT_EQ(field(records[1], "groups"), "[g\"x,a b]");
+  EXPECT_EQ(field(records[2], "name"), evil_name);
+  EXPECT_EQ(field(records[2], "username"), "eve");
+  EXPECT_EQ(field(records[2], "msg"), "Volume " + vr.volume().id() + " created");
+  EXPECT_EQ(field(records[2], "groups"), "[g\"x,a b]");
+}
+
+// Write-ahead: with the audit trail immutable (chattr +i), a create is refused and nothing of
+// it exists — neither in the store nor on disk. (Before, the volume was made and only its
+// record failed.)
+class ImmutableFile {
+ public:
+  explicit ImmutableFile(const std::string& path) : path_(path) { set(true); }
+  ~ImmutableFile() { set(false); }
+  bool ok() const { return ok_; }
+  void set(bool on) {
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    int flags = 0;
+    if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+      flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+      ok_ = ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+    }
+    ::close(fd);
+  }
+
+ private:
+  std::string path_;
+  bool ok_ = false;
+};
+
+TEST(WriteAheadAuditTest, UnwritableTrailMeansNoStateChangeAtAll) {
+  TestServer srv;
+  auto alice = srv.client(srv.token("alice", {"system.user"}));
+  auto admin = srv.client(srv.token("root", {"system.admin"}));
+  const std::string trail = srv.audit_dir() + "/" + service::kAuditLogName;
+  const size_t before = audit_records(srv).size();
+  v1::CreateVolumeRequest cr;
+  cr.set_name("never");
+  cr.set_size("32M");
+  v1::VolumeResponse vr;
+  {
+    ImmutableFile frozen(trail);
+    ASSERT_TRUE(frozen.ok()) << "FS_IOC_SETFLAGS immutable on " << trail << ": " << std::strerror(errno);
+    Status s = alice.call(kVol + "Create", cr, &vr);
+    EXPECT_EQ(s.code(), Code::kUnavailable) << s.to_string();
+    EXPECT_EQ(s.reason(), "audit_unavailable") << s.to_string();
+    EXPECT_NE(s.message().find("nothing was done"), std::string::npos) << s.message();
+    v1::VolumeRef ref;
+    ref.set_volume("never");
+    EXPECT_EQ(admin.call(kVol + "Inspect", ref, &vr).code(), Code::kNotFound);
+  }
+  // Nothing on disk either.
+  for (const auto& e : std::filesystem::directory_iterator(srv.dir() + "/data/volumes")) {
+    ADD_FAILURE() << "a file was left on disk: " << e.path();
+  }
+  EXPECT_EQ(audit_records(srv).size(), before) << "the trail changed while immutable";
+  // Writable again: the same create goes through, intent first, then its outcome.
+  ASSERT_TRUE(alice.call(kVol + "Create", cr, &vr).is_ok());
+  auto records = audit_records(srv);
+  std::vector<const audit::Record*> mine;
+  for (const auto& r : records) {
+    if (field(r, "method") == "volume.create") mine.push_back(&r);
+  }
+  ASSERT_EQ(mine.size(), 2u);
+  EXPECT_EQ(field(*mine[0], "msg"), "Intent");
+  EXPECT_NE(field(*mine[0], "params").find("\"name\":\"never\""), std::string::npos)
+      << field(*mine[0], "params");
+  EXPECT_EQ(field(*mine[1], "outcome"), "done");
+  EXPECT_EQ(field(*mine[1], "intent"), field(*mine[0], "intent"));
+  EXPECT_EQ(field(*mine[1], "resource"), "volume/" + vr.volume().id());
 }
 
 TEST(FailClosedTest, FullAuditDiskRefusesChangesButServesReads) {
@@ -306,7 +402,7 @@ TEST(MetricsTest, PrometheusTextBehindAToken) {
   EXPECT_NE(m.find("volguard_authorization_denials_total{method=\"volume.delete\"} 1"), std::string::npos);
   EXPECT_NE(m.find("volguard_authentication_failures_total{reason=\"token_malformed\"} 1"), std::string::npos);
   EXPECT_NE(m.find("volguard_request_duration_seconds_bucket{method=\"volume.create\",le=\"+Inf\"} 1"), std::string::npos);
-  EXPECT_NE(m.find("volguard_audit_records_total 2"), std::string::npos);  // started + create
+  EXPECT_NE(m.find("volguard_audit_records_total 3"), std::string::npos);  // started + intent + create
   EXPECT_NE(m.find("volguard_audit_fsync_seconds_count"), std::string::npos);
   EXPECT_NE(m.find("volguard_audit_failures_total 0"), std::string::npos);
 }

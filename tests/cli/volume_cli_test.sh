@@ -185,10 +185,39 @@ expect_rc 0 --token "$CUSTOM_T" volume list   # custom role survived
     "$VG" --endpoint "$EP" --token "$USER_T" volume create "crash-$i" --size 32M >/dev/null 2>&1 && echo "crash-$i" >> acked.txt
   done ) &
 loop_pid=$!
-sleep 1.5
+# Kill while a create is in flight: its intent is durable in the trail, its outcome is not.
+TRAIL=data/log/security/volguard-audit.log
+sleep 0.5
+for _ in $(seq 2000); do
+  last=$(tail -n 1 "$TRAIL" 2>/dev/null || true)
+  case "$last" in *"msg=Intent"*"method=volume.create"*) break ;; esac
+  sleep 0.002
+done
 kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
 wait "$loop_pid" || true
+case "$last" in *"msg=Intent"*) ;; *) fail "never caught a create between its intent and its outcome" ;; esac
 start_server
+# Every intent has exactly one outcome; the one the crash left open is "unknown", with what
+# recovery found.
+/usr/bin/python3 - "$TRAIL" <<'PY' || fail "write-ahead audit: intents and outcomes do not pair"
+import re, sys
+intents, outcomes = [], {}
+for line in open(sys.argv[1]):
+    m = re.search(r' intent=(\S+)', line)
+    if not m: continue
+    o = re.search(r' outcome=(\S+)', line)
+    if o: outcomes.setdefault(m.group(1), []).append((o.group(1), line))
+    else: intents.append(m.group(1))
+assert intents, "no intent records"
+for i in intents:
+    assert len(outcomes.get(i, [])) == 1, (i, outcomes.get(i))
+assert set(outcomes) <= set(intents), set(outcomes) - set(intents)
+unknown = [l for v in outcomes.values() for (o, l) in v if o == "unknown"]
+assert len(unknown) == 1, unknown
+assert "found=" in unknown[0] and "method=volume.create" in unknown[0], unknown[0]
+print("write-ahead audit: %d intents, each with one outcome; open at the crash: %s" %
+      (len(intents), re.search(r'found=("[^"]*"|\S+)', unknown[0]).group(1)))
+PY
 expect_rc 0 --token "$ADMIN" volume list -o json
 echo "$out" > after.json
 /usr/bin/python3 - "$work" <<'PY' || fail "store and disk disagree after kill -9"
