@@ -13,6 +13,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "common/text.h"
@@ -211,6 +213,22 @@ std::vector<std::string> files_in_order(const std::string& path) {
   return files;
 }
 
+// The first line of a file, parsed; nullopt for an empty or unreadable file.
+std::optional<Record> first_record(const std::string& file) {
+  std::ifstream in(file);
+  std::string line;
+  if (!std::getline(in, line) || line.empty()) return std::nullopt;
+  auto rec = parse_line(line);
+  if (!rec) return std::nullopt;
+  return std::move(rec).value();
+}
+
+bool parse_u64(const std::string* text, uint64_t* out) {
+  if (text == nullptr || text->empty()) return false;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
+  return ec == std::errc() && end == text->data() + text->size();
+}
+
 std::string render(const Record& r, Format f) { return f == Format::kJson ? to_json_line(r) : to_logfmt(r); }
 
 }  // namespace
@@ -227,8 +245,14 @@ Result<std::unique_ptr<LogFile>> LogFile::open(LogOptions options) {
   ::chmod(fs::path(options.path).parent_path().c_str(), 0700);
   std::unique_ptr<LogFile> log(new LogFile(std::move(options)));
   if (auto s = log->recover_chain(); !s.is_ok()) return s;
+  if (auto s = log->check_anchor(); !s.is_ok()) return s;
   if (auto s = log->open_fd(); !s.is_ok()) return s;
   log->flusher_ = std::thread([l = log.get()] { l->flusher(); });
+  // A chained file always starts with its header: the genesis of a new chain, or (after a crash
+  // between a rotation and its header) the header the rotation did not get to write.
+  if (!log->options_.chain_key.empty() && log->size_ == 0) {
+    if (auto s = log->append_header(log->seq_ == 0, ""); !s.is_ok()) return s;
+  }
   return log;
 }
 
@@ -299,9 +323,83 @@ Status LogFile::recover_chain() {
     chain_ = *chain;
     const std::string* sealed = rec->get("sealed");
     previous_unsealed_ = !(sealed && *sealed == "true");
-    return Status::ok();
+    break;
   }
+  // Where each file starts (current first), for the next rotation's header.
+  for (auto it = files.rbegin(); it != files.rend(); ++it) {
+    uint64_t first = 0;
+    auto rec = first_record(*it);
+    if (rec && parse_u64(rec->get("seq"), &first)) {
+      first_seqs_.push_back(first);
+    } else if (*it == options_.path) {
+      first_seqs_.push_back(seq_ + 1);  // the current file is empty: it starts with the next
+    }
+  }
+  if (first_seqs_.empty()) first_seqs_.push_back(seq_ + 1);
   return Status::ok();
+}
+
+Status LogFile::check_anchor() const {
+  if (options_.chain_key.empty() || options_.anchor_path.empty()) return Status::ok();
+  std::ifstream in(options_.anchor_path);
+  if (!in) return Status::ok();  // no header written yet: a new trail
+  std::string seq_text, chain;
+  in >> seq_text >> chain;
+  uint64_t anchored = 0;
+  if (!parse_u64(&seq_text, &anchored) || chain.empty()) {
+    return Status(Code::kFailedPrecondition, "audit_tampered",
+                  options_.anchor_path + ": not an audit anchor (\"<seq> <chain>\")");
+  }
+  // The anchored header is the first record of one of the files.
+  for (const auto& f : files_in_order(options_.path)) {
+    auto rec = first_record(f);
+    uint64_t seq = 0;
+    if (rec && parse_u64(rec->get("seq"), &seq) && seq == anchored) {
+      const std::string* c = rec->get("chain");
+      if (c && *c == chain) return Status::ok();
+    }
+  }
+  return Status(Code::kFailedPrecondition, "audit_tampered",
+                options_.path + ": the audit trail no longer holds its file header seq " +
+                    seq_text + " (anchored in " + options_.anchor_path +
+                    "): files were deleted, emptied or cut at the head. Keep them as evidence; "
+                    "to start a new trail, move the trail and the anchor away");
+}
+
+Record LogFile::header_record(bool genesis, const std::string& removed) const {
+  Record h;
+  h.add("time", now_rfc3339());
+  h.add("level", "info");
+  h.add("msg", kFileHeaderMsg);
+  h.add("method", "server");
+  h.add("retained_from", std::to_string(first_seqs_.empty() ? seq_ + 1 : first_seqs_.back()));
+  if (genesis) {
+    h.add("genesis", "true");
+    h.add("key_id", chain_key_id(options_.chain_key));
+  }
+  if (!removed.empty()) h.add("retention_removed", removed);
+  return h;
+}
+
+void LogFile::write_anchor(uint64_t seq, const std::string& chain) const {
+  if (options_.anchor_path.empty()) return;
+  const std::string tmp = options_.anchor_path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  const std::string text = std::to_string(seq) + " " + chain + "\n";
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (ok) ::rename(tmp.c_str(), options_.anchor_path.c_str());
+}
+
+Status LogFile::append_header(bool genesis, const std::string& removed) {
+  std::unique_lock lock(mu_);
+  auto pending = queue_locked(header_record(genesis, removed));
+  const uint64_t seq = seq_;
+  const std::string chain = chain_;
+  cv_.wait(lock, [&] { return pending->done; });
+  if (pending->result.is_ok()) write_anchor(seq, chain);
+  return pending->result;
 }
 
 Status LogFile::rotate_locked() {
@@ -318,9 +416,53 @@ Status LogFile::rotate_locked() {
   return open_fd();
 }
 
+std::string anchor_path_for(const std::string& key_file) {
+  const fs::path dir = fs::path(key_file).parent_path();
+  return (dir.empty() ? fs::path("audit.anchor") : dir / "audit.anchor").string();
+}
+
+std::string chain_key_id(const std::string& chain_key) {
+  return hmac_hex(chain_key, "volguard audit chain key id").substr(0, 16);
+}
+
 Status LogFile::append(Record record) {
-  auto pending = std::make_shared<Pending>();
   std::unique_lock lock(mu_);
+  uint64_t header_seq = 0;
+  std::string header_chain;
+  if (!options_.chain_key.empty()) {
+    // Rotation of a chained log happens here, between records, so that the new file's header
+    // is chained in order: wait for what is queued to be written, rotate, chain the header.
+    const uint64_t estimate = render(record, options_.format).size() + 160;
+    if (size_ + queued_bytes_ > 0 && size_ + queued_bytes_ + estimate > options_.max_bytes) {
+      cv_.wait(lock, [&] { return (queue_.empty() && !flushing_) || stopping_; });
+      if (Status s = rotate_locked(); !s.is_ok()) {
+        healthy_ = false;
+        return s;
+      }
+      first_seqs_.push_front(seq_ + 1);
+      std::string removed;
+      while (first_seqs_.size() > static_cast<size_t>(options_.keep) + 1) {
+        const uint64_t from = first_seqs_.back();
+        first_seqs_.pop_back();
+        removed = std::to_string(from) + "-" + std::to_string(first_seqs_.back() - 1);
+      }
+      queue_locked(header_record(false, removed));
+      header_seq = seq_;
+      header_chain = chain_;
+    }
+  }
+  auto pending = queue_locked(std::move(record));
+  if (!options_.durable) {
+    return healthy_ ? Status::ok()
+                    : Status(Code::kUnavailable, "audit_unavailable", "cannot write " + options_.path);
+  }
+  cv_.wait(lock, [&] { return pending->done; });
+  if (header_seq != 0 && pending->result.is_ok()) write_anchor(header_seq, header_chain);
+  return pending->result;
+}
+
+std::shared_ptr<LogFile::Pending> LogFile::queue_locked(Record record) {
+  auto pending = std::make_shared<Pending>();
   // Chain values are assigned here, in queue order, under the lock.
   if (!options_.chain_key.empty()) record.add("seq", std::to_string(seq_ + 1));
   pending->line = render(record, options_.format);
@@ -338,19 +480,17 @@ Status LogFile::append(Record record) {
     chain_ = chain;
   }
   pending->line.push_back('\n');
-  if (!options_.durable) {
-    // The access log is written behind the request: the caller does not wait for the flusher
-    // (bounded, so a stuck disk cannot eat memory).
-    cv_.wait(lock, [&] { return queue_.size() < kMaxQueued || stopping_; });
-    queue_.push_back(pending);
-    cv_.notify_all();
-    return healthy_ ? Status::ok()
-                    : Status(Code::kUnavailable, "audit_unavailable", "cannot write " + options_.path);
+  // The access log is written behind the request: the caller does not wait for the flusher
+  // (bounded, so a stuck disk cannot eat memory). mu_ is held by the caller; this waits on it.
+  if (!options_.durable && queue_.size() >= kMaxQueued && !stopping_) {
+    std::unique_lock<std::mutex> relock(mu_, std::adopt_lock);
+    cv_.wait(relock, [&] { return queue_.size() < kMaxQueued || stopping_; });
+    relock.release();
   }
+  queued_bytes_ += pending->line.size();
   queue_.push_back(pending);
   cv_.notify_all();
-  cv_.wait(lock, [&] { return pending->done; });
-  return pending->result;
+  return pending;
 }
 
 void LogFile::flusher() {
@@ -360,13 +500,16 @@ void LogFile::flusher() {
     if (queue_.empty() && stopping_) return;
     std::vector<std::shared_ptr<Pending>> batch(queue_.begin(), queue_.end());
     queue_.clear();
+    flushing_ = true;
     std::string data;
     for (const auto& p : batch) data += p->line;
     Status result;
     if (fd_ < 0) {
       if (auto s = open_fd(); !s.is_ok()) result = s;
     }
-    if (result.is_ok() && size_ > 0 && size_ + data.size() > options_.max_bytes) {
+    // Chained logs rotate in append(), where the new file's header can be chained in order.
+    if (result.is_ok() && options_.chain_key.empty() && size_ > 0 &&
+        size_ + data.size() > options_.max_bytes) {
       if (auto s = rotate_locked(); !s.is_ok()) result = s;
     }
     if (result.is_ok()) {
@@ -426,6 +569,9 @@ void LogFile::flusher() {
       healthy_ = true;
       written_ += batch.size();
     }
+    flushing_ = false;
+    queued_bytes_ = 0;
+    for (const auto& p : queue_) queued_bytes_ += p->line.size();
     for (auto& p : batch) {
       p->result = result;
       p->done = true;
@@ -459,7 +605,8 @@ Result<std::vector<Record>> read_all(const std::string& path) {
   return out;
 }
 
-VerifyReport verify_chain(const std::string& path, const std::string& key) {
+VerifyReport verify_chain(const std::string& path, const std::string& key,
+                          const std::string& anchor_path) {
   VerifyReport report;
   auto files = files_in_order(path);
   if (files.empty()) {
@@ -470,9 +617,19 @@ VerifyReport verify_chain(const std::string& path, const std::string& key) {
   std::string prev;
   uint64_t expected_seq = 0;
   bool anchored = false;
+  uint64_t oldest_first = 0;      // the first seq of the oldest file kept
+  uint64_t retained_from = 0;     // what the newest file header says it must be
+  uint64_t header_seq = 0;        // that header's seq
+  std::string retention_note;     // what retention removed, as recorded
+  std::map<uint64_t, std::string> headers;  // seq -> chain of every file header (for the anchor)
   for (const auto& f : files) {
     std::ifstream in(f, std::ios::binary);
     std::string content((std::istreambuf_iterator<char>(in)), {});
+    if (content.empty()) {
+      report.ok = false;
+      report.problem = f + ": empty — a trail file always starts with its header (it was emptied)";
+      return report;
+    }
     size_t pos = 0;
     uint64_t line_no = 0;
     while (pos < content.size()) {
@@ -494,16 +651,59 @@ VerifyReport verify_chain(const std::string& path, const std::string& key) {
         report.problem = where + ": not an audit record (edited or inserted)";
         return report;
       }
-      uint64_t seq = std::strtoull(seq_text->c_str(), nullptr, 10);
+      uint64_t seq = 0;
+      if (!parse_u64(seq_text, &seq)) {
+        report.ok = false;
+        report.problem = where + ": seq '" + *seq_text + "' is not a number (edited)";
+        return report;
+      }
+      const std::string* msg = rec->get("msg");
+      const bool is_header = msg != nullptr && *msg == kFileHeaderMsg;
+      if (line_no == 1 && !is_header) {
+        report.ok = false;
+        report.problem = where + ": seq " + std::to_string(seq) +
+                         " is not the file's header: records were cut from the head of " + f +
+                         " (or the file was replaced)";
+        return report;
+      }
+      if (is_header) {
+        uint64_t from = 0;
+        if (!parse_u64(rec->get("retained_from"), &from)) {
+          report.ok = false;
+          report.problem = where + ": file header without retained_from (edited)";
+          return report;
+        }
+        retained_from = from;
+        header_seq = seq;
+        headers[seq] = *chain;
+        if (const std::string* removed = rec->get("retention_removed")) {
+          retention_note = "; retention removed seq " + *removed + " (recorded at seq " +
+                           std::to_string(seq) + ")";
+        }
+      }
       if (!anchored) {
         anchored = true;
+        oldest_first = seq;
         if (seq != 1) {
-          // Older files were removed by retention: trust this record as the anchor.
+          // The oldest file kept: its header is the anchor (whether that is right is checked
+          // against the newest header's retained_from at the end).
           expected_seq = seq + 1;
           prev = *chain;
           report.records++;
-          report.problem = "chain starts at seq " + std::to_string(seq) + " (older files rotated away)";
           continue;
+        }
+        const std::string* genesis = rec->get("genesis");
+        const std::string* key_id = rec->get("key_id");
+        if (genesis == nullptr || *genesis != "true" || key_id == nullptr) {
+          report.ok = false;
+          report.problem = where + ": seq 1 is not the chain's genesis record (forged)";
+          return report;
+        }
+        if (*key_id != chain_key_id(key)) {
+          report.ok = false;
+          report.problem = where + ": the chain was made with key id " + *key_id +
+                           ", not with this key (" + chain_key_id(key) + ")";
+          return report;
         }
         expected_seq = 1;
       }
@@ -530,7 +730,43 @@ VerifyReport verify_chain(const std::string& path, const std::string& key) {
       if (report.tail_sealed) report.last_sealed_seq = seq;
     }
   }
-  if (report.ok && report.problem.rfind("chain starts", 0) != 0) report.problem.clear();
+  if (!report.ok) return report;
+  report.problem.clear();
+  if (oldest_first != retained_from) {
+    report.ok = false;
+    report.problem = oldest_first < retained_from
+                         ? "the oldest file starts at seq " + std::to_string(oldest_first) +
+                               " but the header at seq " + std::to_string(header_seq) +
+                               " says the trail starts at " + std::to_string(retained_from)
+                         : "records seq " + std::to_string(retained_from) + " to " +
+                               std::to_string(oldest_first - 1) +
+                               " are missing: the header at seq " + std::to_string(header_seq) +
+                               " says the trail starts at " + std::to_string(retained_from) +
+                               " (files were deleted or cut, not by retention)";
+    return report;
+  }
+  if (!anchor_path.empty()) {
+    std::ifstream in(anchor_path);
+    std::string seq_text, chain;
+    uint64_t anchored_seq = 0;
+    if (in && (in >> seq_text >> chain) && parse_u64(&seq_text, &anchored_seq)) {
+      auto it = headers.find(anchored_seq);
+      if (it == headers.end() || it->second != chain) {
+        report.ok = false;
+        report.problem = "the file header seq " + seq_text + " anchored in " + anchor_path +
+                         " is not in the trail: newer files were deleted or emptied";
+        return report;
+      }
+    } else if (in) {
+      report.ok = false;
+      report.problem = anchor_path + ": not an audit anchor";
+      return report;
+    }
+  }
+  if (oldest_first > 1) {
+    report.problem = "chain starts at seq " + std::to_string(oldest_first) +
+                     " (older files removed by retention" + retention_note + ")";
+  }
   return report;
 }
 

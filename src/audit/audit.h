@@ -46,7 +46,21 @@ struct LogOptions {
   int keep = 10;                      // rotated files kept: path.1 … path.N
   bool durable = false;               // fsync (group commit) before append() returns
   std::string chain_key;              // non-empty: HMAC-SHA256 chain over records
+  // Chained logs: where the seq and chain value of the newest file header are kept, outside the
+  // log directory (an intruder who can edit the logs must not be able to edit this too). At
+  // open, a trail that no longer holds that header (files deleted or emptied) is refused.
+  std::string anchor_path;
 };
+
+// The first record of every file of a chained log (msg "Audit file opened"): `retained_from` is
+// the seq the oldest file kept must start at; the first file of a chain also says `genesis=true`
+// and the key's id; a rotation that deleted a file by retention names its seqs in
+// `retention_removed`. Head cuts, deleted files and emptied files then fail verification.
+inline constexpr char kFileHeaderMsg[] = "Audit file opened";
+// An id of the chain key that reveals nothing of it (for the genesis record and verify).
+std::string chain_key_id(const std::string& chain_key);
+// Where the anchor of the trail chained with the key in `key_file` is kept: beside the key.
+std::string anchor_path_for(const std::string& key_file);
 
 // Appends whole records to one file; rotation never splits a record. Thread-safe. With
 // `durable`, concurrent appenders share one write + fsync (group commit).
@@ -68,9 +82,13 @@ class LogFile {
  private:
   explicit LogFile(LogOptions options);
   Status recover_chain();
+  Status check_anchor() const;
   Status open_fd();
   Status rotate_locked();
   void flusher();
+  Record header_record(bool genesis, const std::string& removed) const;
+  void write_anchor(uint64_t seq, const std::string& chain) const;
+  Status append_header(bool genesis, const std::string& removed);
 
   static constexpr size_t kMaxQueued = 100000;
   struct Pending {
@@ -78,6 +96,8 @@ class LogFile {
     Status result;
     bool done = false;
   };
+  // Adds seq and chain to `record` (when chained) and queues its line; the caller holds mu_.
+  std::shared_ptr<Pending> queue_locked(Record record);
 
   LogOptions options_;
   int fd_ = -1;
@@ -92,6 +112,10 @@ class LogFile {
   std::string chain_;  // hex of the last chain value
   uint64_t written_ = 0;
   bool previous_unsealed_ = false;
+  // Chained logs: the first seq of the current file (front), path.1, path.2, …
+  std::deque<uint64_t> first_seqs_;
+  uint64_t queued_bytes_ = 0;  // lines queued for the current file, not yet written
+  bool flushing_ = false;      // the flusher holds a batch (written outside the lock)
   std::function<void(double)> fsync_observer_;
 };
 
@@ -103,7 +127,9 @@ struct VerifyReport {
   bool tail_sealed = false;      // the last record is a seal (clean shutdown)
   std::string problem;           // the first problem found, naming file, line and seq
 };
-VerifyReport verify_chain(const std::string& path, const std::string& chain_key);
+// With `anchor_path` (LogOptions::anchor_path), the anchored header must be in the trail.
+VerifyReport verify_chain(const std::string& path, const std::string& chain_key,
+                          const std::string& anchor_path = "");
 
 // Reads all records in order (rotated files first).
 Result<std::vector<Record>> read_all(const std::string& path);

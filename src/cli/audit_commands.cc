@@ -53,7 +53,7 @@ int audit_verify(const AuditArgs& a) {
   std::string k = *key;
   while (!k.empty() && (k.back() == '\n' || k.back() == '\r')) k.pop_back();
   std::string path = p->dir + "/" + service::kAuditLogName;
-  auto report = audit::verify_chain(path, k);
+  auto report = audit::verify_chain(path, k, audit::anchor_path_for(p->key_file));
   if (!report.ok) {
     std::cout << "TAMPERED: " << report.problem << "\n"
               << "  " << report.records << " records verified before it\n";

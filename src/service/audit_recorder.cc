@@ -80,7 +80,8 @@ Result<std::unique_ptr<AuditRecorder>> AuditRecorder::open(const config::Config&
   r->access_ = std::move(access_log).value();
   audit::LogOptions trail{.path = config.audit.dir + "/" + kAuditLogName, .format = format,
                           .max_bytes = config.audit.max_bytes, .keep = config.audit.keep,
-                          .durable = true, .chain_key = *key};
+                          .durable = true, .chain_key = *key,
+                          .anchor_path = audit::anchor_path_for(config.audit.key_file)};
   auto audit_log = audit::LogFile::open(trail);
   if (!audit_log) return audit_log.status();
   r->audit_ = std::move(audit_log).value();

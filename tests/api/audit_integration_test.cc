@@ -41,10 +41,12 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
   TestServer srv;
   auto alice = srv.client(srv.token("alice", {"system.user"}, {"eng"}));
   auto admin = srv.client(srv.token("root", {"system.admin"}));
-  size_t before = audit_records(srv).size();  // "Server started"
-  ASSERT_EQ(before, 1u);
-  EXPECT_EQ(field(audit_records(srv)[0], "msg"), "Server started");
-  EXPECT_EQ(field(audit_records(srv)[0], "security_enabled"), "true");
+  size_t before = audit_records(srv).size();  // the file header (genesis), "Server started"
+  ASSERT_EQ(before, 2u);
+  EXPECT_EQ(field(audit_records(srv)[0], "msg"), audit::kFileHeaderMsg);
+  EXPECT_EQ(field(audit_records(srv)[0], "genesis"), "true");
+  EXPECT_EQ(field(audit_records(srv)[1], "msg"), "Server started");
+  EXPECT_EQ(field(audit_records(srv)[1], "security_enabled"), "true");
 
   v1::CreateVolumeRequest cr;
   cr.set_name("aud");
@@ -257,16 +259,16 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
   v1::VolumeResponse vr;
   ASSERT_TRUE(eve.call(kVol + "Create", cr, &vr).is_ok());
   auto raw = read_file(srv.audit_dir() + "/" + service::kAuditLogName).value();
-  // started + intent + created: no forged line
-  EXPECT_EQ(std::count(raw.begin(), raw.end(), '\n'), 3);
+  // header + started + intent + created: no forged line
+  EXPECT_EQ(std::count(raw.begin(), raw.end(), '\n'), 4);
   auto records = audit_records(srv);
-  ASSERT_EQ(records.size(), 3u);
-  EXPECT_EQ(field(records[1], "msg"), "Intent");
-  EXPECT_EQ(field(records[1], "name"), evil_name);
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(field(records[2], "msg"), "Intent");
   EXPECT_EQ(field(records[2], "name"), evil_name);
-  EXPECT_EQ(field(records[2], "username"), "eve");
-  EXPECT_EQ(field(records[2], "msg"), "Volume " + vr.volume().id() + " created");
-  EXPECT_EQ(field(records[2], "groups"), "[g\"x,a b]");
+  EXPECT_EQ(field(records[3], "name"), evil_name);
+  EXPECT_EQ(field(records[3], "username"), "eve");
+  EXPECT_EQ(field(records[3], "msg"), "Volume " + vr.volume().id() + " created");
+  EXPECT_EQ(field(records[3], "groups"), "[g\"x,a b]");
 }
 
 // Write-ahead: with the audit trail immutable (chattr +i), a create is refused and nothing of

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "api/server.h"
+#include "audit/audit.h"
 #include "common/text.h"
 #include "service/audit_recorder.h"
 #include "support/test_server.h"
@@ -79,10 +80,16 @@ TEST(OneWriterTest, MissingAuditKeyNextToAnExistingTrailRefusesToStart) {
   EXPECT_EQ(again.status().reason(), "audit_key_missing");
   EXPECT_NE(again.status().message().find(key), std::string::npos) << again.status().message();
   EXPECT_FALSE(std::filesystem::exists(key)) << "refused, yet a key was written";
-  // Moving the old trail away starts a new chain with a new key.
+  // Moving the old trail away alone is refused too: its anchor says a trail exists.
   const std::string trail = srv.audit_dir() + "/" + service::kAuditLogName;
-  std::filesystem::rename(trail, trail + ".evidence");
-  std::filesystem::rename(trail + ".evidence", srv.dir() + "/old-trail.log");
+  std::filesystem::rename(trail, srv.dir() + "/old-trail.log");
+  auto moved = api::Server::start(srv.config());
+  ASSERT_FALSE(moved.is_ok());
+  EXPECT_EQ(moved.status().reason(), "audit_tampered") << moved.status().to_string();
+  // Moving the trail and its anchor away starts a new chain with a new key.
+  const std::string anchor = audit::anchor_path_for(key);
+  ASSERT_TRUE(std::filesystem::exists(anchor));
+  std::filesystem::rename(anchor, srv.dir() + "/old-trail.anchor");
   auto fresh = api::Server::start(srv.config());
   EXPECT_TRUE(fresh.is_ok()) << fresh.status().to_string();
   EXPECT_TRUE(std::filesystem::exists(key));

@@ -95,11 +95,12 @@ TEST_F(AuditTest, ChainVerifiesAndSealIsReported) {
     seal.add("sealed", "true");
     ASSERT_TRUE(log->append(seal).is_ok());
   }
+  // The file header (genesis) + 20 + the seal.
   auto report = verify_chain(path_, kKey);
   EXPECT_TRUE(report.ok) << report.problem;
-  EXPECT_EQ(report.records, 21u);
+  EXPECT_EQ(report.records, 22u);
   EXPECT_TRUE(report.tail_sealed);
-  EXPECT_EQ(report.last_sealed_seq, 21u);
+  EXPECT_EQ(report.last_sealed_seq, 22u);
   // A wrong key fails at the first record.
   EXPECT_FALSE(verify_chain(path_, kKey + "x").ok);
   // Reopening continues the chain, and remembers the last run was sealed.
@@ -108,9 +109,9 @@ TEST_F(AuditTest, ChainVerifiesAndSealIsReported) {
   ASSERT_TRUE(log->append(rec("after restart")).is_ok());
   report = verify_chain(path_, kKey);
   EXPECT_TRUE(report.ok) << report.problem;
-  EXPECT_EQ(report.records, 22u);
+  EXPECT_EQ(report.records, 23u);
   EXPECT_FALSE(report.tail_sealed);
-  EXPECT_EQ(report.last_sealed_seq, 21u);
+  EXPECT_EQ(report.last_sealed_seq, 22u);
   log.reset();
   EXPECT_TRUE(open()->previous_run_unsealed());
 }
@@ -124,19 +125,26 @@ TEST_F(AuditTest, EveryTamperingIsDetected) {
     ASSERT_TRUE(log->append(seal).is_ok());
   }
   const auto original = lines();
-  ASSERT_EQ(original.size(), 11u);
+  ASSERT_EQ(original.size(), 12u);  // the file header, 10 records, the seal
   struct Case {
     const char* name;
     std::function<std::vector<std::string>(std::vector<std::string>)> edit;
     const char* expect;
   };
   std::vector<Case> cases = {
-      {"edit a byte", [](auto l) { l[4][l[4].find("record-4") + 7] = '9'; return l; }, "seq 5 does not match"},
+      {"edit a byte", [](auto l) { l[5][l[5].find("record-4") + 7] = '9'; return l; }, "seq 6 does not match"},
       {"edit a user", [](auto l) { auto p = l[2].find("username=alice"); l[2].replace(p, 14, "username=bob"); return l; }, "seq 3"},
       {"delete a line", [](auto l) { l.erase(l.begin() + 3); return l; }, "seq 5 where 4 was expected"},
       {"swap two lines", [](auto l) { std::swap(l[5], l[6]); return l; }, "seq 7 where 6 was expected"},
       {"insert a line", [](auto l) { l.insert(l.begin() + 2, l[1]); return l; }, "seq 2 where 3 was expected"},
       {"forge a line", [](auto l) { l.insert(l.begin() + 2, "time=x level=info msg=forged seq=3 chain=00"); return l; }, "seq 3 does not match"},
+      // The head: cutting the oldest records (and keeping whole, genuine records after them)
+      // used to verify as "older files rotated away".
+      {"cut the head", [](auto l) { l.erase(l.begin(), l.begin() + 4); return l; }, "is not the file's header"},
+      {"cut the header only", [](auto l) { l.erase(l.begin()); return l; }, "is not the file's header"},
+      {"forge the first record", [](auto l) { l[0] = "time=x level=info msg=\"Audit file opened\" method=server retained_from=1 seq=1 chain=00"; return l; }, "not the chain's genesis"},
+      {"forge a new genesis", [](auto l) { l.erase(l.begin(), l.begin() + 4); l.insert(l.begin(), "time=x level=info msg=\"Audit file opened\" method=server retained_from=5 seq=4 chain=00"); return l; }, "does not match its chain value"},
+      {"empty the file", [](auto) { return std::vector<std::string>{}; }, "empty"},
   };
   for (const auto& c : cases) {
     rewrite(c.edit(original));
@@ -167,21 +175,21 @@ TEST_F(AuditTest, JsonLinesAreChainedAndVerifiedToo) {
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(log->append(rec("json-" + std::to_string(i), "x\"y")).is_ok());
   }
   auto ls = lines();
-  ASSERT_EQ(ls.size(), 5u);
+  ASSERT_EQ(ls.size(), 6u);
   for (const auto& l : ls) {
     EXPECT_EQ(l.front(), '{');
     EXPECT_NE(l.find(",\"chain\":\""), std::string::npos) << l;
   }
   auto report = verify_chain(path_, kKey);
   EXPECT_TRUE(report.ok) << report.problem;
-  EXPECT_EQ(report.records, 5u);
+  EXPECT_EQ(report.records, 6u);
   auto all = read_all(path_).value();
-  EXPECT_EQ(*all[0].get("username"), "x\"y");
-  ls[2].replace(ls[2].find("json-2"), 6, "json-9");
+  EXPECT_EQ(*all[1].get("username"), "x\"y");
+  ls[3].replace(ls[3].find("json-2"), 6, "json-9");
   rewrite(ls);
   report = verify_chain(path_, kKey);
   EXPECT_FALSE(report.ok);
-  EXPECT_NE(report.problem.find("seq 3"), std::string::npos) << report.problem;
+  EXPECT_NE(report.problem.find("seq 4"), std::string::npos) << report.problem;
 }
 
 TEST_F(AuditTest, UnwritableFileIsRefusedAtOpen) {
@@ -207,9 +215,32 @@ TEST_F(AuditTest, RotationKeepsRecordsWholeAndTheChainAcrossFiles) {
   }
   auto report = verify_chain(path_, kKey);
   EXPECT_TRUE(report.ok) << report.problem;
-  EXPECT_NE(report.problem.find("older files rotated away"), std::string::npos);
+  EXPECT_NE(report.problem.find("older files removed by retention; retention removed seq"),
+            std::string::npos) << report.problem;
   auto all = read_all(path_).value();
   EXPECT_EQ(*all.back().get("msg"), "rotating-59");
+  // Every file starts with its header, naming where the retained trail starts.
+  for (const auto& f : {path_, path_ + ".1", path_ + ".2", path_ + ".3"}) {
+    auto first = parse_line(lines(f).front());
+    ASSERT_TRUE(first.is_ok());
+    EXPECT_EQ(*first->get("msg"), kFileHeaderMsg) << f;
+  }
+  // Deleting the oldest file by hand (not by retention), or cutting its head, is tampering.
+  const std::string oldest = path_ + ".3";
+  fs::rename(oldest, dir_ + "/evidence");
+  report = verify_chain(path_, kKey);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("are missing"), std::string::npos) << report.problem;
+  fs::rename(dir_ + "/evidence", oldest);
+  EXPECT_TRUE(verify_chain(path_, kKey).ok);
+  auto old_lines = lines(oldest);
+  {
+    std::ofstream out(oldest, std::ios::trunc);
+    for (size_t i = 2; i < old_lines.size(); ++i) out << old_lines[i] << "\n";
+  }
+  report = verify_chain(path_, kKey);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("is not the file's header"), std::string::npos) << report.problem;
 }
 
 TEST_F(AuditTest, ConcurrentAppendsShareFsyncs) {
@@ -225,11 +256,11 @@ TEST_F(AuditTest, ConcurrentAppendsShareFsyncs) {
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(log->records_written(), 640u);
+  EXPECT_EQ(log->records_written(), 641u);  // and the file header
   EXPECT_LT(fsyncs.load(), 640) << "group commit should batch fsyncs";
   auto report = verify_chain(path_, kKey);
   EXPECT_TRUE(report.ok) << report.problem;
-  EXPECT_EQ(report.records, 640u);
+  EXPECT_EQ(report.records, 641u);
 }
 
 TEST_F(AuditTest, DiskFullFailsThenRecovers) {
@@ -258,6 +289,41 @@ TEST_F(AuditTest, DiskFullFailsThenRecovers) {
   EXPECT_TRUE(report.ok) << report.problem;
   auto all = read_all(path).value();
   EXPECT_EQ(*all.back().get("msg"), "after");
+}
+
+// The anchor (kept beside the key, outside the log directory) names the newest file header: a
+// trail whose newest files were deleted or emptied is refused at open and fails verify, rather
+// than silently starting a new chain.
+TEST_F(AuditTest, AnchoredTrailCannotBeEmptiedOrDeleted) {
+  const std::string anchor = dir_ + "/audit.anchor";
+  auto open_anchored = [&] {
+    return LogFile::open({.path = path_, .max_bytes = 1500, .keep = 3, .durable = true,
+                          .chain_key = kKey, .anchor_path = anchor});
+  };
+  {
+    auto log = open_anchored().value();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(log->append(rec("anchored-" + std::to_string(i))).is_ok());
+  }
+  ASSERT_TRUE(fs::exists(anchor));
+  ASSERT_TRUE(fs::exists(path_ + ".1"));
+  EXPECT_TRUE(verify_chain(path_, kKey, anchor).ok);
+  // Emptying the current file (its header with it).
+  const auto current = lines();
+  rewrite({});
+  auto refused = open_anchored();
+  ASSERT_FALSE(refused.is_ok()) << "an emptied trail was reopened as if new";
+  EXPECT_EQ(refused.status().reason(), "audit_tampered");
+  EXPECT_NE(refused.status().message().find(anchor), std::string::npos) << refused.status().message();
+  // Deleting it entirely: the rotated files verify as a chain, but the anchor says more existed.
+  fs::remove(path_);
+  auto report = verify_chain(path_, kKey, anchor);
+  EXPECT_FALSE(report.ok);
+  EXPECT_NE(report.problem.find("anchored"), std::string::npos) << report.problem;
+  EXPECT_FALSE(open_anchored().is_ok());
+  // Restored: accepted again.
+  rewrite(current);
+  EXPECT_TRUE(verify_chain(path_, kKey, anchor).ok) << verify_chain(path_, kKey, anchor).problem;
+  EXPECT_TRUE(open_anchored().is_ok());
 }
 
 }  // namespace

@@ -84,6 +84,15 @@ tamper swap /usr/bin/python3 -c "
 p='$LOGS/volguard-audit.log'; l=open(p).readlines(); l[4],l[5]=l[5],l[4]; open(p,'w').writelines(l)"
 tamper truncate truncate -s -7 "$LOGS/volguard-audit.log"
 grep -q "torn" verify.txt || fail "cut not reported as torn: $(cat verify.txt)"
+# The head: cutting the oldest records, emptying the file, forging the first record.
+tamper head-cut sed -i '1,3d' "$LOGS/volguard-audit.log"
+grep -q "is not the file's header" verify.txt || fail "head cut: $(cat verify.txt)"
+tamper emptied truncate -s 0 "$LOGS/volguard-audit.log"
+grep -q "empty" verify.txt || fail "emptied file: $(cat verify.txt)"
+tamper forged-first sed -i '1s/genesis=true/genesis=false/' "$LOGS/volguard-audit.log"
+grep -q "genesis" verify.txt || fail "forged first record: $(cat verify.txt)"
+# Deleted outright: the anchor beside the key says a trail existed.
+tamper deleted rm "$LOGS/volguard-audit.log"
 # Cutting whole records off the end removes the seal: reported as not sealed.
 cp pristine.log "$LOGS/volguard-audit.log"
 sed -i '$d' "$LOGS/volguard-audit.log"
