@@ -4,6 +4,7 @@
 #include <sys/statvfs.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <map>
 
 #include "common/text.h"
@@ -12,10 +13,10 @@ namespace volguard::service {
 
 namespace {
 
+// A JSON array of strings: a group named "eng,admin" stays one group (["eng,admin"]), never
+// two, whatever a token puts in its names.
 std::string list_text(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + v[i];
-  return out + "]";
+  return nlohmann::json(v).dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace

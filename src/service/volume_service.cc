@@ -20,6 +20,20 @@ using store::VolumeRecord;
 
 namespace {
 
+// "owner O; groups a/eng:w; collaborators a/bob:r; public r": what a new volume was created
+// with, for its audit record (an auditor must see the grants it started with).
+std::string grants_text(const ownership::Ownership& o) {
+  auto list = [](const std::map<std::string, ownership::Access>& m) {
+    std::string out;
+    for (const auto& [who, a] : m) out += (out.empty() ? "" : ",") + who + ":" + ownership::access_name(a);
+    return out.empty() ? std::string("none") : out;
+  };
+  return "owner " + (o.owner.empty() ? std::string("none") : o.owner) + "; groups " + list(o.groups) +
+         "; collaborators " + list(o.collaborators) + "; public " +
+         (o.public_access == ownership::Access::kNone ? std::string("none")
+                                                      : std::string(ownership::access_name(o.public_access)));
+}
+
 std::string new_id() {
   unsigned char rnd[8];
   RAND_bytes(rnd, sizeof rnd);
@@ -498,6 +512,9 @@ void VolumeService::register_methods(MethodTable* t) {
           rec.ownership.public_access = *access;
         }
         call.resource_for_log = "volume/" + rec.id;
+        call.audit_message = "Volume " + rec.id + " created (name " + rec.name + ", size " +
+                             driver::format_size(rec.size_bytes) + ", fs " + rec.fs + "; " +
+                             grants_text(rec.ownership) + ")";
         auto held = reserve_new_volume(call, &rec);  // released once the volume is in the catalog
         if (!held) return held.status();
         auto made = make_volume(std::move(rec), [&](const std::string& id) {
@@ -546,6 +563,10 @@ void VolumeService::register_methods(MethodTable* t) {
         }
         if (call.security_enabled && !call.who->guest) rec.ownership.owner = call.who->principal();
         call.resource_for_log = "volume/" + rec.id;
+        call.audit_message = "Volume " + rec.id + " created as a clone of " +
+                             (src_vol ? "volume " + src_vol->id : "snapshot " + src_snap->id +
+                                                                      " of volume " + src_snap->volume_id) +
+                             " (name " + rec.name + "; " + grants_text(rec.ownership) + ")";
         auto held = reserve_new_volume(call, &rec);  // released once the volume is in the catalog
         if (!held) return held.status();
         auto made = make_volume(std::move(rec), [&](const std::string& id) {

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "audit/audit.h"
 #include "service/audit_recorder.h"
 #include "support/test_server.h"
@@ -116,7 +118,7 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
       {&alice, kVol + "Update", &grant, &vr, "volume.update", "access added: group test.local/ops:w"},
       {&alice, kVol + "Update", &revoke, &vr, "volume.update", "access removed: group test.local/ops"},
       {&alice, kVol + "Update", &resize, &vr, "volume.update", "resized to 64M"},
-      {&alice, kVol + "Clone", &cl, &vr, "volume.clone", "created as a clone"},
+      {&alice, kVol + "Clone", &cl, &vr, "volume.clone", "created as a clone of volume " + id},
       {&alice, kVol + "SnapshotDelete", &sref, &e, "volume.snapshotdelete", "deleted"},
       {&alice, kVol + "Delete", &clone_ref, &e, "volume.delete", "deleted"},
       {&admin, kVol + "Update", &xfer, &vr, "volume.update", "ownership transferred from test.local/alice to test.local/bob"},
@@ -133,12 +135,15 @@ TEST(AuditTrailTest, EveryStateChangeWritesExactlyOneRecord) {
   EXPECT_EQ(field(create_intent, "method"), "volume.create");
   EXPECT_EQ(field(create_intent, "intent"), field(records.back(), "intent"));
   EXPECT_EQ(field(records.back(), "outcome"), "done");
-  EXPECT_EQ(field(records.back(), "msg"), "Volume " + id + " created");
+  // With the grants it was created with.
+  EXPECT_EQ(field(records.back(), "msg"),
+            "Volume " + id + " created (name aud, size 32M, fs ext4; owner test.local/alice; "
+            "groups none; collaborators none; public none)");
   EXPECT_EQ(field(records.back(), "method"), "volume.create");
   EXPECT_EQ(field(records.back(), "username"), "alice");
   EXPECT_EQ(field(records.back(), "issuer"), "test.local");
-  EXPECT_EQ(field(records.back(), "roles"), "[system.user]");
-  EXPECT_EQ(field(records.back(), "groups"), "[eng]");
+  EXPECT_EQ(field(records.back(), "roles"), "[\"system.user\"]");
+  EXPECT_EQ(field(records.back(), "groups"), "[\"eng\"]");
   EXPECT_EQ(field(records.back(), "resource"), "volume/" + id);
   EXPECT_EQ(field(records.back(), "code"), "OK");
   EXPECT_NE(field(records.back(), "request_id"), "");
@@ -248,7 +253,7 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
   TestServer srv;
   std::string evil_name = "Eve\" level=info msg=Authorized username=root\nlevel=info msg=\"forged line";
   identity::TokenClaims c{.issuer = "test.local", .subject = "eve", .name = evil_name,
-                          .email = "e=v@x", .roles = {"system.user"}, .groups = {"g\"x", "a b"},
+                          .email = "e=v@x", .roles = {"system.user"}, .groups = {"g\"x", "a b", "eng,admin"},
                           .lifetime_seconds = 600};
   std::string tok = identity::generate_token(
       identity::SigningKey::from_secret(testing::kTestSecret).value(), c, std::time(nullptr)).value();
@@ -267,8 +272,11 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
   EXPECT_EQ(field(records[2], "name"), evil_name);
   EXPECT_EQ(field(records[3], "name"), evil_name);
   EXPECT_EQ(field(records[3], "username"), "eve");
-  EXPECT_EQ(field(records[3], "msg"), "Volume " + vr.volume().id() + " created");
-  EXPECT_EQ(field(records[3], "groups"), "[g\"x,a b]");
+  EXPECT_EQ(field(records[3], "msg").rfind("Volume " + vr.volume().id() + " created (", 0), 0u)
+      << field(records[3], "msg");
+  // One JSON array: the group names stay apart whatever they hold.
+  EXPECT_EQ(nlohmann::json::parse(field(records[3], "groups")),
+            nlohmann::json::array({"g\"x", "a b", "eng,admin"}));
 }
 
 // Write-ahead: with the audit trail immutable (chattr +i), a create is refused and nothing of

@@ -42,7 +42,7 @@ cat acked-*.txt > acked.txt 2>/dev/null || touch acked.txt
 n_acked=$(wc -l < acked.txt)
 [ "$n_acked" -gt 0 ] || fail "no create was acknowledged before the kill"
 while read -r id; do
-  grep -q "msg=\"Volume $id created\"" "$LOGS/volguard-audit.log" || fail "acknowledged create $id has no audit record"
+  grep -q "msg=\"Volume $id created (" "$LOGS/volguard-audit.log" || fail "acknowledged create $id has no audit record"
 done < acked.txt
 node "$NPM_DIR/logfmt_check.mjs" "$LOGS/volguard-audit.log" "$LOGS/volguard-access.log" > parsed.txt \
   || fail "independent logfmt parser refused a line"
