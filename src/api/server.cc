@@ -24,6 +24,7 @@
 #include "identity/verifier.h"
 #include "service/audit_recorder.h"
 #include "service/metrics.h"
+#include "volguard.pb.h"
 #include "service/pipeline.h"
 #include "service/volume_service.h"
 #include "store/store.h"
@@ -404,26 +405,25 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
     (void)google::protobuf::util::MessageToJsonString(*response, &out, print);
     res.set_content(out, "application/json");
   });
-  http.Get("/metrics", [pipeline, metrics, metrics_token](const httplib::Request& req,
-                                                          httplib::Response& res) {
-    if (metrics_token) {
-      service::RequestMeta meta{req.get_header_value("Authorization"), req.remote_addr};
-      auto who = pipeline->authenticate(meta);
-      Status refusal;
-      if (!who) {
-        refusal = who.status();
-      } else if (who->guest) {
-        refusal = Status(Code::kUnauthenticated, "token_missing", "/metrics needs a token");
-      } else if (auto d = pipeline->roles()->decide(who->roles, "metrics", "inspect"); !d.allowed) {
-        refusal = Status(Code::kPermissionDenied, d.reason, d.message);
-      }
-      if (!refusal.is_ok()) {
-        res.status = http_status_of(refusal.code());
-        res.set_content(error_json(refusal), "application/json");
-        return;
-      }
+  // GET /metrics is the method metrics.inspect: the same pipeline as every call (authentication,
+  // the one decision, the access log, the auth-failure counter), so `auth can-i` knows it too.
+  http.Get("/metrics", [pipeline, table, metrics, metrics_token](const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    if (!metrics_token) {  // metrics.require_token: false — an explicit opt-out
+      res.set_content(metrics->render(), "text/plain; version=0.0.4");
+      return;
     }
-    res.set_content(metrics->render(), "text/plain; version=0.0.4");
+    const service::MethodSpec* spec = table->find("metrics.inspect");
+    service::RequestMeta meta{req.get_header_value("Authorization"), req.remote_addr};
+    v1::MetricsResponse out;
+    Status s = spec == nullptr ? Status(Code::kInternal, "method_missing", "metrics.inspect")
+                               : pipeline->invoke(*spec, meta, v1::Empty(), &out);
+    if (!s.is_ok()) {
+      res.status = http_status_of(s.code());
+      res.set_content(error_json(s), "application/json");
+      return;
+    }
+    res.set_content(out.text(), "text/plain; version=0.0.4");
   });
 }
 
@@ -503,6 +503,7 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   impl->volumes = std::make_unique<service::VolumeService>(config, std::move(store).value(),
                                                            std::move(driver).value());
   impl->volumes->register_methods(&impl->table);
+  service::register_metrics_methods(&impl->table, &impl->metrics);
   impl->pipeline = std::make_unique<service::Pipeline>(config.security, impl->verifier,
                                                        &impl->table, impl->volumes.get());
   impl->volumes->set_pipeline(impl->pipeline.get());

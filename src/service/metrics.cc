@@ -1,5 +1,8 @@
 #include "service/metrics.h"
 
+#include "service/pipeline.h"
+#include "volguard.pb.h"
+
 #include <cstdio>
 
 namespace volguard::service {
@@ -111,6 +114,15 @@ std::string Metrics::render() const {
   histogram_lines(&out, "volguard_audit_fsync_seconds", "", bounds(), fsync_.buckets, fsync_.count,
                   fsync_.sum);
   return out;
+}
+
+void register_metrics_methods(MethodTable* table, const Metrics* metrics) {
+  table->add<v1::Empty, v1::MetricsResponse>(
+      "metrics", "inspect", "/volguard.v1.VolguardMetrics/Inspect", {}, /*mutates=*/false,
+      /*slow=*/false, [metrics](Call&, const v1::Empty&, v1::MetricsResponse* out) -> Status {
+        out->set_text(metrics->render());
+        return Status::ok();
+      });
 }
 
 }  // namespace volguard::service

@@ -36,4 +36,9 @@ class Metrics {
   Histogram fsync_;
 };
 
+class MethodTable;
+// metrics.inspect (GET /metrics, gRPC VolguardMetrics/Inspect): a table method like any other,
+// so the pipeline authenticates, decides, logs and counts it. `metrics` outlives the table.
+void register_metrics_methods(MethodTable* table, const Metrics* metrics);
+
 }  // namespace volguard::service

@@ -12,6 +12,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -402,15 +404,29 @@ TEST(MetricsTest, PrometheusTextBehindAToken) {
   httplib::Client rest("127.0.0.1", srv.rest_port());
   auto r = rest.Get("/metrics");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->status, 403);  // the guest (guest_access is on here) has no metrics.inspect
   r = rest.Get("/metrics", {{"Authorization", "Bearer " + srv.token("alice", {"system.user"})}});
   EXPECT_EQ(r->status, 403);  // system.user has no metrics.inspect
+  r = rest.Get("/metrics", {{"Authorization", "Bearer garbage"}});
+  EXPECT_EQ(r->status, 401);
+  // /metrics goes through the pipeline: in the access log, counted like any call.
+  std::map<std::string, int> metrics_calls;
+  // The access log is written behind the request: give its flusher a moment.
+  for (int tries = 0; tries < 100; ++tries, std::this_thread::sleep_for(std::chrono::milliseconds(20))) {
+    metrics_calls.clear();
+    for (const auto& rec : access_records(srv)) {
+      if (field(rec, "method") == "metrics.inspect") ++metrics_calls[field(rec, "reason")];
+    }
+    if (metrics_calls["rbac_denied"] >= 2 && metrics_calls["token_malformed"] >= 1) break;
+  }
+  EXPECT_EQ(metrics_calls["rbac_denied"], 2);
+  EXPECT_EQ(metrics_calls["token_malformed"], 1);
   r = rest.Get("/metrics", {{"Authorization", "Bearer " + srv.token("ops", {"system.view"})}});
   ASSERT_EQ(r->status, 200);
   const std::string& m = r->body;
+  EXPECT_NE(m.find("volguard_authentication_failures_total{reason=\"token_malformed\"} 2"), std::string::npos) << m;
   EXPECT_NE(m.find("volguard_requests_total{method=\"volume.create\",code=\"OK\"} 1"), std::string::npos) << m;
   EXPECT_NE(m.find("volguard_authorization_denials_total{method=\"volume.delete\"} 1"), std::string::npos);
-  EXPECT_NE(m.find("volguard_authentication_failures_total{reason=\"token_malformed\"} 1"), std::string::npos);
   EXPECT_NE(m.find("volguard_request_duration_seconds_bucket{method=\"volume.create\",le=\"+Inf\"} 1"), std::string::npos);
   EXPECT_NE(m.find("volguard_audit_records_total 3"), std::string::npos);  // started + intent + create
   EXPECT_NE(m.find("volguard_audit_fsync_seconds_count"), std::string::npos);

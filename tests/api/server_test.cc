@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "service/volume_service.h"
+#include "service/metrics.h"
 #include "support/test_server.h"
 #include "volguard.pb.h"
 
@@ -26,6 +27,8 @@ service::MethodTable build_table() {
   service::VolumeService svc(cfg, nullptr, nullptr);
   service::MethodTable table;
   svc.register_methods(&table);
+  static const service::Metrics metrics;
+  service::register_metrics_methods(&table, &metrics);
   return table;
 }
 
