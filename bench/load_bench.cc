@@ -133,7 +133,10 @@ int main(int argc, char** argv) {
   double seconds = argc > 2 ? std::atof(argv[2]) : 5;
   char tmpl[] = "/tmp/volguard-bench-XXXXXX";
   std::string root = mkdtemp(tmpl);
-  write_file(root + "/secret", kSecret, 0600);
+  if (Status s = write_file(root + "/secret", kSecret, 0600); !s.is_ok()) {
+    std::fprintf(stderr, "bench: %s\n", s.to_string().c_str());
+    return 2;
+  }
   seed(root + "/on");
   seed(root + "/off");  // seeded again, not copied: a copy would fill the sparse files
 

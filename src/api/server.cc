@@ -612,7 +612,12 @@ void Server::shutdown() {
   }
   if (impl_->pool) impl_->pool->stop();
   // The seal: a verify can tell a clean stop from a crash or a cut tail.
-  if (impl_->recorder) impl_->recorder->event("Server stopped", {}, /*sealed=*/true);
+  if (impl_->recorder) {
+    if (Status s = impl_->recorder->event("Server stopped", {}, /*sealed=*/true); !s.is_ok()) {
+      spdlog::error("audit: the shutdown seal could not be written ({}): verify will say NOT SEALED",
+                    s.to_string());
+    }
+  }
   spdlog::info("volguard stopped");
 }
 

@@ -32,7 +32,7 @@ enum class Code : int {
 const char* code_name(Code code);
 int http_status_of(Code code);
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(Code code, std::string reason, std::string message)

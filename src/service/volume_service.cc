@@ -20,6 +20,12 @@ using store::VolumeRecord;
 
 namespace {
 
+// Cleanup that cannot undo the caller's failure (an undo, a recovery step): a failure is not the
+// caller's answer, but it must never be silent — recovery at the next start finishes the job.
+void log_if_failed(const Status& s, const char* what, const std::string& id) {
+  if (!s.is_ok()) spdlog::warn("{} {}: {} (left for recovery at the next start)", what, id, s.to_string());
+}
+
 // "owner O; groups a/eng:w; collaborators a/bob:r; public r": what a new volume was created
 // with, for its audit record (an auditor must see the grants it started with).
 std::string grants_text(const ownership::Ownership& o) {
@@ -364,8 +370,8 @@ Status VolumeService::recover() {
   for (const auto& s : *snaps) {
     if (s.state != RecordState::kReady || !driver_->snapshot_exists(s.id)) {
       spdlog::warn("recovery: removing {} snapshot {} ({})", store::state_name(s.state), s.id, s.name);
-      driver_->remove_snapshot(s.id);
-      store_->delete_snapshot(s.id);
+      log_if_failed(driver_->remove_snapshot(s.id), "remove_snapshot", s.id);
+      log_if_failed(store_->delete_snapshot(s.id), "delete_snapshot", s.id);
       continue;
     }
     kept_snapshots.insert(s.id);
@@ -382,11 +388,11 @@ Status VolumeService::recover() {
       spdlog::warn("recovery: removing {} volume {} ({}){}", store::state_name(v.state), v.id,
                    v.name, on_disk ? "" : ", not on disk");
       if (on_disk) {
-        driver_->unmount(v.id);
-        driver_->detach(v.id);
-        driver_->remove(v.id);
+        log_if_failed(driver_->unmount(v.id), "unmount", v.id);
+        log_if_failed(driver_->detach(v.id), "detach", v.id);
+        log_if_failed(driver_->remove(v.id), "remove", v.id);
       }
-      store_->delete_volume(v.id);
+      log_if_failed(store_->delete_volume(v.id), "delete_volume", v.id);
       continue;
     }
     kept_volumes.insert(v.id);
@@ -403,15 +409,15 @@ Status VolumeService::recover() {
     for (const auto& id : *ids) {
       if (!kept_volumes.count(id)) {
         spdlog::warn("recovery: removing orphan volume file {}", id);
-        driver_->unmount(id);
-        driver_->detach(id);
-        driver_->remove(id);
+        log_if_failed(driver_->unmount(id), "unmount", id);
+        log_if_failed(driver_->detach(id), "detach", id);
+        log_if_failed(driver_->remove(id), "remove", id);
       }
     }
   }
   if (auto ids = driver_->snapshot_ids(); ids.is_ok()) {
     for (const auto& id : *ids) {
-      if (!kept_snapshots.count(id)) driver_->remove_snapshot(id);
+      if (!kept_snapshots.count(id)) log_if_failed(driver_->remove_snapshot(id), "remove_snapshot", id);
     }
   }
   if (auto s = load_quotas(); !s.is_ok()) return s;
@@ -439,14 +445,14 @@ Result<std::shared_ptr<const VolumeRecord>> VolumeService::make_volume(
     return s;
   }
   if (auto s = make_on_disk(rec.id); !s.is_ok()) {
-    store_->delete_volume(rec.id);
+    log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
     release();
     return s;
   }
   rec.state = RecordState::kReady;
   if (auto s = store_->update_volume(rec); !s.is_ok()) {
-    driver_->remove(rec.id);
-    store_->delete_volume(rec.id);
+    log_if_failed(driver_->remove(rec.id), "remove", rec.id);
+    log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
     release();
     return s;
   }
@@ -615,7 +621,7 @@ void VolumeService::register_methods(MethodTable* t) {
         if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
         if (auto s = driver_->remove(rec.id); !s.is_ok()) {
           rec.state = RecordState::kReady;
-          store_->update_volume(rec);
+          log_if_failed(store_->update_volume(rec), "mark ready again after a failed remove:", rec.id);
           return s;
         }
         if (auto s = store_->delete_volume(rec.id); !s.is_ok()) return s;
@@ -846,14 +852,14 @@ void VolumeService::register_methods(MethodTable* t) {
           return s;
         }
         if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
-          store_->delete_snapshot(rec.id);
+          log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
           release();
           return s;
         }
         rec.state = RecordState::kReady;
         if (auto s = store_->update_snapshot(rec); !s.is_ok()) {
-          driver_->remove_snapshot(rec.id);
-          store_->delete_snapshot(rec.id);
+          log_if_failed(driver_->remove_snapshot(rec.id), "remove_snapshot", rec.id);
+          log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
           release();
           return s;
         }
@@ -927,7 +933,7 @@ void VolumeService::register_methods(MethodTable* t) {
       true, true, [this](Call& call, const SnapshotRef&, Empty*) -> Status {
         const auto& s = call.snapshots[0];
         if (auto st = store_->delete_snapshot(s->id); !st.is_ok()) return st;
-        driver_->remove_snapshot(s->id);
+        log_if_failed(driver_->remove_snapshot(s->id), "remove_snapshot", s->id);
         std::unique_lock lock(catalog_mu_);
         snapshot_names_.erase(s->name);
         snapshots_.erase(s->id);

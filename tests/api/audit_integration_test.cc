@@ -399,8 +399,9 @@ TEST(MetricsTest, PrometheusTextBehindAToken) {
   v1::VolumeRef ref;
   ref.set_volume("met");
   v1::Empty e;
-  srv.client(srv.token("vic", {"system.view"})).call(kVol + "Delete", ref, &e);
-  srv.client("garbage").call(kVol + "Delete", ref, &e);
+  EXPECT_EQ(srv.client(srv.token("vic", {"system.view"})).call(kVol + "Delete", ref, &e).code(),
+            Code::kPermissionDenied);
+  EXPECT_EQ(srv.client("garbage").call(kVol + "Delete", ref, &e).code(), Code::kUnauthenticated);
   httplib::Client rest("127.0.0.1", srv.rest_port());
   auto r = rest.Get("/metrics");
   ASSERT_TRUE(r);

@@ -26,7 +26,9 @@ class TestServer {
                       const std::string& extra_top = "") {
     char tmpl[] = "/tmp/volguard-it-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    write_file(dir_ + "/secret", kTestSecret + "\n", 0600);
+    if (Status s = write_file(dir_ + "/secret", kTestSecret + "\n", 0600); !s.is_ok()) {
+      ADD_FAILURE() << s.to_string();
+    }
     std::string yaml = "data_dir: " + dir_ + "/data\n" +
                        "api:\n  grpc: 127.0.0.1:0\n  rest: 127.0.0.1:0\n" + extra_top +
                        "security:\n  guest_access: " + (guest_access ? "true" : "false") + "\n" +
