@@ -179,13 +179,9 @@ Result<std::pair<std::string, int>> split_address(const std::string& addr, const
   if (colon == std::string::npos) {
     return Status(Code::kInvalidArgument, "bad_config", key + ": '" + addr + "' must be HOST:PORT");
   }
-  int port = 0;
-  try {
-    port = std::stoi(addr.substr(colon + 1));
-  } catch (...) {
-    port = -1;
-  }
-  if (port < 0 || port > 65535) {
+  const auto parsed = parse_count(std::string_view(addr).substr(colon + 1));
+  const int port = parsed && *parsed <= 65535 ? static_cast<int>(*parsed) : -1;
+  if (port < 0) {
     return Status(Code::kInvalidArgument, "bad_config", key + ": '" + addr + "' has a bad port");
   }
   return std::make_pair(addr.substr(0, colon), port);

@@ -224,9 +224,10 @@ std::optional<Record> first_record(const std::string& file) {
 }
 
 bool parse_u64(const std::string* text, uint64_t* out) {
-  if (text == nullptr || text->empty()) return false;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
-  return ec == std::errc() && end == text->data() + text->size();
+  if (text == nullptr) return false;
+  auto n = parse_count(*text);
+  if (n) *out = *n;
+  return n.has_value();
 }
 
 std::string render(const Record& r, Format f) { return f == Format::kJson ? to_json_line(r) : to_logfmt(r); }

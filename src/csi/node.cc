@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -29,8 +30,10 @@ const std::string kMount = "/volguard.v1.VolguardMountAttach/";
 std::string unescape(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8)));
+    unsigned code = 0;
+    if (s[i] == '\\' && i + 3 < s.size() &&
+        std::from_chars(s.data() + i + 1, s.data() + i + 4, code, 8).ptr == s.data() + i + 4) {
+      out.push_back(static_cast<char>(code));
       i += 3;
     } else {
       out.push_back(s[i]);

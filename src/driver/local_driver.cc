@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -349,7 +350,11 @@ bool children_have_capability(int cap) {
   std::ifstream in("/proc/thread-self/status");
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("CapBnd:", 0) != 0) continue;
-    const uint64_t mask = std::stoull(line.substr(7), nullptr, 16);
+    std::string hex = line.substr(7);
+    hex.erase(0, hex.find_first_not_of(" \t"));
+    uint64_t mask = 0;
+    auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), mask, 16);
+    if (ec != std::errc() || end == hex.data()) return true;  // cannot tell: let the tool report
     return (mask >> cap) & 1;
   }
   return true;  // cannot tell: let the tool report

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include <chrono>
+#include <random>
 #include <cstdio>
 
 #include "common/text.h"
@@ -85,7 +86,11 @@ Pipeline::Pipeline(const config::SecurityConfig& security,
       admins_{security.admin_groups} {
   roles_.store(std::make_shared<const policy::RoleSet>(policy::default_roles()));
   unsigned char rnd[4];
-  RAND_bytes(rnd, sizeof rnd);
+  if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    // OpenSSL's generator failed (it should not): the kernel's, never uninitialised bytes.
+    std::random_device dev;
+    for (auto& b : rnd) b = static_cast<unsigned char>(dev());
+  }
   char buf[16];
   std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
   request_prefix_ = buf;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <ctime>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <filesystem>
 
@@ -42,7 +43,11 @@ std::string grants_text(const ownership::Ownership& o) {
 
 std::string new_id() {
   unsigned char rnd[8];
-  RAND_bytes(rnd, sizeof rnd);
+  if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    // OpenSSL's generator failed (it should not): the kernel's, never uninitialised bytes.
+    std::random_device dev;
+    for (auto& b : rnd) b = static_cast<unsigned char>(dev());
+  }
   static const char* hex = "0123456789abcdef";
   std::string out;
   for (unsigned char b : rnd) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <string_view>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
 #include "store/store.h"
 
 namespace volguard::store {
@@ -521,13 +523,18 @@ class SqliteStore final : public MetadataStore {
     }
     auto version = query_text("PRAGMA user_version");
     if (!version) return version.status();
-    if (std::stoi(*version) > kSchemaVersion) {
+    const auto parsed = parse_count(*version);
+    if (!parsed) {
+      return Status(Code::kInternal, "store_error",
+                    "sqlite store " + in_quotes(path_) + ": user_version '" + *version + "' is not a number");
+    }
+    if (*parsed > static_cast<uint64_t>(kSchemaVersion)) {
       return Status(Code::kInternal, "store_error",
                     "sqlite store " + in_quotes(path_) + ": schema version " + *version +
                         " is newer than this build supports (" + std::to_string(kSchemaVersion) +
                         ")");
     }
-    const int current = std::stoi(*version);
+    const int current = static_cast<int>(*parsed);
     for (const Migration& m : kMigrations) {
       if (m.to <= current) continue;
       std::string sql = std::string("BEGIN IMMEDIATE;\n") + m.sql + "PRAGMA user_version = " +
