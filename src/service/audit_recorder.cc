@@ -161,17 +161,21 @@ Status AuditRecorder::audit_ready() {
                 "(audit.fail_closed)");
 }
 
+Status AuditRecorder::append_counted(audit::Record rec) {
+  Status s = audit_->append(std::move(rec));
+  if (metrics_) {
+    if (s.is_ok()) metrics_->audit_record();
+    else metrics_->audit_failure();
+  }
+  return s;
+}
+
 Status AuditRecorder::intent(const DecisionRecord& r) {
   audit::Record rec = base(r, "info", "Intent");
   rec.add("intent", r.request_id);
   rec.add("params", r.params);
-  Status s = audit_->append(std::move(rec));
-  if (s.is_ok()) {
-    if (metrics_) metrics_->audit_record();
-    return s;
-  }
-  if (metrics_) metrics_->audit_failure();
-  if (!fail_closed_) return Status::ok();
+  Status s = append_counted(std::move(rec));
+  if (s.is_ok() || !fail_closed_) return Status::ok();
   return Status(Code::kUnavailable, "audit_unavailable",
                 "the intent of " + r.method + " could not be made durable in the audit trail (" +
                     s.message() + "); nothing was done");
@@ -182,13 +186,8 @@ Status AuditRecorder::audit(const DecisionRecord& r) {
   audit::Record rec = base(r, done ? "info" : "warning", r.audit_message);
   rec.add("intent", r.request_id);
   rec.add("outcome", done ? "done" : "failed");
-  Status s = audit_->append(std::move(rec));
-  if (s.is_ok()) {
-    if (metrics_) metrics_->audit_record();
-    return s;
-  }
-  if (metrics_) metrics_->audit_failure();
-  if (!fail_closed_) return Status::ok();
+  Status s = append_counted(std::move(rec));
+  if (s.is_ok() || !fail_closed_) return Status::ok();
   return Status(Code::kUnavailable, "audit_unavailable",
                 std::string(done ? "the change was applied" : "the attempt failed") +
                     " but its outcome record could not be written (" + s.message() +
@@ -242,11 +241,7 @@ Result<size_t> AuditRecorder::recover_intents(
     rec.add("outcome", "unknown");
     rec.add("intent_time", get("time"));
     rec.add("found", found(get("resource"), get("params")));
-    if (Status s = audit_->append(std::move(rec)); !s.is_ok()) {
-      if (metrics_) metrics_->audit_failure();
-      return s;
-    }
-    if (metrics_) metrics_->audit_record();
+    if (Status s = append_counted(std::move(rec)); !s.is_ok()) return s;
   }
   return count;
 }
@@ -260,12 +255,7 @@ Status AuditRecorder::event(const std::string& msg,
   rec.add("method", "server");
   for (auto& f : fields) rec.add(std::move(f.first), std::move(f.second));
   if (sealed) rec.add("sealed", "true");
-  Status s = audit_->append(std::move(rec));
-  if (metrics_) {
-    if (s.is_ok()) metrics_->audit_record();
-    else metrics_->audit_failure();
-  }
-  return s;
+  return append_counted(std::move(rec));
 }
 
 }  // namespace volguard::service

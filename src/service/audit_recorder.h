@@ -46,6 +46,8 @@ class AuditRecorder : public DecisionRecorder {
   bool previous_run_unsealed() const { return audit_->previous_run_unsealed(); }
 
  private:
+  // Appends to the audit trail and counts the record or the failure in the metrics.
+  Status append_counted(audit::Record rec);
   AuditRecorder() = default;
   audit::Record base(const DecisionRecord& r, const std::string& level, const std::string& msg) const;
 
