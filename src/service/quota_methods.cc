@@ -205,17 +205,22 @@ void VolumeService::register_quota_methods(MethodTable* t) {
   // ---- quota.show: a caller's own quotas; anyone's (or all) for whoever may quota.set.
   t->add<QuotaShowRequest, QuotaResponse>(
       "quota", "show", "/volguard.v1.VolguardQuota/Show", {}, false, false,
-      [this, subject_of](Call& call, const QuotaShowRequest& req, QuotaResponse* resp) -> Status {
+      [this, t, subject_of](Call& call, const QuotaShowRequest& req, QuotaResponse* resp) -> Status {
         const auto& who = *call.who;
         const bool named = !req.user().empty() || !req.group().empty() || req.guest();
         std::vector<QuotaSubject> subjects;
         if (!named && !req.all()) {
           subjects = subjects_of(who);
         } else {
-          // The same decision quota.set would get: one rule says who administers quotas.
-          const bool admin = !call.security_enabled ||
-                             (pipeline_ != nullptr &&
-                              pipeline_->roles()->decide(who.roles, "quota", "set").allowed);
+          // The decision quota.set itself would get — the pipeline's one decision, not a second
+          // reading of the roles: whoever may set quotas may see anyone's.
+          const MethodSpec* set_spec = t->find("quota.set");
+          const bool admin =
+              !call.security_enabled ||
+              (pipeline_ != nullptr && set_spec != nullptr &&
+               pipeline_->decide(*set_spec, who, {}, *set_spec->request_prototype, /*explain=*/false,
+                                 nullptr)
+                   .status.is_ok());
           if (req.all()) {
             if (named) {
               return Status(Code::kInvalidArgument, "invalid_all",

@@ -21,6 +21,7 @@
 #include "identity/token.h"
 #include "ownership/ownership.h"
 #include "store/store.h"
+#include "support/test_server.h"
 #include "volguard.pb.h"
 
 namespace volguard {
@@ -55,12 +56,7 @@ class MultiIssuerServer {
   }
   ~MultiIssuerServer() {
     server_.reset();
-    std::system(("for m in $(awk '{print $2}' /proc/mounts | grep '^" + dir_ +
-                 "'); do umount -l $m; done; for f in " + dir_ +
-                 "/data/volumes/*.img; do losetup -j $f 2>/dev/null | cut -d: -f1 | xargs -r "
-                 "losetup -d; done")
-                    .c_str());
-    fs::remove_all(dir_);
+    volguard::testing::remove_server_dir(dir_);
   }
 
   static std::string secret_of(const std::string& iss) {

@@ -20,6 +20,17 @@ namespace volguard::testing {
 
 inline const std::string kTestSecret = "integration-test-secret-0123456789abcdef";
 
+// Removes a test server's directory, leaving no mounts or loop devices behind (stop the
+// server first).
+inline void remove_server_dir(const std::string& dir) {
+  std::system(("for m in $(awk '{print $2}' /proc/mounts | grep '^" + dir +
+               "'); do umount -l $m; done; for f in " + dir +
+               "/data/volumes/*.img; do losetup -j $f 2>/dev/null | cut -d: -f1 | xargs -r "
+               "losetup -d; done")
+                  .c_str());
+  std::filesystem::remove_all(dir);
+}
+
 class TestServer {
  public:
   explicit TestServer(const std::string& extra_security = "", bool guest_access = true,
@@ -40,13 +51,7 @@ class TestServer {
   }
   ~TestServer() {
     server_.reset();
-    // Leave no mounts or loop devices behind.
-    std::system(("for m in $(awk '{print $2}' /proc/mounts | grep '^" + dir_ +
-                 "'); do umount -l $m; done; for f in " + dir_ +
-                 "/data/volumes/*.img; do losetup -j $f 2>/dev/null | cut -d: -f1 | xargs -r "
-                 "losetup -d; done")
-                    .c_str());
-    std::filesystem::remove_all(dir_);
+    remove_server_dir(dir_);
   }
   void start() {
     auto s = api::Server::start(config_);
