@@ -25,8 +25,7 @@
 #include "service/audit_recorder.h"
 #include "service/metrics.h"
 #include "volguard.pb.h"
-#include "service/pipeline.h"
-#include "service/volume_service.h"
+#include "service/core.h"
 #include "store/store.h"
 
 namespace volguard::api {
@@ -105,7 +104,7 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
       return;
     }
-    if (spec_->slow) {
+    if (spec_->driver_io()) {
       pool_->submit([this] { process(); });
     } else {
       process();
@@ -426,15 +425,7 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
 }  // namespace
 
 struct Server::Impl {
-  // First member, so released last: the data dir stays ours until everything else is down.
-  std::vector<DirLock> locks;
-  config::Config config;
-  std::shared_ptr<const identity::Verifier> verifier;
-  std::unique_ptr<service::VolumeService> volumes;
-  service::MethodTable table;
-  std::unique_ptr<service::Pipeline> pipeline;
-  service::Metrics metrics;
-  std::unique_ptr<service::AuditRecorder> recorder;
+  std::unique_ptr<service::Core> core;  // first member: outlives the transports
   std::unique_ptr<WorkerPool> pool;
   std::unique_ptr<GenericService> generic;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -452,14 +443,8 @@ int Server::rest_port() const { return impl_->rest_port; }
 
 Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   auto impl = std::make_unique<Impl>();
-  impl->config = config;
-  if (config.security.enabled) {
-    auto verifier = identity::Verifier::from_config(config.security);
-    if (!verifier) return verifier.status();
-    impl->verifier = *verifier;
-  }
   // The TLS private key is checked before anything is created: a key group or others can read
-  // is refused (read_private_file), like the shared secrets above and the audit key below.
+  // is refused (read_private_file), like the shared secrets and the audit key.
   std::string tls_key;
   if (!config.api.tls.key_file.empty()) {
     auto key = read_private_file(config.api.tls.key_file);
@@ -469,61 +454,12 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     }
     tls_key = std::move(key).value();
   }
-  if (auto s = make_private_dir(config.data_dir); !s.is_ok()) {
-    return Status(s.code(), s.reason(), config.file + ": data_dir: " + s.message());
-  }
-  // An existing data dir keeps its mode (it may not be ours alone); what volguard keeps in it
-  // is private anyway (db 0600, volumes/ and the audit dir 0700), but say so.
-  if (struct stat st {}; ::stat(config.data_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
-    spdlog::warn("{}: data_dir {} has mode {:04o}: group or others can reach it (chmod 700 it)",
-                 config.file, config.data_dir, st.st_mode & 07777);
-  }
-  {
-    auto lock = DirLock::acquire(config.data_dir, config.file + ": data_dir");
-    if (!lock) return lock.status();
-    impl->locks.push_back(std::move(lock).value());
-  }
-  // An audit dir outside the data dir is locked too: two servers must never append to one chain.
-  if (const std::string& a = config.audit.dir; a.rfind(config.data_dir + "/", 0) != 0) {
-    if (auto s = make_private_dir(a); !s.is_ok()) {
-      return Status(s.code(), s.reason(), config.file + ": audit.dir: " + s.message());
-    }
-    auto lock = DirLock::acquire(a, config.file + ": audit.dir");
-    if (!lock) return lock.status();
-    impl->locks.push_back(std::move(lock).value());
-  }
-  auto store = store::open_sqlite_store(config.data_dir + "/volguard.db");
-  if (!store) return store.status();
-  auto driver = driver::open_local_driver(config.data_dir);
-  if (!driver) return driver.status();
-  impl->volumes = std::make_unique<service::VolumeService>(config, std::move(store).value(),
-                                                           std::move(driver).value());
-  impl->volumes->register_methods(&impl->table);
-  service::register_metrics_methods(&impl->table, &impl->metrics);
-  impl->pipeline = std::make_unique<service::Pipeline>(config.security, impl->verifier,
-                                                       &impl->table, impl->volumes.get());
-  impl->volumes->set_pipeline(impl->pipeline.get());
-  auto recorder = service::AuditRecorder::open(config, &impl->metrics);
-  if (!recorder) return recorder.status();
-  impl->recorder = std::move(recorder).value();
-  impl->pipeline->set_recorder(impl->recorder.get());
-  if (auto s = impl->volumes->recover(); !s.is_ok()) return s;
-  // Write-ahead audit: an intent a crash left open gets its outcome now ("unknown", with what
-  // the reconciled store and disk hold), before any new request can be taken.
-  {
-    auto* volumes = impl->volumes.get();
-    auto open = impl->recorder->recover_intents(
-        [volumes](const std::string& r, const std::string& p) { return volumes->describe_for_recovery(r, p); });
-    if (!open) {
-      return Status(Code::kUnavailable, "audit_unavailable",
-                    config.file + ": audit: recovering open intents: " + open.status().message());
-    }
-    if (*open > 0) spdlog::warn("audit: {} intent(s) left open by a crash recorded as outcome=unknown", *open);
-  }
+  ASSIGN_OR_RETURN(impl->core, service::Core::open(config));
+  service::Core& core = *impl->core;
 
   // gRPC.
   impl->pool = std::make_unique<WorkerPool>(8);
-  impl->generic = std::make_unique<GenericService>(impl->pipeline.get(), &impl->table, impl->pool.get());
+  impl->generic = std::make_unique<GenericService>(&core.pipeline(), &core.table(), impl->pool.get());
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!config.api.tls.cert_file.empty()) {
@@ -558,7 +494,7 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
                   config.file + ": " + rest.status().message());
   }
   impl->rest = std::move(rest).value();
-  add_rest_routes(impl->rest->http(), impl->pipeline.get(), &impl->table, &impl->metrics,
+  add_rest_routes(impl->rest->http(), &core.pipeline(), &core.table(), &core.metrics(),
                   config.metrics_require_token && config.security.enabled,
                   config.api.rest_read_timeout);
   auto rest_port = impl->rest->start(rest_addr->first, rest_addr->second);
@@ -570,7 +506,7 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   impl->rest_port = *rest_port;
   std::string issuers;
   for (const auto& i : config.security.issuers) issuers += (issuers.empty() ? "" : ",") + i.issuer;
-  Status started = impl->recorder->event(
+  Status started = core.recorder().event(
       "Server started",
       {{"security_enabled", config.security.enabled ? "true" : "false"},
        {"guest_access", config.security.guest_access ? "true" : "false"},
@@ -582,7 +518,7 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
           return g;
         }()},
        {"audit_fail_closed", config.audit.fail_closed ? "true" : "false"},
-       {"previous_shutdown", impl->recorder->previous_run_unsealed() ? "unclean" : "clean"}});
+       {"previous_shutdown", core.recorder().previous_run_unsealed() ? "unclean" : "clean"}});
   if (!started.is_ok() && config.audit.fail_closed) {
     impl->rest->stop();
     impl->grpc_server->Shutdown();
@@ -608,8 +544,8 @@ void Server::shutdown() {
   }
   if (impl_->pool) impl_->pool->stop();
   // The seal: a verify can tell a clean stop from a crash or a cut tail.
-  if (impl_->recorder) {
-    if (Status s = impl_->recorder->event("Server stopped", {}, /*sealed=*/true); !s.is_ok()) {
+  if (impl_->core) {
+    if (Status s = impl_->core->recorder().event("Server stopped", {}, /*sealed=*/true); !s.is_ok()) {
       spdlog::error("audit: the shutdown seal could not be written ({}): verify will say NOT SEALED",
                     s.to_string());
     }

@@ -55,7 +55,7 @@ class [[nodiscard]] Status {
 
 // A value or the Status explaining why there is none (std::expected is C++23).
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
@@ -79,3 +79,21 @@ class Result {
 };
 
 }  // namespace volguard
+
+// Early returns for the two shapes every layer writes by hand otherwise:
+//   RETURN_IF_ERROR(store_->update_volume(rec));
+//   ASSIGN_OR_RETURN(auto target, resolve_target(call, path, options));
+// The error is returned as it is (its code, reason and message stay the callee's).
+#define VOLGUARD_STATUS_CONCAT_INNER(a, b) a##b
+#define VOLGUARD_STATUS_CONCAT(a, b) VOLGUARD_STATUS_CONCAT_INNER(a, b)
+#define RETURN_IF_ERROR(...)                                                      \
+  do {                                                                            \
+    if (::volguard::Status volguard_status_ = (__VA_ARGS__); !volguard_status_.is_ok()) \
+      return volguard_status_;                                                    \
+  } while (0)
+#define ASSIGN_OR_RETURN(lhs, ...) \
+  VOLGUARD_ASSIGN_OR_RETURN_IMPL(VOLGUARD_STATUS_CONCAT(volguard_result_, __LINE__), lhs, __VA_ARGS__)
+#define VOLGUARD_ASSIGN_OR_RETURN_IMPL(tmp, lhs, ...) \
+  auto tmp = (__VA_ARGS__);                           \
+  if (!tmp.is_ok()) return tmp.status();              \
+  lhs = std::move(tmp).value()

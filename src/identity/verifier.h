@@ -102,7 +102,16 @@ inline constexpr size_t kMaxTokenBytes = 16 * 1024;
 // (and the arithmetic with clock_skew must never overflow).
 inline constexpr int64_t kMaxNumericDate = 253402300799;
 
-class Verifier {
+// What the pipeline needs of token verification: a narrow interface, so that a unit test of
+// the pipeline can stand in a fake and production has exactly one implementation (Verifier).
+class TokenVerifier {
+ public:
+  virtual ~TokenVerifier() = default;
+  // The identity a compact-JWS bearer token proves, or UNAUTHENTICATED with one reason.
+  virtual Result<Identity> verify(std::string_view token) const = 0;
+};
+
+class Verifier : public TokenVerifier {
  public:
   Verifier(VerifierOptions options, std::vector<TrustedIssuer> issuers);
 
@@ -113,7 +122,7 @@ class Verifier {
   static Result<std::shared_ptr<const Verifier>> from_config(const config::SecurityConfig& cfg,
                                                              bool fetch_keys_now = false);
 
-  Result<Identity> verify(std::string_view token) const;
+  Result<Identity> verify(std::string_view token) const override;
   Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;
 
   size_t issuer_count() const { return issuers_.size(); }

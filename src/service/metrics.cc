@@ -118,8 +118,8 @@ std::string Metrics::render() const {
 
 void register_metrics_methods(MethodTable* table, const Metrics* metrics) {
   table->add<v1::Empty, v1::MetricsResponse>(
-      "metrics", "inspect", "/volguard.v1.VolguardMetrics/Inspect", {}, /*mutates=*/false,
-      /*slow=*/false, [metrics](Call&, const v1::Empty&, v1::MetricsResponse* out) -> Status {
+      {.service = "metrics", .api = "inspect", .grpc_path = "/volguard.v1.VolguardMetrics/Inspect"},
+      [metrics](Call&, const v1::Empty&, v1::MetricsResponse* out) {
         out->set_text(metrics->render());
         return Status::ok();
       });

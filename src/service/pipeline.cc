@@ -59,32 +59,17 @@ std::string default_audit_message(const Call& call) {
 
 }  // namespace
 
-void MethodTable::insert(MethodSpec spec) {
-  auto owned = std::make_unique<MethodSpec>(std::move(spec));
-  by_key_[owned->key()] = owned.get();
-  by_grpc_[owned->grpc_path] = owned.get();
-  methods_.push_back(std::move(owned));
-}
-
-const MethodSpec* MethodTable::find(const std::string& key) const {
-  auto it = by_key_.find(key);
-  return it == by_key_.end() ? nullptr : it->second;
-}
-
-const MethodSpec* MethodTable::find_grpc(const std::string& path) const {
-  auto it = by_grpc_.find(path);
-  return it == by_grpc_.end() ? nullptr : it->second;
-}
-
 Pipeline::Pipeline(const config::SecurityConfig& security,
-                   std::shared_ptr<const identity::Verifier> verifier, const MethodTable* table,
-                   const ResourceResolver* resolver)
+                   std::shared_ptr<const identity::TokenVerifier> verifier, const MethodTable& table,
+                   const ResourceResolver& resolver, const RoleRegistry& roles,
+                   DecisionRecorder& recorder)
     : security_(security),
       verifier_(std::move(verifier)),
       table_(table),
       resolver_(resolver),
+      roles_(roles),
+      recorder_(recorder),
       admins_{security.admin_groups} {
-  roles_.store(std::make_shared<const policy::RoleSet>(policy::default_roles()));
   unsigned char rnd[4];
   if (RAND_bytes(rnd, sizeof rnd) != 1) {
     // OpenSSL's generator failed (it should not): the kernel's, never uninitialised bytes.
@@ -95,10 +80,6 @@ Pipeline::Pipeline(const config::SecurityConfig& security,
   std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
   request_prefix_ = buf;
 }
-
-void Pipeline::set_roles(std::shared_ptr<const policy::RoleSet> roles) { roles_.store(std::move(roles)); }
-
-std::shared_ptr<const policy::RoleSet> Pipeline::roles() const { return roles_.load(); }
 
 Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const {
   if (meta.authorization.empty()) {
@@ -126,7 +107,7 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
 
 Status Pipeline::invoke(const std::string& key, const RequestMeta& meta, const Message& request,
                         Message* response) const {
-  const MethodSpec* spec = table_->find(key);
+  const MethodSpec* spec = table_.find(key);
   if (spec == nullptr) {
     return Status(Code::kUnimplemented, "method_unknown", "no method " + key);
   }
@@ -134,13 +115,14 @@ Status Pipeline::invoke(const std::string& key, const RequestMeta& meta, const M
 }
 
 CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& who,
-                               const std::vector<std::string>& refs, const Message& request,
-                               bool explain, Call* call) const {
+                              const std::vector<std::string>& refs, const Message& request,
+                              DecideMode mode, Call* call) const {
+  const bool explain = mode == DecideMode::kExplain;
   CallDecision out;
   const bool enabled = security_.enabled;
   // Roles first: a method the caller may not call at all says nothing about any resource.
   if (enabled) {
-    auto roles = roles_.load();
+    auto roles = roles_.current();
     policy::Decision decision = roles->decide(who.roles, spec.service, spec.api);
     out.role = decision.role;
     out.rule = decision.rule;
@@ -156,15 +138,15 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     const auto& check = spec.resources[i];
     const std::string& ref = i < refs.size() ? refs[i] : std::string();
     if (ref.empty()) {
-      if (check.optional || explain) {
+      if (check.presence == Presence::kOptional || explain) {
         if (call) {
-          if (check.kind == ResourceKind::kVolume) call->volumes.push_back(nullptr);
-          else call->snapshots.push_back(nullptr);
+          if (check.kind == ResourceKind::kVolume) call->add_volume(check.name, nullptr);
+          else call->add_snapshot(check.name, nullptr);
         }
         continue;
       }
       out.status = Status(Code::kInvalidArgument, "field_required",
-                          std::string(kind_name(check.kind)) + " (id or name) is required");
+                          check.name + " (a " + kind_name(check.kind) + " id or name) is required");
       return out;
     }
     // The refusal for a missing resource, and for one the caller may not even read: the
@@ -175,22 +157,22 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     std::shared_ptr<const store::VolumeRecord> parent;  // keeps a snapshot's volume alive
     std::string label;
     if (check.kind == ResourceKind::kVolume) {
-      auto v = resolver_->find_volume(ref);
+      auto v = resolver_.find_volume(ref);
       if (!v) return {not_found};
       owner_info = &v->ownership;
       label = "volume " + v->name + " (" + v->id + ")";
       if (call) {
         if (call->resource_for_log.empty()) call->resource_for_log = "volume/" + v->id;
-        call->volumes.push_back(std::move(v));
+        call->add_volume(check.name, std::move(v));
       }
     } else {
-      auto s = resolver_->find_snapshot(ref);
+      auto s = resolver_.find_snapshot(ref);
       if (!s) return {not_found};
-      owner_info = resolver_->snapshot_ownership(*s, &parent);
+      owner_info = resolver_.snapshot_ownership(*s, &parent);
       label = "snapshot " + s->name + " (" + s->id + ")";
       if (call) {
         if (call->resource_for_log.empty()) call->resource_for_log = "snapshot/" + s->id;
-        call->snapshots.push_back(std::move(s));
+        call->add_snapshot(check.name, std::move(s));
       }
     }
     if (!enabled) continue;
@@ -237,6 +219,7 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
                 static_cast<unsigned long long>(next_request_.fetch_add(1)));
   call.request_id = id_buf;
   call.security_enabled = security_.enabled;
+  call.pipeline = this;
 
   const auto started = std::chrono::steady_clock::now();
   DecisionRecord record;
@@ -249,7 +232,7 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
     record.resource = call.resource_for_log;
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (recorder_ != nullptr) recorder_->record(record);
+    recorder_.record(record);
     return status;
   };
 
@@ -274,28 +257,28 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   std::vector<std::string> refs;
   refs.reserve(spec.resources.size());
   for (const auto& check : spec.resources) refs.push_back(check.ref(request));
-  if (CallDecision d = decide(spec, who, refs, request, false, &call); !d.status.is_ok()) {
+  if (CallDecision d = decide(spec, who, refs, request, DecideMode::kEnforce, &call); !d.status.is_ok()) {
     return finish(d.status);
   }
 
   // 5. The method's own work. A state change happens only after its intent is durable in the
   //    audit trail (write-ahead): if the record cannot be written, nothing is done.
-  if (spec.mutates && recorder_ != nullptr) {
-    if (Status ready = recorder_->audit_ready(); !ready.is_ok()) return finish(ready);
+  if (spec.mutates()) {
+    if (Status ready = recorder_.audit_ready(); !ready.is_ok()) return finish(ready);
     record.resource = call.resource_for_log;
     record.params = request_params(request);
-    if (Status intended = recorder_->intent(record); !intended.is_ok()) return finish(intended);
+    if (Status intended = recorder_.intent(record); !intended.is_ok()) return finish(intended);
   }
   record.authorized = true;
   Status result = spec.handler(call, request, response);
-  if (spec.mutates && recorder_ != nullptr) {
+  if (spec.mutates()) {
     record.resource = call.resource_for_log;
     record.audit_message = !result.is_ok()            ? spec.key() + " failed"
                            : call.audit_message.empty() ? default_audit_message(call)
                                                         : call.audit_message;
     record.status = result;
     // Durable before the reply: an unrecorded change is not acknowledged.
-    if (Status audited = recorder_->audit(record); !audited.is_ok()) return finish(audited);
+    if (Status audited = recorder_.audit(record); !audited.is_ok()) return finish(audited);
   }
   return finish(result);
 }

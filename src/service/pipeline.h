@@ -1,10 +1,9 @@
-// The one request pipeline. Every API method — gRPC, REST, later CSI — is one entry of the
-// method table and reaches its handler only through Pipeline::invoke:
-//   authenticate → authorize (roles) → load resources (NOT_FOUND) → ownership → handler → record
-// A handler never checks security itself and cannot be reached any other way.
+// The one request pipeline. Every API method is one entry of the method table
+// (method_table.h) and reaches its handler only through Pipeline::invoke:
+//   authenticate → decide (roles → resources → ownership) → intent → handler → outcome → record
+// `decide` is the only place that decides: invoke, `auth can-i`, quota.show and /metrics all
+// use it. A handler never checks security itself and cannot be reached any other way.
 #pragma once
-
-#include <google/protobuf/message.h>
 
 #include <atomic>
 #include <functional>
@@ -19,92 +18,14 @@
 #include "identity/verifier.h"
 #include "ownership/ownership.h"
 #include "policy/policy.h"
+#include "service/method_table.h"
+#include "service/role_registry.h"
 #include "store/store.h"
 
 namespace volguard::service {
 
 using google::protobuf::Message;
 using ownership::Access;
-
-// What a method needs on one resource.
-struct Need {
-  Access access = Access::kNone;
-  bool ownership_admin = false;  // only role system.admin / admin_groups may (transfer)
-};
-
-enum class ResourceKind { kVolume, kSnapshot };
-
-// A resource named by the request, resolved and checked by the pipeline before the handler.
-struct ResourceCheck {
-  ResourceKind kind = ResourceKind::kVolume;
-  std::function<std::string(const Message&)> ref;  // id or name taken from the request
-  std::function<Need(const Message&)> need;
-  bool optional = false;  // skipped when ref() is empty (e.g. clone from volume OR snapshot)
-};
-
-// One caller's view of one call, handed to the handler after every check passed.
-struct Call {
-  const identity::Identity* who = nullptr;
-  std::string method;      // "volume.create"
-  std::string request_id;  // the server's own
-  std::string remote;
-  bool security_enabled = true;
-  // Resolved resources, one per ResourceCheck (null when optional and absent).
-  std::vector<std::shared_ptr<const store::VolumeRecord>> volumes;
-  std::vector<std::shared_ptr<const store::SnapshotRecord>> snapshots;
-  // Whether the caller holds `need` on an ownership (for enumerate filtering); provided by
-  // the pipeline so that the rule lives in one place.
-  std::function<bool(const ownership::Ownership&, Access)> may;
-  std::string resource_for_log;  // "volume/<id>", set by the pipeline / handler
-  std::string audit_message;     // "Volume <id> created"; a default is derived when empty
-};
-
-using Handler = std::function<Status(Call& call, const Message& request, Message* response)>;
-
-struct MethodSpec {
-  std::string service;      // rule service: "volume"
-  std::string api;          // rule api: "snapshotcreate"
-  std::string grpc_path;    // "/volguard.v1.Volume/SnapshotCreate"
-  const Message* request_prototype = nullptr;
-  const Message* response_prototype = nullptr;
-  std::vector<ResourceCheck> resources;
-  bool mutates = false;  // changes state (audited; refused when the audit log is down)
-  bool slow = false;     // does driver I/O: run off the transport's event threads
-  Handler handler;
-  std::string key() const { return service + "." + api; }
-};
-
-class MethodTable {
- public:
-  // Adds a typed method; Req/Resp are the generated protobuf types.
-  template <typename Req, typename Resp>
-  void add(std::string service, std::string api, std::string grpc_path,
-           std::vector<ResourceCheck> resources, bool mutates, bool slow,
-           std::function<Status(Call&, const Req&, Resp*)> handler) {
-    MethodSpec spec;
-    spec.service = std::move(service);
-    spec.api = std::move(api);
-    spec.grpc_path = std::move(grpc_path);
-    spec.request_prototype = &Req::default_instance();
-    spec.response_prototype = &Resp::default_instance();
-    spec.resources = std::move(resources);
-    spec.mutates = mutates;
-    spec.slow = slow;
-    spec.handler = [h = std::move(handler)](Call& call, const Message& req, Message* resp) {
-      return h(call, static_cast<const Req&>(req), static_cast<Resp*>(resp));
-    };
-    insert(std::move(spec));
-  }
-  const MethodSpec* find(const std::string& key) const;
-  const MethodSpec* find_grpc(const std::string& path) const;
-  const std::vector<std::unique_ptr<MethodSpec>>& methods() const { return methods_; }
-
- private:
-  void insert(MethodSpec spec);
-  std::vector<std::unique_ptr<MethodSpec>> methods_;
-  std::map<std::string, const MethodSpec*> by_key_;
-  std::map<std::string, const MethodSpec*> by_grpc_;
-};
 
 // Looks resources up for the pipeline: an in-memory catalog of records (never the store per
 // request).
@@ -141,20 +62,14 @@ class DecisionRecorder {
   // Every decision: the access log and metrics.
   virtual void record(const DecisionRecord& record) = 0;
   // Before a state change: OK, or UNAVAILABLE when the audit log cannot take it (fail-closed).
-  virtual Status audit_ready() { return Status::ok(); }
+  virtual Status audit_ready() = 0;
   // Write-ahead: before a state change, its intent (who, method, resource, parameters) is made
   // durable; an error means nothing may be done. Every intent gets exactly one outcome record
   // (audit(): done or failed), or `outcome=unknown` from the recovery at the next start.
-  virtual Status intent(const DecisionRecord& record) {
-    (void)record;
-    return Status::ok();
-  }
+  virtual Status intent(const DecisionRecord& record) = 0;
   // After a state change (record.status OK: done) or a failed attempt at one (failed, with the
   // reason): durable before it returns; an error is returned to the caller.
-  virtual Status audit(const DecisionRecord& record) {
-    (void)record;
-    return Status::ok();
-  }
+  virtual Status audit(const DecisionRecord& record) = 0;
 };
 
 // Every check but authentication, for one caller and one method: what `invoke` enforces and
@@ -173,44 +88,46 @@ struct RequestMeta {
   std::string remote;         // peer address
 };
 
-// The security context swapped atomically on change (roles); read without locks.
+// Whether `decide` explains (auth can-i: an empty ref skips its check, needs come from the
+// method's bare request) or enforces (invoke: every required resource must be named).
+enum class DecideMode { kEnforce, kExplain };
+
 class Pipeline {
  public:
-  Pipeline(const config::SecurityConfig& security, std::shared_ptr<const identity::Verifier> verifier,
-           const MethodTable* table, const ResourceResolver* resolver);
+  // Every dependency is required and outlives the pipeline: there is no pipeline without a
+  // recorder (no audit means no calls) and no second copy of the roles.
+  // `verifier` may be null only when security is off or no issuer is configured (every token
+  // is then refused with issuer_unknown).
+  Pipeline(const config::SecurityConfig& security, std::shared_ptr<const identity::TokenVerifier> verifier,
+           const MethodTable& table, const ResourceResolver& resolver, const RoleRegistry& roles,
+           DecisionRecorder& recorder);
 
   Status invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
                 Message* response) const;
   Status invoke(const std::string& key, const RequestMeta& meta, const Message& request,
                 Message* response) const;
 
-  // Replaces the compiled roles (after a role change); requests in flight keep their snapshot.
-  void set_roles(std::shared_ptr<const policy::RoleSet> roles);
-  std::shared_ptr<const policy::RoleSet> roles() const;
-  void set_recorder(DecisionRecorder* recorder) { recorder_ = recorder; }
-
   const ownership::AdminPolicy& admins() const { return admins_; }
   bool security_enabled() const { return security_.enabled; }
   const config::SecurityConfig& security() const { return security_; }
+  const MethodTable& table() const { return table_; }
   // Roles, then each resource named by `refs` (one per spec.resources entry) and the caller's
   // access to it. A caller without read access gets exactly the NOT_FOUND a missing resource
-  // gets. With `explain` (can-i), an empty ref skips its check instead of being required.
-  // Resolved records are appended to `call` when given.
+  // gets. Resolved records are added to `call` when given.
   CallDecision decide(const MethodSpec& spec, const identity::Identity& who,
-                        const std::vector<std::string>& refs, const Message& request,
-                        bool explain, Call* call) const;
+                      const std::vector<std::string>& refs, const Message& request, DecideMode mode,
+                      Call* call) const;
   // The identity a request carries: verified token, guest, or a refusal.
   Result<identity::Identity> authenticate(const RequestMeta& meta) const;
-  const ResourceResolver* resolver() const { return resolver_; }
 
  private:
   config::SecurityConfig security_;
-  std::shared_ptr<const identity::Verifier> verifier_;
-  const MethodTable* table_;
-  const ResourceResolver* resolver_;
+  std::shared_ptr<const identity::TokenVerifier> verifier_;
+  const MethodTable& table_;
+  const ResourceResolver& resolver_;
+  const RoleRegistry& roles_;
+  DecisionRecorder& recorder_;
   ownership::AdminPolicy admins_;
-  std::atomic<std::shared_ptr<const policy::RoleSet>> roles_;
-  DecisionRecorder* recorder_ = nullptr;
   mutable std::atomic<uint64_t> next_request_{1};
   std::string request_prefix_;
 };

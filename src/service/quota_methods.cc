@@ -114,143 +114,133 @@ void VolumeService::fill_quotas(const identity::Identity& who, v1::WhoAmIRespons
   add_quotas(quotas_, subjects, catalog_usage(subjects), out->mutable_quotas());
 }
 
-void VolumeService::register_quota_methods(MethodTable* t) {
-  using namespace v1;
+// The one subject a request names: exactly one of user, group, guest; users and groups
+// qualified as grants are, so that a quota and a grant name the same tenant the same way.
+Result<QuotaSubject> VolumeService::quota_subject(const identity::Identity& who, const std::string& user,
+                                                  const std::string& group, bool guest) const {
+  if (!user.empty() + !group.empty() + guest != 1) {
+    return Status(Code::kInvalidArgument, "invalid_subject",
+                  "subject: give exactly one of user, group or guest");
+  }
+  if (guest) return QuotaSubject{QuotaKind::kGuest, ""};
+  auto name = !user.empty() ? qualify_user(who, user) : qualify_group(who, group);
+  if (!name) return name.status();
+  if (*name == "*") {
+    return Status(Code::kInvalidArgument, "invalid_subject", "subject: '*' is everyone, not one user or group");
+  }
+  return QuotaSubject{!user.empty() ? QuotaKind::kUser : QuotaKind::kGroup, *name};
+}
 
-  // The one subject a request names: exactly one of user, group, guest; users and groups
-  // qualified as grants are, so that a quota and a grant name the same tenant the same way.
-  auto subject_of = [this](const identity::Identity& who, const std::string& user,
-                           const std::string& group, bool guest) -> Result<QuotaSubject> {
-    if (!user.empty() + !group.empty() + guest != 1) {
-      return Status(Code::kInvalidArgument, "invalid_subject",
-                    "subject: give exactly one of user, group or guest");
+// ---- quota.set
+Status VolumeService::set_quota(Call& call, const v1::QuotaSetRequest& req, v1::QuotaResponse* resp) {
+  auto subject = quota_subject(*call.who, req.user(), req.group(), req.guest());
+  if (!subject) return subject.status();
+  call.resource_for_log = std::string("quota/") + store::quota_kind_name(subject->kind) +
+                          (subject->name.empty() ? "" : ":" + subject->name);
+  const struct {
+    const char* field;
+    bool given;
+    uint64_t value;
+  } fields[] = {{"max_bytes", req.has_max_bytes(), req.max_bytes()},
+                {"max_volumes", req.has_max_volumes(), req.max_volumes()},
+                {"max_snapshots", req.has_max_snapshots(), req.max_snapshots()}};
+  bool any = false;
+  for (const auto& f : fields) {
+    any = any || f.given;
+    // Same bound as sizes: usage and limits stay in the signed 64-bit range everywhere.
+    if (f.given && f.value > static_cast<uint64_t>(INT64_MAX)) {
+      return Status(Code::kOutOfRange, "limit_out_of_range",
+                    std::string(f.field) + ": " + std::to_string(f.value) +
+                        " is too large (at most 2^63 - 1; 0 means unlimited)");
     }
-    if (guest) return QuotaSubject{QuotaKind::kGuest, ""};
-    auto name = !user.empty() ? qualify_user(who, user) : qualify_group(who, group);
-    if (!name) return name.status();
-    if (*name == "*") {
-      return Status(Code::kInvalidArgument, "invalid_subject",
-                    "subject: '*' is everyone, not one user or group");
+  }
+  if (req.reset() && any) {
+    return Status(Code::kInvalidArgument, "invalid_reset",
+                  "reset: cannot be combined with max_bytes, max_volumes or max_snapshots");
+  }
+  if (!req.reset() && !any) {
+    return Status(Code::kInvalidArgument, "invalid_max_bytes",
+                  "max_bytes: give at least one of max_bytes, max_volumes, max_snapshots "
+                  "(0 = unlimited), or reset");
+  }
+  std::lock_guard lock(quota_set_mu_);
+  std::optional<QuotaLimits> next;
+  if (!req.reset()) {
+    // Limits not named keep their value: raising bytes does not lift the volume count.
+    QuotaLimits l = quotas_.limits_of(*subject).limits;
+    if (req.has_max_bytes()) l.max_bytes = req.max_bytes();
+    if (req.has_max_volumes()) l.max_volumes = req.max_volumes();
+    if (req.has_max_snapshots()) l.max_snapshots = req.max_snapshots();
+    // A user or group without any limit needs no row; the guest's all-zero row matters:
+    // it overrides the configured default.
+    if (l != QuotaLimits{} || subject->kind == QuotaKind::kGuest) next = l;
+  }
+  if (next) {
+    store::QuotaRecord rec{subject->kind, subject->name, next->max_bytes, next->max_volumes,
+                           next->max_snapshots};
+    if (auto s = store_->put_quota(rec); !s.is_ok()) return s;
+  } else if (auto s = store_->delete_quota(subject->kind, subject->name);
+             !s.is_ok() && s.code() != Code::kNotFound) {
+    return s;
+  }
+  quotas_.put(*subject, next);
+  call.audit_message =
+      "Quota of " + subject->text() +
+      (next ? " set: " + limits_text(*next)
+            : std::string(" reset (") +
+                  (subject->kind == QuotaKind::kGuest ? "quotas.guest of the config"
+                                                      : "unlimited") +
+                  ")");
+  std::vector<QuotaSubject> one{*subject};
+  add_quotas(quotas_, one, catalog_usage(one), resp->mutable_quotas());
+  return Status::ok();
+}
+
+// ---- quota.show
+Status VolumeService::show_quota(Call& call, const v1::QuotaShowRequest& req, v1::QuotaResponse* resp) {
+  const auto& who = *call.who;
+  const bool named = !req.user().empty() || !req.group().empty() || req.guest();
+  std::vector<QuotaSubject> subjects;
+  if (!named && !req.all()) {
+    subjects = subjects_of(who);
+  } else {
+    // The decision quota.set itself would get — the pipeline's one decision, not a second
+    // reading of the roles: whoever may set quotas may see anyone's.
+    const MethodSpec* set_spec = call.pipeline->table().find("quota.set");
+    const bool admin = !call.security_enabled ||
+                       (set_spec != nullptr && call.pipeline
+                                                   ->decide(*set_spec, who, {}, *set_spec->request_prototype,
+                                                            DecideMode::kEnforce, nullptr)
+                                                   .status.is_ok());
+    if (req.all()) {
+      if (named) {
+        return Status(Code::kInvalidArgument, "invalid_all",
+                      "all: cannot be combined with user, group or guest");
+      }
+      if (!admin) {
+        return Status(Code::kPermissionDenied, "quota_admin_required",
+                      "quota.show of every quota needs a role that allows quota.set");
+      }
+      subjects = quotas_.stored_subjects();
+      QuotaSubject guest{QuotaKind::kGuest, ""};
+      if (std::find(subjects.begin(), subjects.end(), guest) == subjects.end()) {
+        subjects.push_back(guest);
+      }
+    } else {
+      auto subject = quota_subject(who, req.user(), req.group(), req.guest());
+      if (!subject) return subject.status();
+      auto mine = subjects_of(who);
+      if (!admin && std::find(mine.begin(), mine.end(), *subject) == mine.end()) {
+        return Status(Code::kPermissionDenied, "quota_admin_required",
+                      "quota.show of " + subject->text() +
+                          " needs a role that allows quota.set: a caller sees only the "
+                          "quotas that apply to them");
+      }
+      subjects.push_back(std::move(*subject));
     }
-    return QuotaSubject{!user.empty() ? QuotaKind::kUser : QuotaKind::kGroup, *name};
-  };
-
-  // ---- quota.set: quota admins (default: system.admin only).
-  t->add<QuotaSetRequest, QuotaResponse>(
-      "quota", "set", "/volguard.v1.VolguardQuota/Set", {}, true, false,
-      [this, subject_of](Call& call, const QuotaSetRequest& req, QuotaResponse* resp) -> Status {
-        auto subject = subject_of(*call.who, req.user(), req.group(), req.guest());
-        if (!subject) return subject.status();
-        call.resource_for_log = std::string("quota/") + store::quota_kind_name(subject->kind) +
-                                (subject->name.empty() ? "" : ":" + subject->name);
-        const struct {
-          const char* field;
-          bool given;
-          uint64_t value;
-        } fields[] = {{"max_bytes", req.has_max_bytes(), req.max_bytes()},
-                      {"max_volumes", req.has_max_volumes(), req.max_volumes()},
-                      {"max_snapshots", req.has_max_snapshots(), req.max_snapshots()}};
-        bool any = false;
-        for (const auto& f : fields) {
-          any = any || f.given;
-          // Same bound as sizes: usage and limits stay in the signed 64-bit range everywhere.
-          if (f.given && f.value > static_cast<uint64_t>(INT64_MAX)) {
-            return Status(Code::kOutOfRange, "limit_out_of_range",
-                          std::string(f.field) + ": " + std::to_string(f.value) +
-                              " is too large (at most 2^63 - 1; 0 means unlimited)");
-          }
-        }
-        if (req.reset() && any) {
-          return Status(Code::kInvalidArgument, "invalid_reset",
-                        "reset: cannot be combined with max_bytes, max_volumes or max_snapshots");
-        }
-        if (!req.reset() && !any) {
-          return Status(Code::kInvalidArgument, "invalid_max_bytes",
-                        "max_bytes: give at least one of max_bytes, max_volumes, max_snapshots "
-                        "(0 = unlimited), or reset");
-        }
-        std::lock_guard lock(quota_set_mu_);
-        std::optional<QuotaLimits> next;
-        if (!req.reset()) {
-          // Limits not named keep their value: raising bytes does not lift the volume count.
-          QuotaLimits l = quotas_.limits_of(*subject).limits;
-          if (req.has_max_bytes()) l.max_bytes = req.max_bytes();
-          if (req.has_max_volumes()) l.max_volumes = req.max_volumes();
-          if (req.has_max_snapshots()) l.max_snapshots = req.max_snapshots();
-          // A user or group without any limit needs no row; the guest's all-zero row matters:
-          // it overrides the configured default.
-          if (l != QuotaLimits{} || subject->kind == QuotaKind::kGuest) next = l;
-        }
-        if (next) {
-          store::QuotaRecord rec{subject->kind, subject->name, next->max_bytes, next->max_volumes,
-                                 next->max_snapshots};
-          if (auto s = store_->put_quota(rec); !s.is_ok()) return s;
-        } else if (auto s = store_->delete_quota(subject->kind, subject->name);
-                   !s.is_ok() && s.code() != Code::kNotFound) {
-          return s;
-        }
-        quotas_.put(*subject, next);
-        call.audit_message =
-            "Quota of " + subject->text() +
-            (next ? " set: " + limits_text(*next)
-                  : std::string(" reset (") +
-                        (subject->kind == QuotaKind::kGuest ? "quotas.guest of the config"
-                                                            : "unlimited") +
-                        ")");
-        std::vector<QuotaSubject> one{*subject};
-        add_quotas(quotas_, one, catalog_usage(one), resp->mutable_quotas());
-        return Status::ok();
-      });
-
-  // ---- quota.show: a caller's own quotas; anyone's (or all) for whoever may quota.set.
-  t->add<QuotaShowRequest, QuotaResponse>(
-      "quota", "show", "/volguard.v1.VolguardQuota/Show", {}, false, false,
-      [this, t, subject_of](Call& call, const QuotaShowRequest& req, QuotaResponse* resp) -> Status {
-        const auto& who = *call.who;
-        const bool named = !req.user().empty() || !req.group().empty() || req.guest();
-        std::vector<QuotaSubject> subjects;
-        if (!named && !req.all()) {
-          subjects = subjects_of(who);
-        } else {
-          // The decision quota.set itself would get — the pipeline's one decision, not a second
-          // reading of the roles: whoever may set quotas may see anyone's.
-          const MethodSpec* set_spec = t->find("quota.set");
-          const bool admin =
-              !call.security_enabled ||
-              (pipeline_ != nullptr && set_spec != nullptr &&
-               pipeline_->decide(*set_spec, who, {}, *set_spec->request_prototype, /*explain=*/false,
-                                 nullptr)
-                   .status.is_ok());
-          if (req.all()) {
-            if (named) {
-              return Status(Code::kInvalidArgument, "invalid_all",
-                            "all: cannot be combined with user, group or guest");
-            }
-            if (!admin) {
-              return Status(Code::kPermissionDenied, "quota_admin_required",
-                            "quota.show of every quota needs a role that allows quota.set");
-            }
-            subjects = quotas_.stored_subjects();
-            QuotaSubject guest{QuotaKind::kGuest, ""};
-            if (std::find(subjects.begin(), subjects.end(), guest) == subjects.end()) {
-              subjects.push_back(guest);
-            }
-          } else {
-            auto subject = subject_of(who, req.user(), req.group(), req.guest());
-            if (!subject) return subject.status();
-            auto mine = subjects_of(who);
-            if (!admin && std::find(mine.begin(), mine.end(), *subject) == mine.end()) {
-              return Status(Code::kPermissionDenied, "quota_admin_required",
-                            "quota.show of " + subject->text() +
-                                " needs a role that allows quota.set: a caller sees only the "
-                                "quotas that apply to them");
-            }
-            subjects.push_back(std::move(*subject));
-          }
-        }
-        add_quotas(quotas_, subjects, catalog_usage(subjects), resp->mutable_quotas());
-        return Status::ok();
-      });
+  }
+  add_quotas(quotas_, subjects, catalog_usage(subjects), resp->mutable_quotas());
+  return Status::ok();
 }
 
 }  // namespace volguard::service

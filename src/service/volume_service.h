@@ -1,5 +1,7 @@
-// The methods themselves: volumes, snapshots, mounts, roles, identity. Registered into the
-// method table with what each needs; the pipeline runs every check before a handler.
+// The methods themselves, one named member function each, in one file per family:
+// volume_methods.cc, snapshot_methods.cc, mount_methods.cc, role_methods.cc,
+// identity_methods.cc, quota_methods.cc. register_methods (volume_service.cc) is the one list of
+// what each method is and needs; the pipeline runs every check before a handler.
 #pragma once
 
 #include <functional>
@@ -14,12 +16,9 @@
 #include "driver/driver.h"
 #include "service/pipeline.h"
 #include "service/quota.h"
+#include "service/role_registry.h"
 #include "store/store.h"
-
-namespace volguard::v1 {
-class Volume;
-class WhoAmIResponse;
-}
+#include "volguard.pb.h"
 
 namespace volguard::service {
 
@@ -27,15 +26,17 @@ inline constexpr char kVersion[] = "0.2.0";
 
 class VolumeService : public ResourceResolver {
  public:
+  // `roles` is the registry the pipeline decides with; role changes are stored, then published
+  // there. `store` and `driver` may be null only for a service that registers its methods and
+  // is never called (the table test).
   VolumeService(const config::Config& config, std::unique_ptr<store::MetadataStore> store,
-                std::unique_ptr<driver::VolumeDriver> driver);
+                std::unique_ptr<driver::VolumeDriver> driver, RoleRegistry& roles);
 
   // Crash recovery: store and disk made to agree (half-made volumes removed), the in-memory
   // catalog loaded, attach/mount state read from the host, roles loaded.
   Status recover();
 
   void register_methods(MethodTable* table);
-  void set_pipeline(Pipeline* pipeline);  // for roles and `can-i`
 
   std::shared_ptr<const store::VolumeRecord> find_volume(const std::string& ref) const override;
   std::shared_ptr<const store::SnapshotRecord> find_snapshot(const std::string& ref) const override;
@@ -45,12 +46,56 @@ class VolumeService : public ResourceResolver {
   size_t volume_count() const;
 
  private:
-  struct Runtime {
-    std::string device;
-    std::string mount_path;
-  };
+  // ---- volume.* (volume_methods.cc)
+  Status create_volume(Call& call, const v1::CreateVolumeRequest& req, v1::VolumeResponse* resp);
+  Status clone_volume(Call& call, const v1::CloneVolumeRequest& req, v1::VolumeResponse* resp);
+  Status delete_volume(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
+  Status inspect_volume(Call& call, const v1::VolumeRef& req, v1::VolumeResponse* resp);
+  Status update_volume(Call& call, const v1::UpdateVolumeRequest& req, v1::VolumeResponse* resp);
+  Status enumerate_volumes(Call& call, const v1::EnumerateRequest& req, v1::EnumerateResponse* resp);
+  Status volume_stats(Call& call, const v1::VolumeRef& req, v1::StatsResponse* resp);
+  // ---- volume.snapshot* (snapshot_methods.cc)
+  Status create_snapshot(Call& call, const v1::SnapshotCreateRequest& req, v1::SnapshotResponse* resp);
+  Status restore_snapshot(Call& call, const v1::SnapshotRestoreRequest& req, v1::VolumeResponse* resp);
+  Status enumerate_snapshots(Call& call, const v1::SnapshotEnumerateRequest& req,
+                             v1::SnapshotEnumerateResponse* resp);
+  Status delete_snapshot(Call& call, const v1::SnapshotRef& req, v1::Empty* resp);
+  // ---- mountattach.* (mount_methods.cc)
+  Status attach(Call& call, const v1::VolumeRef& req, v1::AttachResponse* resp);
+  Status detach(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
+  Status mount(Call& call, const v1::MountRequest& req, v1::Empty* resp);
+  Status unmount(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
+  Status publish(Call& call, const v1::PublishRequest& req, v1::Empty* resp);
+  Status unpublish(Call& call, const v1::MountRequest& req, v1::Empty* resp);
+  // ---- role.* (role_methods.cc)
+  Status create_role(Call& call, const v1::RoleRequest& req, v1::RoleResponse* resp);
+  Status enumerate_roles(Call& call, const v1::Empty& req, v1::RoleEnumerateResponse* resp);
+  Status inspect_role(Call& call, const v1::RoleRef& req, v1::RoleResponse* resp);
+  Status update_role(Call& call, const v1::RoleRequest& req, v1::RoleResponse* resp);
+  Status delete_role(Call& call, const v1::RoleRef& req, v1::Empty* resp);
+  // ---- identity.* (identity_methods.cc)
+  Status whoami(Call& call, const v1::Empty& req, v1::WhoAmIResponse* resp);
+  Status capabilities(Call& call, const v1::CapabilitiesRequest& req, v1::CapabilitiesResponse* resp);
+  // ---- quota.* (quota_methods.cc)
+  Status set_quota(Call& call, const v1::QuotaSetRequest& req, v1::QuotaResponse* resp);
+  Status show_quota(Call& call, const v1::QuotaShowRequest& req, v1::QuotaResponse* resp);
+  Result<QuotaSubject> quota_subject(const identity::Identity& who, const std::string& user,
+                                     const std::string& group, bool guest) const;
 
-  std::shared_ptr<std::mutex> op_lock(const std::string& id);
+  // One operation on one volume at a time. `record` is read from the catalog after the lock is
+  // held: a handler acts on it, never on the record the pipeline resolved before the lock (a
+  // concurrent update or delete may have replaced it). NOT_FOUND when the volume was deleted
+  // meanwhile.
+  struct VolumeLock {
+    std::shared_ptr<std::mutex> mutex;  // declared first: outlives the guard
+    std::unique_lock<std::mutex> guard;
+    std::shared_ptr<const store::VolumeRecord> record;
+  };
+  [[nodiscard]] Result<VolumeLock> lock_volume(const std::string& id);
+  // Attach/mount state, as the driver (the host) reports it, copied into the catalog for
+  // inspect. Called under the volume's lock after every change to it: the driver is the one
+  // source of truth; the copy never diverges from what the last operation left.
+  void sync_runtime(const std::string& id);
   void fill_volume(const store::VolumeRecord& rec, v1::Volume* out) const;
   Result<std::string> qualify_user(const identity::Identity& who, const std::string& name) const;
   Result<std::string> qualify_group(const identity::Identity& who, const std::string& name) const;
@@ -68,9 +113,6 @@ class VolumeService : public ResourceResolver {
       store::VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk);
   void erase_volume(const std::string& id);
 
-  // ---- Quotas and capacity limits (quota_methods.cc).
-  void register_quota_methods(MethodTable* table);
-
  public:
   // What is on record now for an intent's resource ("volume/<id>", "snapshot/<id>") or, before
   // the handler named one (a create), for the name in its parameters: for the audit record of an
@@ -78,7 +120,7 @@ class VolumeService : public ResourceResolver {
   std::string describe_for_recovery(const std::string& resource, const std::string& params) const;
 
  private:
-  Status load_quotas();
+  [[nodiscard]] Status load_quotas();
   // Charges a new volume (create, clone) to the caller, recorded on `rec`, and reserves its
   // size and one volume. Hold the result until make_volume has returned.
   Result<QuotaReservation> reserve_new_volume(const Call& call, store::VolumeRecord* rec);
@@ -91,7 +133,8 @@ class VolumeService : public ResourceResolver {
   config::Config config_;
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<driver::VolumeDriver> driver_;
-  Pipeline* pipeline_ = nullptr;
+  RoleRegistry& roles_;
+  const ownership::AdminPolicy admins_;
 
   mutable std::shared_mutex catalog_mu_;
   std::map<std::string, std::shared_ptr<const store::VolumeRecord>> volumes_;  // by id
@@ -100,7 +143,11 @@ class VolumeService : public ResourceResolver {
   std::map<std::string, std::shared_ptr<const store::SnapshotRecord>> snapshots_;
   std::map<std::string, std::string> snapshot_names_;
   std::set<std::string> reserved_snapshot_names_;
-  std::map<std::string, Runtime> runtime_;  // attach/mount state by volume id
+  struct Runtime {
+    std::string device;
+    std::string mount_path;
+  };
+  std::map<std::string, Runtime> runtime_;  // attach/mount state by volume id (sync_runtime)
 
   std::mutex op_locks_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> op_locks_;

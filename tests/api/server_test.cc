@@ -23,8 +23,10 @@ const std::string kRole = "/volguard.v1.VolguardRole/";
 const std::string kId = "/volguard.v1.VolguardIdentity/";
 
 service::MethodTable build_table() {
-  config::Config cfg;
-  service::VolumeService svc(cfg, nullptr, nullptr);
+  // Registration only: no handler of this table is ever called.
+  static const config::Config cfg;
+  static service::RoleRegistry roles;
+  static service::VolumeService svc(cfg, nullptr, nullptr, roles);
   service::MethodTable table;
   svc.register_methods(&table);
   static const service::Metrics metrics;

@@ -1,0 +1,99 @@
+// mountattach.*: attach, detach, mount, unmount, and the CSI node's publish/unpublish. Each runs
+// under its volume's lock on the record re-read there, and leaves the catalog's copy of the
+// attach/mount state as the driver reports it (sync_runtime).
+#include <sys/statvfs.h>
+
+#include "service/handler_support.h"
+#include "service/volume_service.h"
+
+namespace volguard::service {
+
+Status VolumeService::attach(Call& call, const v1::VolumeRef&, v1::AttachResponse* resp) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  auto dev = driver_->attach(locked.record->id);
+  sync_runtime(locked.record->id);
+  if (!dev) return dev.status();
+  resp->set_device(*dev);
+  return Status::ok();
+}
+
+Status VolumeService::detach(Call& call, const v1::VolumeRef&, v1::Empty*) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  Status detached = driver_->detach(locked.record->id);
+  sync_runtime(locked.record->id);
+  return detached;
+}
+
+Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& v = locked.record;
+  ASSIGN_OR_RETURN(driver::FsType fs_type, driver::parse_fs(v->fs));
+  // Resolved once; the driver mounts on this fd, never on the name.
+  ASSIGN_OR_RETURN(driver::MountTarget target, resolve_target(call, req.path(), {.require_empty = true}));
+  auto mounted = driver_->mount(v->id, target, fs_type);
+  sync_runtime(v->id);
+  if (!mounted) return mounted.status();
+  call.audit_message = "Volume " + v->id + " mounted at " + *mounted;
+  return Status::ok();
+}
+
+Status VolumeService::unmount(Call& call, const v1::VolumeRef&, v1::Empty*) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  Status unmounted = driver_->unmount(locked.record->id);
+  sync_runtime(locked.record->id);
+  return unmounted;
+}
+
+// The CSI node's bind of a staged volume into a pod. Read access for a read-only view, write
+// access for a writable one (the method's resource check); audited like a mount.
+Status VolumeService::publish(Call& call, const v1::PublishRequest& req, v1::Empty*) {
+  if (req.staging_path().empty()) return invalid("staging_path", "is required");
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& v = locked.record;
+  // The source is read, not written: the driver checks it is this volume's own mount.
+  ASSIGN_OR_RETURN(driver::MountTarget staging,
+                   driver::resolve_mount_target(config_.mount_roots, req.staging_path(), {}));
+  ASSIGN_OR_RETURN(driver::MountTarget target,
+                   resolve_target(call, req.path(), {.create_last = true, .require_empty = true}));
+  auto bound = driver_->bind(v->id, staging, target, req.read_only());
+  if (!bound) {
+    driver::remove_created(target);  // a refused publish leaves no directory behind
+    return bound.status();
+  }
+  call.audit_message = "Volume " + v->id + " published at " + *bound +
+                       (req.read_only() ? " (read-only)" : " (read-write)");
+  return Status::ok();
+}
+
+Status VolumeService::unpublish(Call& call, const v1::MountRequest& req, v1::Empty*) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& v = locked.record;
+  ASSIGN_OR_RETURN(driver::MountTarget target, resolve_target(call, req.path(), {}));
+  if (target.mount_root) {
+    // Unpublish takes down a bind, never the volume's own mount (that is unmount, which
+    // needs write): a reader must not pull the staging mount from under its owner's pods.
+    // Asked of the driver, the one source of truth for where the volume is mounted.
+    if (auto st = driver_->status(v->id); st.is_ok() && st->mount_path == target.path) {
+      return Status(Code::kFailedPrecondition, "mount_is_staging",
+                    "path: '" + target.path + "' is the volume's own mount, not a publish; use unmount");
+    }
+    if (driver_->volume_on_device(target.dev) != v->id) {
+      return Status(Code::kFailedPrecondition, "mount_not_this_volume",
+                    "what is mounted at " + target.path + " is not volume '" + req.volume() + "'");
+    }
+    // A writable view is taken down only by whoever could have made it.
+    struct statvfs sv {};
+    const bool read_only = ::fstatvfs(target.dir.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY) != 0;
+    if (!read_only && !call.may(v->ownership, Access::kWrite)) {
+      return Status(Code::kPermissionDenied, "acl_insufficient",
+                    "unpublishing a read-write publish of volume '" + req.volume() +
+                        "' needs write access");
+    }
+  }
+  const std::string path = target.path;  // the target is handed over to the driver
+  RETURN_IF_ERROR(driver_->unbind(v->id, std::move(target)));
+  call.audit_message = "Volume " + v->id + " unpublished from " + path;
+  return Status::ok();
+}
+
+}  // namespace volguard::service

@@ -1,0 +1,131 @@
+// volume.snapshot*: create, restore, enumerate, delete. A snapshot has no ACL of its own: its
+// access is its volume's, evaluated at request time; every change runs under the volume's lock.
+#include <optional>
+
+#include "service/handler_support.h"
+#include "service/volume_service.h"
+
+namespace volguard::service {
+
+using store::RecordState;
+using store::SnapshotRecord;
+
+// ---- volume.snapshotcreate
+Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateRequest& req, v1::SnapshotResponse* resp) {
+  if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& volume = locked.record;
+  auto held = reserve_for(call, *volume, {volume->size_bytes, 0, 1});  // released once listed
+  if (!held) return held.status();
+  SnapshotRecord rec;
+  rec.id = new_id();
+  rec.name = req.name();
+  rec.volume_id = volume->id;
+  rec.size_bytes = volume->size_bytes;
+  // No ACL of its own: access is always the volume's, evaluated at request time.
+  rec.created_at = now_unix();
+  {
+    std::unique_lock clock(catalog_mu_);
+    if (snapshot_names_.count(rec.name) || reserved_snapshot_names_.count(rec.name)) {
+      return Status(Code::kAlreadyExists, "name_taken",
+                    "snapshot name '" + rec.name + "' already exists");
+    }
+    reserved_snapshot_names_.insert(rec.name);
+  }
+  auto release = [&] {
+    std::unique_lock clock(catalog_mu_);
+    reserved_snapshot_names_.erase(rec.name);
+  };
+  call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
+  if (auto s = store_->create_snapshot(rec); !s.is_ok()) {
+    release();
+    return s;
+  }
+  if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
+    log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
+    release();
+    return s;
+  }
+  rec.state = RecordState::kReady;
+  if (auto s = store_->update_snapshot(rec); !s.is_ok()) {
+    log_if_failed(driver_->remove_snapshot(rec.id), "remove_snapshot", rec.id);
+    log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
+    release();
+    return s;
+  }
+  {
+    std::unique_lock clock(catalog_mu_);
+    reserved_snapshot_names_.erase(rec.name);
+    snapshots_[rec.id] = std::make_shared<const SnapshotRecord>(rec);
+    snapshot_names_[rec.name] = rec.id;
+  }
+  call.audit_message = "Snapshot " + rec.id + " of volume " + volume->id + " created";
+  fill_snapshot(rec, volume->ownership, resp->mutable_snapshot());
+  return Status::ok();
+}
+
+// ---- volume.snapshotrestore
+Status VolumeService::restore_snapshot(Call& call, const v1::SnapshotRestoreRequest&, v1::VolumeResponse* resp) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& volume = locked.record;
+  const auto& snapshot = call.snapshot();
+  if (snapshot->volume_id != volume->id) {
+    return Status(Code::kFailedPrecondition, "snapshot_of_other_volume",
+                  "snapshot " + snapshot->name + " was taken of another volume (" +
+                      snapshot->volume_id + "); clone it instead");
+  }
+  call.resource_for_log = "volume/" + volume->id + " snapshot/" + snapshot->id;
+  // Restore refuses a volume that is attached or mounted, and snapshot delete takes this lock:
+  // the snapshot cannot vanish and the volume cannot be mounted while its contents change.
+  if (!find_snapshot(snapshot->id)) {
+    return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + snapshot->id + "' not found");
+  }
+  Status restored = driver_->restore(volume->id, snapshot->id);
+  sync_runtime(volume->id);
+  RETURN_IF_ERROR(restored);
+  call.audit_message = "Volume " + volume->id + " restored from snapshot " + snapshot->id;
+  fill_volume(*volume, resp->mutable_volume());
+  return Status::ok();
+}
+
+// ---- volume.snapshotenumerate
+Status VolumeService::enumerate_snapshots(Call& call, const v1::SnapshotEnumerateRequest&, v1::SnapshotEnumerateResponse* resp) {
+  const auto& only = call.volume();  // null: every snapshot the caller may read
+  std::shared_lock lock(catalog_mu_);
+  for (const auto& [id, rec] : snapshots_) {
+    if (only && rec->volume_id != only->id) continue;
+    auto parent = volumes_.find(rec->volume_id);
+    if (parent == volumes_.end()) {
+      // Its volume is gone (a record from before snapshots followed their volume):
+      // ownership admins only.
+      if (call.security_enabled && !admins_.is_admin(*call.who)) continue;
+      fill_snapshot(*rec, ownership::Ownership{}, resp->add_snapshots());
+      continue;
+    }
+    if (!call.may(parent->second->ownership, Access::kRead)) continue;
+    fill_snapshot(*rec, parent->second->ownership, resp->add_snapshots());
+  }
+  return Status::ok();
+}
+
+// ---- volume.snapshotdelete
+Status VolumeService::delete_snapshot(Call& call, const v1::SnapshotRef&, v1::Empty*) {
+  // Under the parent volume's lock (snapshot create and restore take it too), on the snapshot
+  // re-read there: a concurrent delete of the same snapshot finds it gone.
+  const std::string id = call.snapshot()->id;
+  std::optional<VolumeLock> parent;
+  if (find_volume(call.snapshot()->volume_id)) {
+    auto locked = lock_volume(call.snapshot()->volume_id);
+    if (locked) parent = std::move(locked).value();
+  }
+  auto s = find_snapshot(id);
+  if (!s) return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + id + "' not found");
+  RETURN_IF_ERROR(store_->delete_snapshot(s->id));
+  log_if_failed(driver_->remove_snapshot(s->id), "remove_snapshot", s->id);
+  std::unique_lock lock(catalog_mu_);
+  snapshot_names_.erase(s->name);
+  snapshots_.erase(s->id);
+  return Status::ok();
+}
+
+}  // namespace volguard::service
