@@ -21,7 +21,7 @@ run: build
 
 # Tests build with ASan + UBSan and run every suite (unit, CLI, interop, integration).
 test: deps
-	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_SANITIZE=ON -DVOLGUARD_CRASH_POINTS=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
 

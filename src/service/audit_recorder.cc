@@ -196,29 +196,20 @@ Status AuditRecorder::audit(const DecisionRecord& r) {
 
 Result<size_t> AuditRecorder::recover_intents(
     const std::function<std::string(const std::string&, const std::string&)>& found) {
-  const std::string path = dir_ + "/" + kAuditLogName;
-  std::vector<std::string> files;
-  for (int i = 1000; i >= 1; --i) {
-    std::string p = path + "." + std::to_string(i);
-    if (std::filesystem::exists(p)) files.push_back(p);
-  }
-  if (std::filesystem::exists(path)) files.push_back(path);
   // Intents in the order they were written, minus those an outcome (done, failed, unknown)
-  // closed. Intent ids are unique: a random per-process prefix and a counter.
+  // closed. Intent ids are unique: a random per-process prefix and a counter. read_all reads
+  // the retained rotated files, oldest first, then the live one: each record exactly once.
   std::vector<audit::Record> open;
   std::map<std::string, size_t> index;
-  for (const auto& f : files) {
-    auto records = audit::read_all(f);
-    if (!records) return records.status();
-    for (auto& r : *records) {
-      const std::string* id = r.get("intent");
-      if (id == nullptr) continue;
-      if (r.get("outcome") == nullptr) {
-        index[*id] = open.size();
-        open.push_back(r);
-      } else if (auto it = index.find(*id); it != index.end()) {
-        open[it->second].fields.clear();  // closed
-      }
+  ASSIGN_OR_RETURN(auto records, audit::read_all(dir_ + "/" + kAuditLogName));
+  for (auto& r : records) {
+    const std::string* id = r.get("intent");
+    if (id == nullptr) continue;
+    if (r.get("outcome") == nullptr) {
+      index[*id] = open.size();
+      open.push_back(r);
+    } else if (auto it = index.find(*id); it != index.end()) {
+      open[it->second].fields.clear();  // closed
     }
   }
   size_t count = 0;

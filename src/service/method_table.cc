@@ -50,10 +50,17 @@ void MethodTable::insert(MethodSpec spec) {
       }
     }
   }
-  auto owned = std::make_unique<MethodSpec>(std::move(spec));
+  auto owned = std::make_unique<const MethodSpec>(std::move(spec));
   by_key_[owned->key()] = owned.get();
   by_grpc_[owned->grpc_path] = owned.get();
   methods_.push_back(std::move(owned));
+}
+
+std::vector<const MethodSpec*> MethodTable::methods() const {
+  std::vector<const MethodSpec*> out;
+  out.reserve(methods_.size());
+  for (const auto& m : methods_) out.push_back(m.get());
+  return out;
 }
 
 const MethodSpec* MethodTable::find(const std::string& key) const {

@@ -146,13 +146,18 @@ class MethodTable {
     };
     insert(std::move(spec));
   }
+  // A spec built elsewhere (a copy of another table's entry, e.g. with its handler swapped by a
+  // test); refused like any other duplicate.
+  void add_spec(MethodSpec spec) { insert(std::move(spec)); }
   const MethodSpec* find(const std::string& key) const;
   const MethodSpec* find_grpc(const std::string& path) const;
-  const std::vector<std::unique_ptr<MethodSpec>>& methods() const { return methods_; }
+  // Read-only views: whoever holds the table (a handler through call.pipeline) cannot swap
+  // another method's handler or resources.
+  std::vector<const MethodSpec*> methods() const;
 
  private:
   void insert(MethodSpec spec);
-  std::vector<std::unique_ptr<MethodSpec>> methods_;
+  std::vector<std::unique_ptr<const MethodSpec>> methods_;
   std::map<std::string, const MethodSpec*> by_key_;
   std::map<std::string, const MethodSpec*> by_grpc_;
 };

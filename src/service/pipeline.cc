@@ -7,6 +7,7 @@
 #include <random>
 #include <cstdio>
 
+#include "common/crash_point.h"
 #include "common/text.h"
 
 namespace volguard::service {
@@ -270,7 +271,9 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
     if (Status intended = recorder_.intent(record); !intended.is_ok()) return finish(intended);
   }
   record.authorized = true;
+  crash_point("after_intent", call.method);
   Status result = spec.handler(call, request, response);
+  crash_point("after_act", call.method);
   if (spec.mutates()) {
     record.resource = call.resource_for_log;
     record.audit_message = !result.is_ok()            ? spec.key() + " failed"
