@@ -53,9 +53,10 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-// A value or the Status explaining why there is none (std::expected is C++23).
+// A value or the Status explaining why there is none (std::expected is C++23). [[nodiscard]] like
+// Status: a dropped Result is a dropped error.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
@@ -79,3 +80,29 @@ class Result {
 };
 
 }  // namespace volguard
+
+// Early returns for the one error type, so that a function reads as its steps.
+//
+//   RETURN_IF_ERROR(store->put(rec));             // returns the Status unless it is OK
+//   ASSIGN_OR_RETURN(auto key, load_key(path));   // declares `key` from a Result<T>
+//   ASSIGN_OR_RETURN(out.issuer, get_string(n));  // or assigns to an existing object
+//
+// Both work in functions returning Status or Result<U> (a Status converts to either).
+// RETURN_IF_ERROR takes a Status only (for a Result, test it or use ASSIGN_OR_RETURN).
+// ASSIGN_OR_RETURN expands to several statements: use it as a statement of its own, never as the
+// body of an unbraced if/else or loop; `lhs` must not contain an unparenthesised comma.
+#define RETURN_IF_ERROR(expr)                                                           \
+  do {                                                                                  \
+    if (::volguard::Status vg_status_ = (expr); !vg_status_.is_ok()) return vg_status_; \
+  } while (0)
+
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  VG_ASSIGN_OR_RETURN_IMPL_(VG_CONCAT_(vg_result_, __COUNTER__), lhs, expr)
+
+// Implementation details of ASSIGN_OR_RETURN: a uniquely named temporary holds the Result.
+#define VG_CONCAT_INNER_(a, b) a##b
+#define VG_CONCAT_(a, b) VG_CONCAT_INNER_(a, b)
+#define VG_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp.is_ok()) return tmp.status();          \
+  lhs = std::move(tmp).value()
