@@ -185,12 +185,15 @@ std::string rfc3339(int64_t unix_seconds) {
 
 namespace {
 
+// INVALID_ARGUMENT `reason`: "cannot <verb> <path>: <strerror(err)>".
+Status file_error(const char* reason, const char* verb, const std::string& path, int err) {
+  return Status(Code::kInvalidArgument, reason,
+                std::string("cannot ") + verb + " " + path + ": " + std::strerror(err));
+}
+
 Result<UniqueFd> open_for_reading(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot read " + path + ": " + std::strerror(errno));
-  }
+  if (!fd) return file_error("file_unreadable", "read", path, errno);
   return fd;
 }
 
@@ -202,8 +205,7 @@ Result<std::string> read_all(const UniqueFd& fd, const std::string& path) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status(Code::kInvalidArgument, "file_unreadable",
-                    "cannot read " + path + ": " + std::strerror(errno));
+      return file_error("file_unreadable", "read", path, errno);
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
@@ -221,10 +223,7 @@ Result<std::string> read_file(const std::string& path) {
 Result<std::string> read_private_file(const std::string& path) {
   ASSIGN_OR_RETURN(const UniqueFd fd, open_for_reading(path));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot stat " + path + ": " + std::strerror(errno));
-  }
+  if (::fstat(fd.get(), &st) != 0) return file_error("file_unreadable", "stat", path, errno);
   if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -237,10 +236,7 @@ Result<std::string> read_private_file(const std::string& path) {
 
 Status write_file(const std::string& path, std::string_view content, unsigned mode) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-  if (!fd) {
-    return Status(Code::kInvalidArgument, "file_unwritable",
-                  "cannot write " + path + ": " + std::strerror(errno));
-  }
+  if (!fd) return file_error("file_unwritable", "write", path, errno);
   // The file may have existed with a wider mode: narrow it.
   ::fchmod(fd.get(), mode);
   size_t off = 0;
@@ -248,17 +244,13 @@ Status write_file(const std::string& path, std::string_view content, unsigned mo
     ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status(Code::kInvalidArgument, "file_unwritable",
-                    "cannot write " + path + ": " + std::strerror(errno));
+      return file_error("file_unwritable", "write", path, errno);
     }
     off += static_cast<size_t>(n);
   }
   // close(2) can report a deferred write error: it counts as much as fsync's.
   const int err = ::fsync(fd.get()) != 0 ? errno : fd.close_checked();
-  if (err != 0) {
-    return Status(Code::kInvalidArgument, "file_unwritable",
-                  "cannot sync " + path + ": " + std::strerror(err));
-  }
+  if (err != 0) return file_error("file_unwritable", "sync", path, err);
   return Status::ok();
 }
 
@@ -352,10 +344,7 @@ std::optional<std::pair<std::string_view, std::string_view>> split_qualified(std
 }
 
 Status make_private_dir(const std::string& path) {
-  auto fail = [&](int err) {
-    return Status(Code::kInvalidArgument, "dir_uncreatable",
-                  "cannot create " + path + ": " + std::strerror(err));
-  };
+  auto fail = [&](int err) { return file_error("dir_uncreatable", "create", path, err); };
   std::filesystem::path dir = std::filesystem::path(path).lexically_normal();
   if (!dir.has_filename()) dir = dir.parent_path();  // "data/" is "data"
   std::error_code ec;
