@@ -23,6 +23,8 @@
 #include <tuple>
 #include <vector>
 
+#include "common/fd.h"
+
 namespace volguard::api {
 
 namespace {
@@ -104,8 +106,7 @@ class Connection final : public httplib::Stream {
       (void)SSL_shutdown(ssl_);  // close_notify, best effort: the socket never blocks
       SSL_free(ssl_);
     }
-    linger();
-    ::close(fd_);
+    linger();  // then fd_ closes the socket
   }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -125,7 +126,7 @@ class Connection final : public httplib::Stream {
       if (r == 1) return true;
       short want = want_of(SSL_get_error(ssl_, r));
       if (want == 0) return false;
-      Wait w = wait_for(fd_, want, deadline_, &stopping_);
+      Wait w = wait_for(fd_.get(), want, deadline_, &stopping_);
       if (w == Wait::kTimeout) expired_ = true;
       if (w != Wait::kReady) return false;
     }
@@ -144,11 +145,11 @@ class Connection final : public httplib::Stream {
 
   bool is_readable() const override {
     if (buf_pos_ < buf_len_ || (ssl_ != nullptr && SSL_pending(ssl_) > 0)) return true;
-    pollfd p{fd_, POLLIN, 0};
+    pollfd p{fd_.get(), POLLIN, 0};
     return ::poll(&p, 1, 0) > 0;
   }
   bool is_writable() const override {
-    return wait_for(fd_, POLLOUT, Clock::now() + limits_.write_timeout, nullptr) == Wait::kReady;
+    return wait_for(fd_.get(), POLLOUT, Clock::now() + limits_.write_timeout, nullptr) == Wait::kReady;
   }
 
   ssize_t read(char* ptr, size_t size) override {
@@ -176,7 +177,7 @@ class Connection final : public httplib::Stream {
         continue;
       }
       if (want == 0 ||
-          wait_for(fd_, want, Clock::now() + limits_.write_timeout, nullptr) != Wait::kReady) {
+          wait_for(fd_.get(), want, Clock::now() + limits_.write_timeout, nullptr) != Wait::kReady) {
         closing_ = true;
         return -1;
       }
@@ -185,12 +186,12 @@ class Connection final : public httplib::Stream {
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    std::tie(ip, port) = address_of(fd_, /*peer=*/true);
+    std::tie(ip, port) = address_of(fd_.get(), /*peer=*/true);
   }
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    std::tie(ip, port) = address_of(fd_, /*peer=*/false);
+    std::tie(ip, port) = address_of(fd_.get(), /*peer=*/false);
   }
-  socket_t socket() const override { return fd_; }
+  socket_t socket() const override { return fd_.get(); }
 
  private:
   // Bytes read (0 at the end of the stream), or -1: an error, a stop, or the deadline.
@@ -200,7 +201,7 @@ class Connection final : public httplib::Stream {
       ssize_t n = recv_once(ptr, size, &want);
       if (n >= 0) return n;
       if (want == 0) return -1;
-      Wait w = wait_for(fd_, want, deadline_, &stopping_);
+      Wait w = wait_for(fd_.get(), want, deadline_, &stopping_);
       if (w == Wait::kTimeout) expired_ = true;
       if (w != Wait::kReady) return -1;
     }
@@ -218,7 +219,7 @@ class Connection final : public httplib::Stream {
       *want = want_of(e);
       return -1;
     }
-    ssize_t n = ::recv(fd_, ptr, size, 0);
+    ssize_t n = ::recv(fd_.get(), ptr, size, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) *want = POLLIN;
     return n;
   }
@@ -230,7 +231,7 @@ class Connection final : public httplib::Stream {
       *want = want_of(SSL_get_error(ssl_, 0));
       return -1;
     }
-    ssize_t n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd_.get(), ptr, size, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) *want = POLLOUT;
     return n;
   }
@@ -239,16 +240,16 @@ class Connection final : public httplib::Stream {
   // socket with unread input resets the connection, and a reset can destroy the response the
   // client has not read yet (a refused request's body may still be arriving).
   void linger() {
-    ::shutdown(fd_, SHUT_WR);
+    ::shutdown(fd_.get(), SHUT_WR);
     auto until = Clock::now() + kLinger;
     char sink[4096];
-    while (wait_for(fd_, POLLIN, until, &stopping_) == Wait::kReady) {
-      ssize_t n = ::recv(fd_, sink, sizeof sink, 0);
+    while (wait_for(fd_.get(), POLLIN, until, &stopping_) == Wait::kReady) {
+      ssize_t n = ::recv(fd_.get(), sink, sizeof sink, 0);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
     }
   }
 
-  int fd_;
+  UniqueFd fd_;
   SSL* ssl_;
   const RestLimits& limits_;
   const std::atomic<bool>& stopping_;

@@ -1,8 +1,6 @@
 #include "audit/audit.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -17,6 +15,9 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "common/fd.h"
+#include "common/hex.h"
+#include "common/openssl.h"
 #include "common/text.h"
 
 namespace volguard::audit {
@@ -181,17 +182,7 @@ Result<Record> parse_line(std::string_view line) {
 }
 
 std::string hmac_hex(const std::string& key, const std::string& data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  size_t len = 0;
-  EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(),
-            reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, sizeof mac, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < len; ++i) {
-    out.push_back(hex[mac[i] >> 4]);
-    out.push_back(hex[mac[i] & 15]);
-  }
-  return out;
+  return to_hex(hmac_sha256(key, data));
 }
 
 namespace {
@@ -245,14 +236,14 @@ Result<std::unique_ptr<LogFile>> LogFile::open(LogOptions options) {
   }
   ::chmod(fs::path(options.path).parent_path().c_str(), 0700);
   std::unique_ptr<LogFile> log(new LogFile(std::move(options)));
-  if (auto s = log->recover_chain(); !s.is_ok()) return s;
-  if (auto s = log->check_anchor(); !s.is_ok()) return s;
-  if (auto s = log->open_fd(); !s.is_ok()) return s;
+  RETURN_IF_ERROR(log->recover_chain());
+  RETURN_IF_ERROR(log->check_anchor());
+  RETURN_IF_ERROR(log->open_fd());
   log->flusher_ = std::thread([l = log.get()] { l->flusher(); });
   // A chained file always starts with its header: the genesis of a new chain, or (after a crash
   // between a rotation and its header) the header the rotation did not get to write.
   if (!log->options_.chain_key.empty() && log->size_ == 0) {
-    if (auto s = log->append_header(log->seq_ == 0, ""); !s.is_ok()) return s;
+    RETURN_IF_ERROR(log->append_header(log->seq_ == 0, ""));
   }
   return log;
 }
@@ -269,27 +260,27 @@ LogFile::~LogFile() {
   }
   cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
-  if (fd_ >= 0) ::close(fd_);
+  fd_.reset();
 }
 
 Status LogFile::open_fd() {
-  if (fd_ >= 0) ::close(fd_);
+  fd_.reset();  // the old fd first, so that errno below is the open's
   // O_NOFOLLOW: whoever can write the log directory must not be able to point our appends (and
   // the chmod below) at another file with a symlink named like the log.
-  fd_ = ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd_ < 0) {
+  fd_.reset(
+      ::open(options_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd_) {
     return Status(Code::kUnavailable, "audit_unavailable",
                   "cannot open " + options_.path + ": " + std::strerror(errno) +
                       (errno == ELOOP ? " (it is a symbolic link)" : ""));
   }
   struct stat st;
-  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
-    ::close(fd_);
-    fd_ = -1;
+  if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    fd_.reset();
     return Status(Code::kUnavailable, "audit_unavailable",
                   "cannot use " + options_.path + ": not a regular file with one link");
   }
-  if (::fchmod(fd_, 0600) != 0) {  // never wider, even if it existed
+  if (::fchmod(fd_.get(), 0600) != 0) {  // never wider, even if it existed
     return Status(Code::kUnavailable, "audit_unavailable",
                   "cannot chmod " + options_.path + ": " + std::strerror(errno));
   }
@@ -385,11 +376,12 @@ Record LogFile::header_record(bool genesis, const std::string& removed) const {
 void LogFile::write_anchor(uint64_t seq, const std::string& chain) const {
   if (options_.anchor_path.empty()) return;
   const std::string tmp = options_.anchor_path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return;
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) return;
   const std::string text = std::to_string(seq) + " " + chain + "\n";
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  ::close(fd);
+  const bool ok =
+      ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+      ::fsync(fd.get()) == 0 && fd.close_checked() == 0;
   if (ok) ::rename(tmp.c_str(), options_.anchor_path.c_str());
 }
 
@@ -404,9 +396,8 @@ Status LogFile::append_header(bool genesis, const std::string& removed) {
 }
 
 Status LogFile::rotate_locked() {
-  ::fsync(fd_);
-  ::close(fd_);
-  fd_ = -1;
+  ::fsync(fd_.get());
+  fd_.reset();
   std::error_code ec;
   fs::remove(options_.path + "." + std::to_string(options_.keep), ec);
   for (int i = options_.keep - 1; i >= 1; --i) {
@@ -505,7 +496,7 @@ void LogFile::flusher() {
     std::string data;
     for (const auto& p : batch) data += p->line;
     Status result;
-    if (fd_ < 0) {
+    if (!fd_) {
       if (auto s = open_fd(); !s.is_ok()) result = s;
     }
     // Chained logs rotate in append(), where the new file's header can be chained in order.
@@ -516,12 +507,12 @@ void LogFile::flusher() {
     if (result.is_ok()) {
       // One write per batch: a record is never split, by rotation or by a crash between calls.
       lock.unlock();
-      ssize_t n = ::write(fd_, data.data(), data.size());
+      ssize_t n = ::write(fd_.get(), data.data(), data.size());
       int err = errno;
       bool ok = n == static_cast<ssize_t>(data.size());
       if (ok && options_.durable) {
         auto t0 = std::chrono::steady_clock::now();
-        ok = ::fdatasync(fd_) == 0;
+        ok = ::fdatasync(fd_.get()) == 0;
         err = errno;
         if (fsync_observer_) {
           fsync_observer_(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -531,7 +522,7 @@ void LogFile::flusher() {
       if (!ok) {
         if (n > 0) {
           // A partial write would leave a torn record: cut it back off.
-          if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+          if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) {
             // Nothing more to do: verify will report the torn tail.
           }
         }

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/status.h"
 
 namespace volguard::audit {
@@ -100,7 +101,7 @@ class LogFile {
   std::shared_ptr<Pending> queue_locked(Record record);
 
   LogOptions options_;
-  int fd_ = -1;
+  UniqueFd fd_;
   uint64_t size_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;

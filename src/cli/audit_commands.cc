@@ -50,8 +50,8 @@ int audit_verify(const AuditArgs& a) {
     std::cerr << "error: audit key: " << key.status().message() << "\n";
     return kExitUsage;
   }
-  std::string k = *key;
-  while (!k.empty() && (k.back() == '\n' || k.back() == '\r')) k.pop_back();
+  // Read as the server reads it (service/audit_recorder.cc): without the line end.
+  const std::string k(trim_trailing_newlines(*key));
   std::string path = p->dir + "/" + service::kAuditLogName;
   auto report = audit::verify_chain(path, k, audit::anchor_path_for(p->key_file));
   if (!report.ok) {

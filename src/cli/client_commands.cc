@@ -34,9 +34,7 @@ std::string resolve_token(const Globals& g) {
       std::cerr << "error: --token-file: " << t.status().message() << "\n";
       std::exit(kExitUsage);
     }
-    std::string s = *t;
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-    return s;
+    return std::string(trim_trailing_whitespace(*t));
   }
   const char* env = std::getenv("VOLGUARD_TOKEN");
   return env ? env : "";

@@ -82,10 +82,8 @@ int token_generate(const TokenGenerateArgs& args) {
       std::cerr << "error: --shared-secret-file: " << secret.status().message() << "\n";
       return kExitUsage;
     }
-    std::string s = std::move(secret).value();
-    if (!s.empty() && s.back() == '\n') s.pop_back();
-    if (!s.empty() && s.back() == '\r') s.pop_back();
-    key = SigningKey::from_secret(std::move(s));
+    // Read as the verifier reads shared_secret_file: without the line end.
+    key = SigningKey::from_secret(std::string(trim_trailing_newlines(*secret)));
   } else {
     key_file = !args.rsa_private_keyfile.empty() ? args.rsa_private_keyfile
                                                  : args.ecdsa_private_keyfile;
@@ -140,9 +138,7 @@ int token_verify(const std::string& config_file, const std::string& token_arg) {
   if (token == "-") {
     token.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-    token.pop_back();
-  }
+  token.resize(trim_trailing_whitespace(token).size());
   auto id = (*verifier)->verify(token);
   if (!id) {
     // The reason and check only: the token itself is never echoed.

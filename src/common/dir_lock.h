@@ -3,7 +3,9 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
+#include "common/fd.h"
 #include "common/status.h"
 
 namespace volguard {
@@ -16,15 +18,12 @@ class DirLock {
   // FAILED_PRECONDITION `data_dir_in_use` naming the pid that holds it.
   [[nodiscard]] static Result<DirLock> acquire(const std::string& dir, const std::string& what);
 
-  DirLock(DirLock&& other) noexcept;
-  DirLock& operator=(DirLock&& other) noexcept;
-  DirLock(const DirLock&) = delete;
-  DirLock& operator=(const DirLock&) = delete;
-  ~DirLock();
+  DirLock(DirLock&&) noexcept = default;
+  DirLock& operator=(DirLock&&) noexcept = default;
 
  private:
-  explicit DirLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
+  explicit DirLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  UniqueFd fd_;  // closing the last fd releases the flock
 };
 
 }  // namespace volguard

@@ -53,7 +53,8 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-// A value or the Status explaining why there is none (std::expected is C++23).
+// A value or the Status explaining why there is none (std::expected is C++23). [[nodiscard]] like
+// Status: a dropped Result is a dropped error.
 template <typename T>
 class [[nodiscard]] Result {
  public:
@@ -80,20 +81,28 @@ class [[nodiscard]] Result {
 
 }  // namespace volguard
 
-// Early returns for the two shapes every layer writes by hand otherwise:
-//   RETURN_IF_ERROR(store_->update_volume(rec));
-//   ASSIGN_OR_RETURN(auto target, resolve_target(call, path, options));
-// The error is returned as it is (its code, reason and message stay the callee's).
-#define VOLGUARD_STATUS_CONCAT_INNER(a, b) a##b
-#define VOLGUARD_STATUS_CONCAT(a, b) VOLGUARD_STATUS_CONCAT_INNER(a, b)
-#define RETURN_IF_ERROR(...)                                                      \
-  do {                                                                            \
-    if (::volguard::Status volguard_status_ = (__VA_ARGS__); !volguard_status_.is_ok()) \
-      return volguard_status_;                                                    \
+// Early returns for the one error type, so that a function reads as its steps.
+//
+//   RETURN_IF_ERROR(store->put(rec));             // returns the Status unless it is OK
+//   ASSIGN_OR_RETURN(auto key, load_key(path));   // declares `key` from a Result<T>
+//   ASSIGN_OR_RETURN(out.issuer, get_string(n));  // or assigns to an existing object
+//
+// Both work in functions returning Status or Result<U> (a Status converts to either).
+// RETURN_IF_ERROR takes a Status only (for a Result, test it or use ASSIGN_OR_RETURN).
+// ASSIGN_OR_RETURN expands to several statements: use it as a statement of its own, never as the
+// body of an unbraced if/else or loop; `lhs` must not contain an unparenthesised comma.
+#define RETURN_IF_ERROR(...)                                                                   \
+  do {                                                                                         \
+    if (::volguard::Status vg_status_ = (__VA_ARGS__); !vg_status_.is_ok()) return vg_status_; \
   } while (0)
+
 #define ASSIGN_OR_RETURN(lhs, ...) \
-  VOLGUARD_ASSIGN_OR_RETURN_IMPL(VOLGUARD_STATUS_CONCAT(volguard_result_, __LINE__), lhs, __VA_ARGS__)
-#define VOLGUARD_ASSIGN_OR_RETURN_IMPL(tmp, lhs, ...) \
-  auto tmp = (__VA_ARGS__);                           \
-  if (!tmp.is_ok()) return tmp.status();              \
+  VG_ASSIGN_OR_RETURN_IMPL_(VG_CONCAT_(vg_result_, __COUNTER__), lhs, (__VA_ARGS__))
+
+// Implementation details of ASSIGN_OR_RETURN: a uniquely named temporary holds the Result.
+#define VG_CONCAT_INNER_(a, b) a##b
+#define VG_CONCAT_(a, b) VG_CONCAT_INNER_(a, b)
+#define VG_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp.is_ok()) return tmp.status();          \
   lhs = std::move(tmp).value()

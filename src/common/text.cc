@@ -1,7 +1,6 @@
 #include "common/text.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +13,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "common/fd.h"
+#include "common/hex.h"
+#include "common/openssl.h"
 
 namespace volguard {
 
@@ -150,6 +153,19 @@ std::vector<std::string> split(std::string_view text, char sep) {
   }
 }
 
+std::string_view trim_trailing_newlines(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  return text;
+}
+
+std::string_view trim_trailing_whitespace(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
 std::string to_lower(std::string_view text) {
   std::string out(text);
   for (auto& c : out) {
@@ -169,52 +185,46 @@ std::string rfc3339(int64_t unix_seconds) {
 
 namespace {
 
-// Reads all of `fd` and closes it.
-Result<std::string> read_all(int fd, const std::string& path) {
+// INVALID_ARGUMENT `reason`: "cannot <verb> <path>: <strerror(err)>".
+Status file_error(const char* reason, const char* verb, const std::string& path, int err) {
+  return Status(Code::kInvalidArgument, reason,
+                std::string("cannot ") + verb + " " + path + ": " + std::strerror(err));
+}
+
+Result<UniqueFd> open_for_reading(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return file_error("file_unreadable", "read", path, errno);
+  return fd;
+}
+
+// Reads all of `fd`.
+Result<std::string> read_all(const UniqueFd& fd, const std::string& path) {
   std::string out;
   char buf[65536];
   while (true) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status(Code::kInvalidArgument, "file_unreadable",
-                    "cannot read " + path + ": " + std::strerror(err));
+      return file_error("file_unreadable", "read", path, errno);
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
   return out;
 }
 
 }  // namespace
 
 Result<std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot read " + path + ": " + std::strerror(errno));
-  }
+  ASSIGN_OR_RETURN(const UniqueFd fd, open_for_reading(path));
   return read_all(fd, path);
 }
 
 Result<std::string> read_private_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot read " + path + ": " + std::strerror(errno));
-  }
+  ASSIGN_OR_RETURN(const UniqueFd fd, open_for_reading(path));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Status(Code::kInvalidArgument, "file_unreadable",
-                  "cannot stat " + path + ": " + std::strerror(err));
-  }
+  if (::fstat(fd.get(), &st) != 0) return file_error("file_unreadable", "stat", path, errno);
   if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
-    ::close(fd);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return Status(Code::kFailedPrecondition, "secret_file_exposed",
@@ -225,29 +235,22 @@ Result<std::string> read_private_file(const std::string& path) {
 }
 
 Status write_file(const std::string& path, std::string_view content, unsigned mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return Status(Code::kInvalidArgument, "file_unwritable",
-                  "cannot write " + path + ": " + std::strerror(errno));
-  }
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  if (!fd) return file_error("file_unwritable", "write", path, errno);
   // The file may have existed with a wider mode: narrow it.
-  ::fchmod(fd, mode);
+  ::fchmod(fd.get(), mode);
   size_t off = 0;
   while (off < content.size()) {
-    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return Status(Code::kInvalidArgument, "file_unwritable",
-                    "cannot write " + path + ": " + std::strerror(err));
+      return file_error("file_unwritable", "write", path, errno);
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return Status(Code::kInvalidArgument, "file_unwritable",
-                  "cannot sync " + path + ": " + std::strerror(errno));
-  }
+  // close(2) can report a deferred write error: it counts as much as fsync's.
+  const int err = ::fsync(fd.get()) != 0 ? errno : fd.close_checked();
+  if (err != 0) return file_error("file_unwritable", "sync", path, err);
   return Status::ok();
 }
 
@@ -256,6 +259,34 @@ bool has_control_chars(std::string_view text) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
   }
   return false;
+}
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '-' || c == '_';
+}
+
+bool is_valid_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength || name[0] == '.' || name[0] == '-') {
+    return false;
+  }
+  for (char c : name) {
+    if (!is_name_char(c)) return false;
+  }
+  return true;
+}
+
+Status check_name(std::string_view field, std::string_view name) {
+  if (is_valid_name(name)) return Status::ok();
+  const std::string quoted = "'" + std::string(name) + "'";
+  const std::string why = name.empty() ? "is required"
+                          : name.size() > kMaxNameLength
+                              ? "must be at most " + std::to_string(kMaxNameLength) + " characters"
+                          : name[0] == '.' || name[0] == '-'
+                              ? quoted + " must not start with '.' or '-'"
+                              : quoted + " may contain only letters, digits, '.', '-', '_'";
+  return Status(Code::kInvalidArgument, "invalid_" + std::string(field),
+                std::string(field) + ": " + why);
 }
 
 std::string escape_name(std::string_view name) {
@@ -313,10 +344,7 @@ std::optional<std::pair<std::string_view, std::string_view>> split_qualified(std
 }
 
 Status make_private_dir(const std::string& path) {
-  auto fail = [&](int err) {
-    return Status(Code::kInvalidArgument, "dir_uncreatable",
-                  "cannot create " + path + ": " + std::strerror(err));
-  };
+  auto fail = [&](int err) { return file_error("dir_uncreatable", "create", path, err); };
   std::filesystem::path dir = std::filesystem::path(path).lexically_normal();
   if (!dir.has_filename()) dir = dir.parent_path();  // "data/" is "data"
   std::error_code ec;
@@ -334,17 +362,6 @@ Status make_private_dir(const std::string& path) {
   return Status::ok();
 }
 
-std::string fingerprint(std::string_view secret) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(secret.data(), secret.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 6; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
-}
+std::string fingerprint(std::string_view secret) { return to_hex(sha256(secret).substr(0, 6)); }
 
 }  // namespace volguard

@@ -27,6 +27,15 @@ std::string base64url_encode(std::string_view bytes);
 std::optional<std::string> base64url_decode(std::string_view text);
 
 std::vector<std::string> split(std::string_view text, char sep);
+
+// `text` without its trailing '\n' and '\r' (any number): the line end that editors, `echo`
+// and CRLF files add to a value kept in a file. For secrets and keys: spaces are kept, as they
+// can be part of the secret, and the signer and the verifier must read the same bytes.
+std::string_view trim_trailing_newlines(std::string_view text);
+// `text` without its trailing spaces, tabs, '\n' and '\r': for values that never end in
+// whitespace (tokens, pids, device names, a tool's message), as read from files, stdin, a
+// Kubernetes Secret or a tool's output.
+std::string_view trim_trailing_whitespace(std::string_view text);
 std::string to_lower(std::string_view text);
 
 // Seconds since the epoch → RFC 3339 UTC ("2026-11-22T18:00:00Z").
@@ -48,6 +57,16 @@ Status make_private_dir(const std::string& path);
 
 // Bytes below 0x20 and DEL: refused in names, which end up in logs, messages and file paths.
 bool has_control_chars(std::string_view text);
+
+// Volume and snapshot names and the driver's ids: 1 to kMaxNameLength characters of
+// [A-Za-z0-9._-], not starting with '.' or '-', so that they are safe in logs, URLs and file
+// names (never hidden, never read as a command-line option).
+inline constexpr size_t kMaxNameLength = 128;
+bool is_name_char(char c);
+bool is_valid_name(std::string_view name);
+// OK for a valid name, else INVALID_ARGUMENT with reason "invalid_<field>" and the message
+// "<field>: <what is wrong>".
+Status check_name(std::string_view field, std::string_view name);
 
 // Qualified names: principals "<issuer>/<username>" and group grants "<group_domain>/<group>".
 // The name is escaped ('%' as %25, '/' as %2F) so the LAST '/' always separates the qualifier

@@ -2,10 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <set>
 
+#include "common/size.h"
 #include "common/text.h"
 
 namespace volguard::config {
@@ -68,31 +68,6 @@ Result<std::vector<std::string>> get_string_list(const YAML::Node& node, const s
   return out;
 }
 
-// "100M", "1G", "16T", "4096" → bytes (K/M/G/T powers of 1024). At most 2^63 - 1: sizes end up
-// in off_t and in SQLite's signed INTEGER, and a wrapped product must never pass for a small one.
-Result<uint64_t> parse_bytes(const std::string& text) {
-  auto refuse = [&](const std::string& why) {
-    return Status(Code::kInvalidArgument, "bad_size", "'" + text + "' " + why);
-  };
-  // strtoull would take leading blanks and a '-' (wrapping "-1" to 2^64 - 1): digits first.
-  if (text.empty() || text[0] < '0' || text[0] > '9') return refuse("is not a size such as 100M");
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long n = std::strtoull(text.c_str(), &end, 10);
-  std::string unit = to_lower(end);
-  uint64_t scale = unit.empty() || unit == "b" ? 1
-                   : unit == "k" || unit == "ki" || unit == "kib" ? 1024
-                   : unit == "m" || unit == "mi" || unit == "mib" ? 1024 * 1024
-                   : unit == "g" || unit == "gi" || unit == "gib" ? 1024ull * 1024 * 1024
-                   : unit == "t" || unit == "ti" || unit == "tib" ? 1024ull * 1024 * 1024 * 1024
-                                                                    : 0;
-  if (n == 0 || scale == 0) return refuse("is not a size such as 100M");
-  if (errno == ERANGE || n > static_cast<unsigned long long>(INT64_MAX) / scale) {
-    return refuse("is too large (at most 2^63 - 1 bytes)");
-  }
-  return static_cast<uint64_t>(n) * scale;
-}
-
 // A quota limit: a size (bytes) or a count; "0" or "unlimited" means no limit.
 Result<uint64_t> parse_limit(const YAML::Node& node, const std::string& file,
                              const std::string& key, bool bytes) {
@@ -100,7 +75,7 @@ Result<uint64_t> parse_limit(const YAML::Node& node, const std::string& file,
   std::string text = node.as<std::string>();
   if (text == "0" || to_lower(text) == "unlimited") return uint64_t{0};
   if (bytes) {
-    auto b = parse_bytes(text);
+    auto b = parse_size(text);
     if (!b) return bad(file, key, b.status().message());
     return *b;
   }
@@ -109,29 +84,20 @@ Result<uint64_t> parse_limit(const YAML::Node& node, const std::string& file,
   return *n;
 }
 
-#define VG_ASSIGN(lhs, expr)            \
-  do {                                  \
-    auto vg_r = (expr);                 \
-    if (!vg_r) return vg_r.status();    \
-    lhs = std::move(vg_r).value();      \
-  } while (0)
-
 Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& file,
                                   const std::string& where) {
-  if (auto s = check_keys(node, file, where,
-                          {"issuer", "shared_secret_file", "shared_secret_env", "public_key_file",
-                           "audiences", "oidc", "group_domain"});
-      !s.is_ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(check_keys(node, file, where,
+                             {"issuer", "shared_secret_file", "shared_secret_env",
+                              "public_key_file", "audiences", "oidc", "group_domain"}));
   IssuerConfig out;
   out.where = file + ": " + where;
   if (!node["issuer"]) return bad(file, where + ".issuer", "is required");
-  VG_ASSIGN(out.issuer, get_string(node["issuer"], file, where + ".issuer"));
+  ASSIGN_OR_RETURN(out.issuer, get_string(node["issuer"], file, where + ".issuer"));
   if (out.issuer.empty()) return bad(file, where + ".issuer", "must not be empty");
   out.group_domain = out.issuer;
   if (node["group_domain"]) {
-    VG_ASSIGN(out.group_domain, get_string(node["group_domain"], file, where + ".group_domain"));
+    ASSIGN_OR_RETURN(out.group_domain,
+                     get_string(node["group_domain"], file, where + ".group_domain"));
     if (out.group_domain.empty()) return bad(file, where + ".group_domain", "must not be empty");
   }
   if (has_control_chars(out.group_domain)) {
@@ -139,47 +105,59 @@ Result<IssuerConfig> parse_issuer(const YAML::Node& node, const std::string& fil
                "must not contain control characters");
   }
   if (node["shared_secret_file"]) {
-    VG_ASSIGN(out.shared_secret_file,
-              get_string(node["shared_secret_file"], file, where + ".shared_secret_file"));
+    ASSIGN_OR_RETURN(out.shared_secret_file,
+                     get_string(node["shared_secret_file"], file, where + ".shared_secret_file"));
   }
   if (node["shared_secret_env"]) {
-    VG_ASSIGN(out.shared_secret_env,
-              get_string(node["shared_secret_env"], file, where + ".shared_secret_env"));
+    ASSIGN_OR_RETURN(out.shared_secret_env,
+                     get_string(node["shared_secret_env"], file, where + ".shared_secret_env"));
   }
   if (node["public_key_file"]) {
-    VG_ASSIGN(out.public_key_file,
-              get_string(node["public_key_file"], file, where + ".public_key_file"));
+    ASSIGN_OR_RETURN(out.public_key_file,
+                     get_string(node["public_key_file"], file, where + ".public_key_file"));
   }
   if (node["audiences"]) {
-    VG_ASSIGN(out.audiences, get_string_list(node["audiences"], file, where + ".audiences"));
+    ASSIGN_OR_RETURN(out.audiences, get_string_list(node["audiences"], file, where + ".audiences"));
   }
   if (node["oidc"]) {
     const auto& o = node["oidc"];
     const std::string w = where + ".oidc";
-    if (auto s = check_keys(o, file, w,
-                            {"client_id", "skip_client_id_check", "namespace", "roles_claim",
-                             "groups_claim", "jwks_refresh", "fetch_timeout",
-                             "min_refetch_interval", "ca_file"});
-        !s.is_ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(
+        check_keys(o, file, w,
+                   {"client_id", "skip_client_id_check", "namespace", "roles_claim", "groups_claim",
+                    "jwks_refresh", "fetch_timeout", "min_refetch_interval", "ca_file"}));
     auto& oc = out.oidc;
     oc.enabled = true;
-    if (o["client_id"]) VG_ASSIGN(oc.client_id, get_string(o["client_id"], file, w + ".client_id"));
+    if (o["client_id"]) {
+      ASSIGN_OR_RETURN(oc.client_id, get_string(o["client_id"], file, w + ".client_id"));
+    }
     if (o["skip_client_id_check"]) {
-      VG_ASSIGN(oc.skip_client_id_check,
-                get_bool(o["skip_client_id_check"], file, w + ".skip_client_id_check"));
+      ASSIGN_OR_RETURN(oc.skip_client_id_check,
+                       get_bool(o["skip_client_id_check"], file, w + ".skip_client_id_check"));
     }
-    if (o["namespace"]) VG_ASSIGN(oc.claims_namespace, get_string(o["namespace"], file, w + ".namespace"));
-    if (o["roles_claim"]) VG_ASSIGN(oc.roles_claim, get_string(o["roles_claim"], file, w + ".roles_claim"));
-    if (o["groups_claim"]) VG_ASSIGN(oc.groups_claim, get_string(o["groups_claim"], file, w + ".groups_claim"));
-    if (o["jwks_refresh"]) VG_ASSIGN(oc.jwks_refresh, get_duration(o["jwks_refresh"], file, w + ".jwks_refresh"));
-    if (o["fetch_timeout"]) VG_ASSIGN(oc.fetch_timeout, get_duration(o["fetch_timeout"], file, w + ".fetch_timeout"));
+    if (o["namespace"]) {
+      ASSIGN_OR_RETURN(oc.claims_namespace, get_string(o["namespace"], file, w + ".namespace"));
+    }
+    if (o["roles_claim"]) {
+      ASSIGN_OR_RETURN(oc.roles_claim, get_string(o["roles_claim"], file, w + ".roles_claim"));
+    }
+    if (o["groups_claim"]) {
+      ASSIGN_OR_RETURN(oc.groups_claim, get_string(o["groups_claim"], file, w + ".groups_claim"));
+    }
+    if (o["jwks_refresh"]) {
+      ASSIGN_OR_RETURN(oc.jwks_refresh, get_duration(o["jwks_refresh"], file, w + ".jwks_refresh"));
+    }
+    if (o["fetch_timeout"]) {
+      ASSIGN_OR_RETURN(oc.fetch_timeout,
+                       get_duration(o["fetch_timeout"], file, w + ".fetch_timeout"));
+    }
     if (o["min_refetch_interval"]) {
-      VG_ASSIGN(oc.min_refetch_interval,
-                get_duration(o["min_refetch_interval"], file, w + ".min_refetch_interval"));
+      ASSIGN_OR_RETURN(oc.min_refetch_interval,
+                       get_duration(o["min_refetch_interval"], file, w + ".min_refetch_interval"));
     }
-    if (o["ca_file"]) VG_ASSIGN(oc.ca_file, get_string(o["ca_file"], file, w + ".ca_file"));
+    if (o["ca_file"]) {
+      ASSIGN_OR_RETURN(oc.ca_file, get_string(o["ca_file"], file, w + ".ca_file"));
+    }
     if (oc.client_id.empty() && !oc.skip_client_id_check) {
       return bad(file, w + ".client_id", "is required (or set skip_client_id_check: true)");
     }
@@ -232,41 +210,46 @@ Result<std::string> qualified_admin_group(const std::string& entry,
 
 Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string& file) {
   const std::string w = "security";
-  if (auto s = check_keys(node, file, w,
-                          {"enabled", "guest_access", "username_claim", "clock_skew",
-                           "token_lifetime", "max_token_lifetime", "admin_groups", "issuers"});
-      !s.is_ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(check_keys(node, file, w,
+                             {"enabled", "guest_access", "username_claim", "clock_skew",
+                              "token_lifetime", "max_token_lifetime", "admin_groups", "issuers"}));
   SecurityConfig out;
-  if (node["enabled"]) VG_ASSIGN(out.enabled, get_bool(node["enabled"], file, w + ".enabled"));
+  if (node["enabled"]) {
+    ASSIGN_OR_RETURN(out.enabled, get_bool(node["enabled"], file, w + ".enabled"));
+  }
   if (node["guest_access"]) {
-    VG_ASSIGN(out.guest_access, get_bool(node["guest_access"], file, w + ".guest_access"));
+    ASSIGN_OR_RETURN(out.guest_access, get_bool(node["guest_access"], file, w + ".guest_access"));
   }
   if (node["username_claim"]) {
     std::string claim;
-    VG_ASSIGN(claim, get_string(node["username_claim"], file, w + ".username_claim"));
-    if (claim == "sub") out.username_claim = UsernameClaim::kSub;
-    else if (claim == "email") out.username_claim = UsernameClaim::kEmail;
-    else if (claim == "name") out.username_claim = UsernameClaim::kName;
-    else return bad(file, w + ".username_claim", "'" + claim + "' is not one of sub, email, name");
+    ASSIGN_OR_RETURN(claim, get_string(node["username_claim"], file, w + ".username_claim"));
+    if (claim == "sub")
+      out.username_claim = UsernameClaim::kSub;
+    else if (claim == "email")
+      out.username_claim = UsernameClaim::kEmail;
+    else if (claim == "name")
+      out.username_claim = UsernameClaim::kName;
+    else
+      return bad(file, w + ".username_claim", "'" + claim + "' is not one of sub, email, name");
   }
   if (node["clock_skew"]) {
-    VG_ASSIGN(out.clock_skew, get_duration(node["clock_skew"], file, w + ".clock_skew"));
+    ASSIGN_OR_RETURN(out.clock_skew, get_duration(node["clock_skew"], file, w + ".clock_skew"));
     if (out.clock_skew > std::chrono::seconds(600)) {
       return bad(file, w + ".clock_skew", "must be at most 10m");
     }
   }
   if (node["token_lifetime"]) {
-    VG_ASSIGN(out.token_lifetime, get_duration(node["token_lifetime"], file, w + ".token_lifetime"));
+    ASSIGN_OR_RETURN(out.token_lifetime,
+                     get_duration(node["token_lifetime"], file, w + ".token_lifetime"));
     if (out.token_lifetime.count() == 0) return bad(file, w + ".token_lifetime", "must be > 0");
   }
   if (node["max_token_lifetime"]) {
-    VG_ASSIGN(out.max_token_lifetime,
-              get_duration(node["max_token_lifetime"], file, w + ".max_token_lifetime"));
+    ASSIGN_OR_RETURN(out.max_token_lifetime,
+                     get_duration(node["max_token_lifetime"], file, w + ".max_token_lifetime"));
   }
   if (node["admin_groups"]) {
-    VG_ASSIGN(out.admin_groups, get_string_list(node["admin_groups"], file, w + ".admin_groups"));
+    ASSIGN_OR_RETURN(out.admin_groups,
+                     get_string_list(node["admin_groups"], file, w + ".admin_groups"));
   }
   if (node["issuers"]) {
     const auto& list = node["issuers"];
@@ -275,7 +258,7 @@ Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string&
     for (size_t i = 0; i < list.size(); ++i) {
       std::string where = w + ".issuers[" + std::to_string(i) + "]";
       IssuerConfig issuer;
-      VG_ASSIGN(issuer, parse_issuer(list[i], file, where));
+      ASSIGN_OR_RETURN(issuer, parse_issuer(list[i], file, where));
       if (!seen.insert(issuer.issuer).second) {
         return bad(file, where + ".issuer",
                    "duplicate issuer '" + issuer.issuer + "' (each iss selects exactly one key)");
@@ -285,8 +268,9 @@ Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string&
   }
   // Checked once the issuers are known: every entry names one of their group domains.
   for (size_t i = 0; i < out.admin_groups.size(); ++i) {
-    VG_ASSIGN(out.admin_groups[i], qualified_admin_group(out.admin_groups[i], out.issuers, file,
-                                                         w + ".admin_groups[" + std::to_string(i) + "]"));
+    ASSIGN_OR_RETURN(out.admin_groups[i],
+                     qualified_admin_group(out.admin_groups[i], out.issuers, file,
+                                           w + ".admin_groups[" + std::to_string(i) + "]"));
   }
   if (out.enabled && out.issuers.empty() && !out.guest_access) {
     return bad(file, w + ".issuers",
@@ -300,43 +284,38 @@ Result<size_t> get_count(const YAML::Node& node, const std::string& file, const 
                          size_t min, size_t max) {
   std::string range = "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
   if (!node.IsScalar()) return bad(file, key, range);
-  std::string text = node.as<std::string>();
-  char* end = nullptr;
-  errno = 0;
-  unsigned long long n = std::strtoull(text.c_str(), &end, 10);
-  if (text.empty() || text[0] < '0' || text[0] > '9' || *end != '\0' || errno == ERANGE || n < min ||
-      n > max) {
-    return bad(file, key, range);
-  }
-  return static_cast<size_t>(n);
+  const auto n = parse_count(node.as<std::string>());
+  if (!n || *n < min || *n > max) return bad(file, key, range);
+  return static_cast<size_t>(*n);
 }
 
 Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
-  if (auto s = check_keys(node, file, "api",
-                          {"grpc", "rest", "tls", "rest_read_timeout", "rest_max_connections",
-                           "rest_max_connections_per_peer"});
-      !s.is_ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(check_keys(node, file, "api",
+                             {"grpc", "rest", "tls", "rest_read_timeout", "rest_max_connections",
+                              "rest_max_connections_per_peer"}));
   ApiConfig out;
-  if (node["grpc"]) VG_ASSIGN(out.grpc, get_string(node["grpc"], file, "api.grpc"));
-  if (node["rest"]) VG_ASSIGN(out.rest, get_string(node["rest"], file, "api.rest"));
+  if (node["grpc"]) {
+    ASSIGN_OR_RETURN(out.grpc, get_string(node["grpc"], file, "api.grpc"));
+  }
+  if (node["rest"]) {
+    ASSIGN_OR_RETURN(out.rest, get_string(node["rest"], file, "api.rest"));
+  }
   if (node["rest_read_timeout"]) {
-    VG_ASSIGN(out.rest_read_timeout,
-              get_duration(node["rest_read_timeout"], file, "api.rest_read_timeout"));
+    ASSIGN_OR_RETURN(out.rest_read_timeout,
+                     get_duration(node["rest_read_timeout"], file, "api.rest_read_timeout"));
     // 0 would refuse every request; past minutes it no longer protects anything.
     if (out.rest_read_timeout.count() < 1 || out.rest_read_timeout.count() > 300) {
       return bad(file, "api.rest_read_timeout", "must be from 1s to 5m");
     }
   }
   if (node["rest_max_connections"]) {
-    VG_ASSIGN(out.rest_max_connections,
-              get_count(node["rest_max_connections"], file, "api.rest_max_connections", 2, 4096));
+    ASSIGN_OR_RETURN(out.rest_max_connections, get_count(node["rest_max_connections"], file,
+                                                         "api.rest_max_connections", 2, 4096));
   }
   if (node["rest_max_connections_per_peer"]) {
-    VG_ASSIGN(out.rest_max_connections_per_peer,
-              get_count(node["rest_max_connections_per_peer"], file,
-                        "api.rest_max_connections_per_peer", 1, 4095));
+    ASSIGN_OR_RETURN(out.rest_max_connections_per_peer,
+                     get_count(node["rest_max_connections_per_peer"], file,
+                               "api.rest_max_connections_per_peer", 1, 4095));
   }
   if (out.rest_max_connections_per_peer >= out.rest_max_connections) {
     return bad(file, "api.rest_max_connections_per_peer",
@@ -346,12 +325,12 @@ Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
   }
   if (node["tls"]) {
     const auto& tls = node["tls"];
-    if (auto s = check_keys(tls, file, "api.tls", {"cert_file", "key_file"}); !s.is_ok()) return s;
+    RETURN_IF_ERROR(check_keys(tls, file, "api.tls", {"cert_file", "key_file"}));
     if (tls["cert_file"]) {
-      VG_ASSIGN(out.tls.cert_file, get_string(tls["cert_file"], file, "api.tls.cert_file"));
+      ASSIGN_OR_RETURN(out.tls.cert_file, get_string(tls["cert_file"], file, "api.tls.cert_file"));
     }
     if (tls["key_file"]) {
-      VG_ASSIGN(out.tls.key_file, get_string(tls["key_file"], file, "api.tls.key_file"));
+      ASSIGN_OR_RETURN(out.tls.key_file, get_string(tls["key_file"], file, "api.tls.key_file"));
     }
     if (out.tls.cert_file.empty() != out.tls.key_file.empty()) {
       return bad(file, "api.tls", "cert_file and key_file go together");
@@ -361,12 +340,12 @@ Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
 }
 
 Result<LimitsConfig> parse_limits(const YAML::Node& node, const std::string& file) {
-  if (auto s = check_keys(node, file, "limits", {"max_volume_size"}); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_keys(node, file, "limits", {"max_volume_size"}));
   LimitsConfig out;
   if (node["max_volume_size"]) {
     const auto& n = node["max_volume_size"];
     if (!n.IsScalar()) return bad(file, "limits.max_volume_size", "must be a size such as 16T");
-    auto b = parse_bytes(n.as<std::string>());
+    auto b = parse_size(n.as<std::string>());
     if (!b) return bad(file, "limits.max_volume_size", b.status().message());
     // Below 1M no filesystem fits: every create would fail in mkfs instead of here.
     if (*b < (uint64_t{1} << 20)) return bad(file, "limits.max_volume_size", "must be at least 1M");
@@ -376,21 +355,23 @@ Result<LimitsConfig> parse_limits(const YAML::Node& node, const std::string& fil
 }
 
 Result<QuotasConfig> parse_quotas(const YAML::Node& node, const std::string& file) {
-  if (auto s = check_keys(node, file, "quotas", {"guest"}); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_keys(node, file, "quotas", {"guest"}));
   QuotasConfig out;
   if (node["guest"]) {
     const auto& g = node["guest"];
     const std::string w = "quotas.guest";
-    if (auto s = check_keys(g, file, w, {"max_bytes", "max_volumes", "max_snapshots"}); !s.is_ok()) {
-      return s;
+    RETURN_IF_ERROR(check_keys(g, file, w, {"max_bytes", "max_volumes", "max_snapshots"}));
+    if (g["max_bytes"]) {
+      ASSIGN_OR_RETURN(out.guest.max_bytes,
+                       parse_limit(g["max_bytes"], file, w + ".max_bytes", true));
     }
-    if (g["max_bytes"]) VG_ASSIGN(out.guest.max_bytes, parse_limit(g["max_bytes"], file, w + ".max_bytes", true));
     if (g["max_volumes"]) {
-      VG_ASSIGN(out.guest.max_volumes, parse_limit(g["max_volumes"], file, w + ".max_volumes", false));
+      ASSIGN_OR_RETURN(out.guest.max_volumes,
+                       parse_limit(g["max_volumes"], file, w + ".max_volumes", false));
     }
     if (g["max_snapshots"]) {
-      VG_ASSIGN(out.guest.max_snapshots,
-                parse_limit(g["max_snapshots"], file, w + ".max_snapshots", false));
+      ASSIGN_OR_RETURN(out.guest.max_snapshots,
+                       parse_limit(g["max_snapshots"], file, w + ".max_snapshots", false));
     }
   }
   return out;
@@ -418,15 +399,14 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   out.file = file;
   if (root.IsNull()) return bad(file, "(root)", "empty configuration");
   try {
-    if (auto s = check_keys(root, file, "",
-                            {"data_dir", "mount_roots", "api", "security", "audit", "metrics",
-                             "limits", "quotas"});
-        !s.is_ok()) {
-      return s;
+    RETURN_IF_ERROR(check_keys(
+        root, file, "",
+        {"data_dir", "mount_roots", "api", "security", "audit", "metrics", "limits", "quotas"}));
+    if (root["data_dir"]) {
+      ASSIGN_OR_RETURN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
     }
-    if (root["data_dir"]) VG_ASSIGN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
     if (root["mount_roots"]) {
-      VG_ASSIGN(out.mount_roots, get_string_list(root["mount_roots"], file, "mount_roots"));
+      ASSIGN_OR_RETURN(out.mount_roots, get_string_list(root["mount_roots"], file, "mount_roots"));
       for (size_t i = 0; i < out.mount_roots.size(); ++i) {
         const auto& r = out.mount_roots[i];
         if (r.empty() || r[0] != '/' || r == "/") {
@@ -435,54 +415,63 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
         }
       }
     }
-    if (root["api"]) VG_ASSIGN(out.api, parse_api(root["api"], file));
+    if (root["api"]) {
+      ASSIGN_OR_RETURN(out.api, parse_api(root["api"], file));
+    }
     if (root["audit"]) {
       const auto& a = root["audit"];
-      if (auto s = check_keys(a, file, "audit",
-                              {"dir", "format", "max_size", "keep", "fail_closed", "key_file"});
-          !s.is_ok()) {
-        return s;
+      RETURN_IF_ERROR(check_keys(a, file, "audit",
+                                 {"dir", "format", "max_size", "keep", "fail_closed", "key_file"}));
+      if (a["dir"]) {
+        ASSIGN_OR_RETURN(out.audit.dir, get_string(a["dir"], file, "audit.dir"));
       }
-      if (a["dir"]) VG_ASSIGN(out.audit.dir, get_string(a["dir"], file, "audit.dir"));
       if (a["format"]) {
-        VG_ASSIGN(out.audit.format, get_string(a["format"], file, "audit.format"));
+        ASSIGN_OR_RETURN(out.audit.format, get_string(a["format"], file, "audit.format"));
         if (out.audit.format != "logfmt" && out.audit.format != "json") {
           return bad(file, "audit.format", "'" + out.audit.format + "' is not logfmt or json");
         }
       }
       if (a["max_size"]) {
         std::string size;
-        VG_ASSIGN(size, get_string(a["max_size"], file, "audit.max_size"));
-        auto bytes = parse_bytes(size);
+        ASSIGN_OR_RETURN(size, get_string(a["max_size"], file, "audit.max_size"));
+        auto bytes = parse_size(size);
         if (!bytes) return bad(file, "audit.max_size", bytes.status().message());
         out.audit.max_bytes = *bytes;
       }
       if (a["keep"]) {
         std::string keep;
-        VG_ASSIGN(keep, get_string(a["keep"], file, "audit.keep"));
+        ASSIGN_OR_RETURN(keep, get_string(a["keep"], file, "audit.keep"));
         char* end = nullptr;
         long k = std::strtol(keep.c_str(), &end, 10);
         if (*end != '\0' || k < 1 || k > 1000) return bad(file, "audit.keep", "must be 1..1000");
         out.audit.keep = static_cast<int>(k);
       }
       if (a["fail_closed"]) {
-        VG_ASSIGN(out.audit.fail_closed, get_bool(a["fail_closed"], file, "audit.fail_closed"));
+        ASSIGN_OR_RETURN(out.audit.fail_closed,
+                         get_bool(a["fail_closed"], file, "audit.fail_closed"));
       }
-      if (a["key_file"]) VG_ASSIGN(out.audit.key_file, get_string(a["key_file"], file, "audit.key_file"));
+      if (a["key_file"]) {
+        ASSIGN_OR_RETURN(out.audit.key_file, get_string(a["key_file"], file, "audit.key_file"));
+      }
     }
     if (root["metrics"]) {
       const auto& m = root["metrics"];
-      if (auto s = check_keys(m, file, "metrics", {"require_token"}); !s.is_ok()) return s;
+      RETURN_IF_ERROR(check_keys(m, file, "metrics", {"require_token"}));
       if (m["require_token"]) {
-        VG_ASSIGN(out.metrics_require_token, get_bool(m["require_token"], file, "metrics.require_token"));
+        ASSIGN_OR_RETURN(out.metrics_require_token,
+                         get_bool(m["require_token"], file, "metrics.require_token"));
       }
     }
-    if (root["limits"]) VG_ASSIGN(out.limits, parse_limits(root["limits"], file));
-    if (root["quotas"]) VG_ASSIGN(out.quotas, parse_quotas(root["quotas"], file));
+    if (root["limits"]) {
+      ASSIGN_OR_RETURN(out.limits, parse_limits(root["limits"], file));
+    }
+    if (root["quotas"]) {
+      ASSIGN_OR_RETURN(out.quotas, parse_quotas(root["quotas"], file));
+    }
     if (out.audit.dir.empty()) out.audit.dir = out.data_dir + "/log/security";
     if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");
-    VG_ASSIGN(out.security, parse_security(root["security"], file));
+    ASSIGN_OR_RETURN(out.security, parse_security(root["security"], file));
   } catch (const YAML::Exception& e) {
     return bad(file, "line " + std::to_string(e.mark.line + 1), e.msg);
   }

@@ -9,6 +9,7 @@
 
 #include "common/text.h"
 #include "csi/internal.h"
+#include "driver/driver.h"
 #include "volguard.pb.h"
 
 namespace volguard::csi {
@@ -21,11 +22,13 @@ using grpc::StatusCode;
 const std::string kVol = "/volguard.v1.VolguardVolume/";
 const std::string kMount = "/volguard.v1.VolguardMountAttach/";
 
-constexpr int64_t kMiB = int64_t{1} << 20;
 constexpr int64_t kDefaultSize = int64_t{1} << 30;  // 1Gi when the CO gives no range
 constexpr int64_t kBlock = 4096;                    // the server rounds sizes up to this
 
-int64_t min_size(const std::string& fs) { return fs == "xfs" ? 300 * kMiB : 16 * kMiB; }
+int64_t min_size(const std::string& fs) {
+  return static_cast<int64_t>(
+      driver::min_volume_size(fs == "xfs" ? driver::FsType::kXfs : driver::FsType::kExt4));
+}
 
 // Validated parameters of CreateVolume.
 struct Params {

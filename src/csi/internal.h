@@ -41,9 +41,9 @@ std::string token_of(const SecretMap& secrets);
 grpc::Status to_grpc(const Status& s, const std::string& token);
 grpc::Status invalid_argument(const std::string& message);
 
-// CSI names may be any Unicode; volguard names are [A-Za-z0-9._-]{1,128} not starting with
-// '.' or '-'. A name that needed changes gets a hash of the original appended, so two CO names
-// never map onto one volguard name and the mapping stays stable across retries.
+// CSI names may be any Unicode; volguard names are what is_valid_name (common/text.h) accepts.
+// A valid name is kept; one that needed changes gets a hash of the original appended, so two CO
+// names never map onto one volguard name and the mapping stays stable across retries.
 std::string volguard_name(const std::string& co_name);
 
 // Mount access with SINGLE_NODE_WRITER / SINGLE_NODE_READER_ONLY and fs ext4|xfs|"" is

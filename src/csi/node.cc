@@ -6,12 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "common/mountinfo.h"
 #include "csi/internal.h"
 #include "volguard.pb.h"
 
@@ -26,42 +24,19 @@ using grpc::StatusCode;
 const std::string kVol = "/volguard.v1.VolguardVolume/";
 const std::string kMount = "/volguard.v1.VolguardMountAttach/";
 
-// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned code = 0;
-    if (s[i] == '\\' && i + 3 < s.size() &&
-        std::from_chars(s.data() + i + 1, s.data() + i + 4, code, 8).ptr == s.data() + i + 4) {
-      out.push_back(static_cast<char>(code));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-bool is_mount_point(const std::string& path) {
-  std::error_code ec;
-  const std::string canon = stdfs::weakly_canonical(path, ec).string();
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    if (unescape(point) == canon) return true;
-  }
-  return false;
-}
-
 std::string canonical(const std::string& path) {
   std::error_code ec;
   auto c = stdfs::weakly_canonical(path, ec);
   return ec ? path : c.string();
 }
 
+bool is_mount_point(const std::string& path) {
+  const std::string canon = canonical(path);
+  for (const auto& m : read_mountinfo()) {
+    if (m.mount_point == canon) return true;
+  }
+  return false;
+}
 
 class NodeService final : public v1::Node::Service {
  public:

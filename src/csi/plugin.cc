@@ -2,7 +2,6 @@
 #include "csi/plugin.h"
 
 #include <grpcpp/grpcpp.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +11,9 @@
 #include <filesystem>
 
 #include "api/client.h"
+#include "common/hex.h"
+#include "common/openssl.h"
+#include "common/text.h"
 #include "csi/internal.h"
 #include "volguard.pb.h"
 
@@ -55,27 +57,14 @@ grpc::Status invalid_argument(const std::string& message) {
 }
 
 std::string volguard_name(const std::string& co_name) {
+  if (is_valid_name(co_name)) return co_name;
   std::string out;
-  bool changed = false;
-  for (char c : co_name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '-' || c == '_';
-    out.push_back(ok ? c : '-');
-    changed |= !ok;
-  }
-  if (!out.empty() && (out[0] == '.' || out[0] == '-')) {
-    out.insert(0, "v");
-    changed = true;
-  }
-  if (out.size() > 128) changed = true;
-  if (!changed) return out;
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(co_name.data(), co_name.size(), digest, &len, EVP_sha256(), nullptr);
-  char hex[17];
-  for (int i = 0; i < 8; ++i) std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-  if (out.size() > 128 - 17) out.resize(128 - 17);
-  return out + "-" + hex;
+  for (char c : co_name) out.push_back(is_name_char(c) ? c : '-');
+  if (out.empty() || out[0] == '.' || out[0] == '-') out.insert(0, "v");
+  // The name changed: the hash of the original keeps two CO names from meeting in one.
+  const std::string hash = to_hex(sha256(co_name).substr(0, 8));  // 16 hex digits
+  if (out.size() > kMaxNameLength - 1 - hash.size()) out.resize(kMaxNameLength - 1 - hash.size());
+  return out + "-" + hash;
 }
 
 std::string unsupported_capability(const v1::VolumeCapability& cap) {

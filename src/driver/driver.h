@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/size.h"
 #include "common/status.h"
 #include "driver/mount_target.h"
 
@@ -16,12 +17,14 @@ namespace volguard::driver {
 enum class FsType { kExt4, kXfs };
 const char* fs_name(FsType fs);                 // "ext4" | "xfs"
 Result<FsType> parse_fs(const std::string& s);  // INVALID_ARGUMENT names the value
+// The smallest volume mkfs makes of `fs` (xfs needs 300M): the driver refuses less, the CSI
+// controller provisions at least this.
+uint64_t min_volume_size(FsType fs);
 
-// "1G", "512M", "10GiB", "1073741824" → bytes (K/M/G/T powers of 1024; a trailing "i"/"iB"/"B"
-// is accepted). INVALID_ARGUMENT names the text on anything else or zero; OUT_OF_RANGE
-// (reason size_out_of_range) for 2^63 bytes and above, however many digits.
-Result<uint64_t> parse_size(const std::string& text);
-std::string format_size(uint64_t bytes);  // "1G", "512M", "1536K", "100"
+// The one size syntax ("1G", "512M", "10GiB", "1073741824": powers of 1024), defined in
+// common/size.h and used by the driver's callers as driver::parse_size / driver::format_size.
+using volguard::format_size;
+using volguard::parse_size;
 
 // What the host says about a volume right now (derived from the system, not remembered).
 struct VolumeStatus {

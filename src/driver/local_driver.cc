@@ -25,10 +25,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/mountinfo.h"
+#include "common/text.h"
 #include "driver/driver.h"
 #include "driver/sys.h"
 
@@ -43,19 +44,12 @@ constexpr const char* kImgSuffix = ".img";
 // Ids may not start with '.', so temp names can never collide with a real image.
 constexpr const char* kTmpPrefix = ".tmp-";
 
-uint64_t min_size(FsType fs) { return fs == FsType::kXfs ? 300 * kMiB : 16 * kMiB; }
-
 Status validate_id(const std::string& id, const char* what) {
-  bool ok = !id.empty() && id.size() <= 128 && id[0] != '.';
-  for (char c : id) {
-    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!allowed) ok = false;
-  }
-  if (ok) return Status::ok();
+  if (is_valid_name(id)) return Status::ok();
   return Status(Code::kInvalidArgument, "invalid_id",
-                std::string("invalid ") + what + " id \"" + id +
-                    "\": use 1-128 of [A-Za-z0-9._-], not starting with '.'");
+                std::string("invalid ") + what + " id \"" + id + "\": use 1-" +
+                    std::to_string(kMaxNameLength) +
+                    " of [A-Za-z0-9._-], not starting with '.' or '-'");
 }
 
 bool file_exists(const std::string& path) {
@@ -63,17 +57,11 @@ bool file_exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
+// A sysfs value such as "7:3\n", without its line end.
 std::optional<std::string> read_small_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return trim(ss.str());
+  auto text = read_file(path);
+  if (!text) return std::nullopt;
+  return std::string(trim_trailing_whitespace(*text));
 }
 
 Status fsync_dir(const std::string& dir) {
@@ -82,45 +70,6 @@ Status fsync_dir(const std::string& dir) {
     return errno_status(Code::kInternal, "io_error", "fsync " + dir, errno);
   }
   return Status::ok();
-}
-
-// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_mountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '7' && s[i + 2] >= '0' &&
-        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
-      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
-      i += 3;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-struct MountEntry {
-  std::string devnum;  // "7:3"
-  std::string mount_point;
-  std::string source;
-};
-
-std::vector<MountEntry> read_mounts() {
-  std::vector<MountEntry> mounts;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    // id parent major:minor root mount_point options [optional...] - fstype source superopts
-    std::istringstream ls(line);
-    std::vector<std::string> f;
-    for (std::string w; ls >> w;) f.push_back(w);
-    if (f.size() < 5) continue;
-    MountEntry e{f[2], unescape_mountinfo(f[4]), ""};
-    auto dash = std::find(f.begin() + 5, f.end(), "-");
-    if (dash != f.end() && dash + 2 < f.end()) e.source = unescape_mountinfo(*(dash + 2));
-    mounts.push_back(std::move(e));
-  }
-  return mounts;
 }
 
 // Where the host says a loop device is attached, derived fresh each time.
@@ -155,7 +104,7 @@ std::optional<LoopDevice> find_loop(const std::string& file) {
 
 std::vector<std::string> mount_points_of(const LoopDevice& dev) {
   std::vector<std::string> points;
-  for (const auto& m : read_mounts()) {
+  for (const auto& m : read_mountinfo()) {
     if ((!dev.devnum.empty() && m.devnum == dev.devnum) || m.source == dev.path) {
       points.push_back(m.mount_point);
     }
@@ -327,7 +276,7 @@ Status clone_or_sparse_copy(int src, int dst, uint64_t size) {
     }
     if (data >= end) break;
     hole = std::min(hole, end);
-    if (Status s = write_all_range(src, dst, data, hole); !s.is_ok()) return s;
+    RETURN_IF_ERROR(write_all_range(src, dst, data, hole));
     off = hole;
   }
   if (::ftruncate(dst, end) != 0) {
@@ -444,11 +393,11 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status create(const std::string& id, uint64_t size_bytes, FsType fs) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
-    if (size_bytes < min_size(fs)) {
+    RETURN_IF_ERROR(validate_id(id, "volume"));
+    if (size_bytes < min_volume_size(fs)) {
       return Status(Code::kOutOfRange, "size_too_small",
                     "volume size " + format_size(size_bytes) + " is below the " +
-                        format_size(min_size(fs)) + " minimum for " + fs_name(fs));
+                        format_size(min_volume_size(fs)) + " minimum for " + fs_name(fs));
     }
     if (size_bytes > UINT64_MAX - kBlock) {
       return Status(Code::kOutOfRange, "size_too_large", "volume size is too large");
@@ -473,16 +422,16 @@ class LocalDriver final : public VolumeDriver {
     if (::fsync(tmp->fd()) != 0) {
       return errno_status(Code::kInternal, "io_error", "fsync " + tmp->path(), errno);
     }
-    if (Status s = tmp->close(); !s.is_ok()) return s;
-    if (Status s = tmp->commit(path, true, "volume_exists"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(tmp->close());
+    RETURN_IF_ERROR(tmp->commit(path, true, "volume_exists"));
     return fsync_dir(vol_dir_);
   }
 
   Status remove(const std::string& id) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string path = vol_path(id);
     if (!file_exists(path)) return volume_not_found(id);
-    if (Status s = require_detached(id, path); !s.is_ok()) return s;
+    RETURN_IF_ERROR(require_detached(id, path));
     if (::unlink(path.c_str()) != 0) {
       return errno_status(Code::kInternal, "io_error", "remove " + path, errno);
     }
@@ -490,8 +439,8 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status snapshot(const std::string& volume_id, const std::string& snapshot_id) override {
-    if (Status s = validate_id(volume_id, "volume"); !s.is_ok()) return s;
-    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(volume_id, "volume"));
+    RETURN_IF_ERROR(validate_id(snapshot_id, "snapshot"));
     if (!file_exists(vol_path(volume_id))) return volume_not_found(volume_id);
     if (file_exists(snap_path(snapshot_id))) {
       return Status(Code::kAlreadyExists, "snapshot_exists",
@@ -501,7 +450,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status remove_snapshot(const std::string& snapshot_id) override {
-    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(snapshot_id, "snapshot"));
     const std::string path = snap_path(snapshot_id);
     if (!file_exists(path)) return snapshot_not_found(snapshot_id);
     if (::unlink(path.c_str()) != 0) {
@@ -511,38 +460,38 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status clone_volume(const std::string& source_volume_id, const std::string& new_id) override {
-    if (Status s = validate_id(source_volume_id, "volume"); !s.is_ok()) return s;
-    if (Status s = validate_id(new_id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(source_volume_id, "volume"));
+    RETURN_IF_ERROR(validate_id(new_id, "volume"));
     if (!file_exists(vol_path(source_volume_id))) return volume_not_found(source_volume_id);
     if (file_exists(vol_path(new_id))) return volume_exists(new_id);
     return copy_image(vol_path(source_volume_id), true, vol_dir_, new_id, "volume_exists");
   }
 
   Status clone_snapshot(const std::string& snapshot_id, const std::string& new_id) override {
-    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
-    if (Status s = validate_id(new_id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(snapshot_id, "snapshot"));
+    RETURN_IF_ERROR(validate_id(new_id, "volume"));
     if (!file_exists(snap_path(snapshot_id))) return snapshot_not_found(snapshot_id);
     if (file_exists(vol_path(new_id))) return volume_exists(new_id);
     return copy_image(snap_path(snapshot_id), false, vol_dir_, new_id, "volume_exists");
   }
 
   Status restore(const std::string& volume_id, const std::string& snapshot_id) override {
-    if (Status s = validate_id(volume_id, "volume"); !s.is_ok()) return s;
-    if (Status s = validate_id(snapshot_id, "snapshot"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(volume_id, "volume"));
+    RETURN_IF_ERROR(validate_id(snapshot_id, "snapshot"));
     const std::string path = vol_path(volume_id);
     if (!file_exists(path)) return volume_not_found(volume_id);
     if (!file_exists(snap_path(snapshot_id))) return snapshot_not_found(snapshot_id);
-    if (Status s = require_detached(volume_id, path); !s.is_ok()) return s;
+    RETURN_IF_ERROR(require_detached(volume_id, path));
     // Copy beside the volume and rename over it: a crash leaves either the old or the
     // restored contents, never a mix.
     auto tmp = copy_to_temp(snap_path(snapshot_id), false, vol_dir_, volume_id);
     if (!tmp) return tmp.status();
-    if (Status s = tmp->commit(path, false, ""); !s.is_ok()) return s;
+    RETURN_IF_ERROR(tmp->commit(path, false, ""));
     return fsync_dir(vol_dir_);
   }
 
   Status resize(const std::string& id, uint64_t new_size_bytes, FsType fs) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string path = vol_path(id);
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return volume_not_found(id);
@@ -586,7 +535,7 @@ class LocalDriver final : public VolumeDriver {
       }
     }
     if (dev) {
-      if (Status s = set_loop_capacity(dev->path); !s.is_ok()) return s;
+      RETURN_IF_ERROR(set_loop_capacity(dev->path));
     }
 
     Status grown;
@@ -602,9 +551,11 @@ class LocalDriver final : public VolumeDriver {
       auto fsck = run_process({"e2fsck", "-f", "-y", target});
       if (!fsck) return fsck.status();
       if (fsck->exit_code > 1) {
+        const std::string said = fsck->out + fsck->err;
         grown = Status(Code::kInternal, "fsck_failed",
                        "e2fsck -f -y " + target + " failed (exit " +
-                           std::to_string(fsck->exit_code) + "): " + trim(fsck->out + fsck->err));
+                           std::to_string(fsck->exit_code) +
+                           "): " + std::string(trim_trailing_whitespace(said)));
       } else {
         grown = run_command({"resize2fs", target}).status();
       }
@@ -618,7 +569,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Result<std::string> attach(const std::string& id) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string path = vol_path(id);
     if (!file_exists(path)) return volume_not_found(id);
     // Serializes check-then-attach so two concurrent calls cannot attach twice.
@@ -626,7 +577,7 @@ class LocalDriver final : public VolumeDriver {
     if (auto dev = find_loop(path)) return dev->path;
     auto out = run_command({"losetup", "--find", "--show", path});
     if (!out) return out.status();
-    const std::string device = trim(*out);
+    const std::string device(trim_trailing_whitespace(*out));
     if (device.rfind("/dev/loop", 0) != 0) {
       return Status(Code::kInternal, "attach_failed", "losetup printed \"" + device + "\"");
     }
@@ -634,7 +585,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status detach(const std::string& id) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string path = vol_path(id);
     if (!file_exists(path)) return volume_not_found(id);
     std::lock_guard lock(attach_mu_);
@@ -648,7 +599,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     if (auto dev = find_loop(file)) {
@@ -700,7 +651,7 @@ class LocalDriver final : public VolumeDriver {
 
   Result<std::string> bind(const std::string& id, const MountTarget& staging,
                            const MountTarget& target, bool read_only) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     const auto dev = find_loop(file);
@@ -728,7 +679,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status unbind(const std::string& id, MountTarget target) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     if (!target.mount_root) return Status::ok();  // nothing mounted: the retry after success
@@ -763,7 +714,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Status unmount(const std::string& id) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     const auto dev = find_loop(file);
@@ -790,7 +741,7 @@ class LocalDriver final : public VolumeDriver {
                         "mount point " + *it + " no longer leads to volume \"" + id + "\"");
           break;
         }
-        if (Status s = unmount_at(pfd.get(), leaf, *it); !s.is_ok()) return s;
+        RETURN_IF_ERROR(unmount_at(pfd.get(), leaf, *it));
       }
       if (last.is_ok()) return last;
     }
@@ -798,7 +749,7 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Result<VolumeStatus> status(const std::string& id) override {
-    if (Status s = validate_id(id, "volume"); !s.is_ok()) return s;
+    RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     VolumeStatus vs;
     struct stat st;
@@ -893,7 +844,7 @@ class LocalDriver final : public VolumeDriver {
     if (::fsync(tmp->fd()) != 0) {
       return errno_status(Code::kInternal, "io_error", "fsync " + tmp->path(), errno);
     }
-    if (Status s = tmp->close(); !s.is_ok()) return s;
+    RETURN_IF_ERROR(tmp->close());
     return std::move(*tmp);
   }
 
@@ -943,7 +894,7 @@ Result<std::unique_ptr<VolumeDriver>> open_local_driver(const std::string& root)
   const stdfs::path canon = stdfs::canonical(root, ec);
   if (ec) return Status(Code::kInternal, "io_error", "resolve " + root + ": " + ec.message());
   auto driver = std::make_unique<LocalDriver>(canon.string());
-  if (Status s = driver->init(); !s.is_ok()) return s;
+  RETURN_IF_ERROR(driver->init());
   return std::unique_ptr<VolumeDriver>(std::move(driver));
 }
 

@@ -35,21 +35,21 @@ int openat2_beneath(int dirfd, const std::string& rel, uint64_t flags) {
 // classified from that fd: ELOOP for a link, ENOTDIR for anything else that is not a directory
 // (with O_DIRECTORY the kernel says ENOTDIR for both, and a link must be named as one).
 int open_dir_beneath(int dirfd, const std::string& rel) {
-  int fd = openat2_beneath(dirfd, rel, O_PATH | O_NOFOLLOW);
-  if (fd < 0) return -1;
+  UniqueFd fd(openat2_beneath(dirfd, rel, O_PATH | O_NOFOLLOW));
+  if (!fd) return -1;
   struct statx stx {};
-  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) != 0) {
+  if (::statx(fd.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_TYPE, &stx) != 0) {
     const int err = errno;
-    ::close(fd);
+    fd.reset();
     errno = err;
     return -1;
   }
   if (!S_ISDIR(stx.stx_mode)) {
-    ::close(fd);
+    fd.reset();
     errno = S_ISLNK(stx.stx_mode) ? ELOOP : ENOTDIR;
     return -1;
   }
-  return fd;
+  return fd.release();
 }
 
 Status invalid_path(const std::string& path, const std::string& why) {
@@ -84,17 +84,17 @@ Status beneath_error(const std::string& path, int err) {
 }
 
 bool directory_is_empty(int opath_fd, Status* error) {
-  int fd = ::openat(opath_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
+  UniqueFd fd(::openat(opath_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
     *error = errno_status(Code::kInternal, "io_error", "open directory", errno);
     return false;
   }
-  DIR* dir = ::fdopendir(fd);
+  DIR* dir = ::fdopendir(fd.get());
   if (dir == nullptr) {
     *error = errno_status(Code::kInternal, "io_error", "read directory", errno);
-    ::close(fd);
     return false;
   }
+  (void)fd.release();  // closedir closes it
   bool empty = true;
   while (dirent* e = ::readdir(dir)) {
     std::string_view name = e->d_name;

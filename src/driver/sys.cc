@@ -10,18 +10,9 @@
 #include <cerrno>
 #include <system_error>
 
+#include "common/text.h"
+
 namespace volguard::driver {
-
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
-int UniqueFd::close_checked() {
-  if (fd_ < 0) return 0;
-  const int rc = ::close(std::exchange(fd_, -1));
-  return rc == 0 ? 0 : errno;
-}
 
 Status errno_status(Code code, std::string reason, const std::string& what, int err) {
   return Status(code, std::move(reason),
@@ -58,11 +49,6 @@ struct SpawnActions {
   SpawnActions() { posix_spawn_file_actions_init(&fa); }
   ~SpawnActions() { posix_spawn_file_actions_destroy(&fa); }
 };
-
-std::string trim_tail(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  return s;
-}
 
 }  // namespace
 
@@ -140,7 +126,7 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
   auto r = run_process(argv);
   if (!r) return r.status();
   if (r->exit_code != 0) {
-    std::string detail = trim_tail(r->err.empty() ? r->out : r->err);
+    const std::string detail(trim_trailing_whitespace(r->err.empty() ? r->out : r->err));
     return Status(Code::kInternal, "tool_failed",
                   join_argv(argv) + " failed (exit " + std::to_string(r->exit_code) + ")" +
                       (detail.empty() ? "" : ": " + detail));

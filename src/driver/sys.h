@@ -1,39 +1,19 @@
-// Small system helpers private to the driver: owned file descriptors, running external tools
-// without a shell, errno-carrying errors.
+// Small system helpers private to the driver: running external tools without a shell,
+// errno-carrying errors (and the owned fd type, from common/fd.h).
 #pragma once
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/status.h"
 
 namespace volguard::driver {
 
-// Closes on destruction; move-only so that every fd has exactly one owner.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  explicit operator bool() const { return valid(); }
-  void reset(int fd = -1);
-  // Closes now and reports the error close(2) gives (it can carry a deferred write error).
-  int close_checked();
-
- private:
-  int fd_ = -1;
-};
+// The one owned-fd type lives in common/ (every layer opens files); driver code keeps calling it
+// driver::UniqueFd.
+using volguard::UniqueFd;
 
 // "<what>: <strerror(err)>" with the given code and reason.
 Status errno_status(Code code, std::string reason, const std::string& what, int err);

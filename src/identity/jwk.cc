@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/openssl.h"
 #include "common/text.h"
 
 namespace volguard::identity {
@@ -19,12 +20,6 @@ Status bad(const std::string& kid, const std::string& why) {
   return Status(Code::kInvalidArgument, "bad_jwk", "JWK" + (kid.empty() ? "" : " '" + kid + "'") + ": " + why);
 }
 
-struct BnFree { void operator()(BIGNUM* b) const { BN_free(b); } };
-using BnPtr = std::unique_ptr<BIGNUM, BnFree>;
-struct BldFree { void operator()(OSSL_PARAM_BLD* b) const { OSSL_PARAM_BLD_free(b); } };
-struct ParamFree { void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); } };
-struct CtxFree { void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); } };
-
 Result<std::string> member(const json& j, const char* name, const std::string& kid) {
   auto it = j.find(name);
   if (it == j.end() || !it->is_string()) return bad(kid, std::string("member '") + name + "' is missing");
@@ -34,8 +29,8 @@ Result<std::string> member(const json& j, const char* name, const std::string& k
 }
 
 Result<PkeyPtr> from_params(const char* type, OSSL_PARAM_BLD* bld, const std::string& kid) {
-  std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(bld));
-  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  ParamPtr params(OSSL_PARAM_BLD_to_param(bld));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* pkey = nullptr;
   if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
@@ -45,13 +40,11 @@ Result<PkeyPtr> from_params(const char* type, OSSL_PARAM_BLD* bld, const std::st
 }
 
 Result<PkeyPtr> rsa_key(const json& j, const std::string& kid) {
-  auto n = member(j, "n", kid);
-  if (!n) return n.status();
-  auto e = member(j, "e", kid);
-  if (!e) return e.status();
-  BnPtr bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(n->data()), static_cast<int>(n->size()), nullptr));
-  BnPtr bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e->data()), static_cast<int>(e->size()), nullptr));
-  std::unique_ptr<OSSL_PARAM_BLD, BldFree> bld(OSSL_PARAM_BLD_new());
+  ASSIGN_OR_RETURN(const std::string n, member(j, "n", kid));
+  ASSIGN_OR_RETURN(const std::string e, member(j, "e", kid));
+  BnPtr bn_n(BN_bin2bn(reinterpret_cast<const unsigned char*>(n.data()), static_cast<int>(n.size()), nullptr));
+  BnPtr bn_e(BN_bin2bn(reinterpret_cast<const unsigned char*>(e.data()), static_cast<int>(e.size()), nullptr));
+  ParamBldPtr bld(OSSL_PARAM_BLD_new());
   if (!bn_n || !bn_e || !bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) != 1 ||
       OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()) != 1) {
     return bad(kid, "cannot build RSA key");
@@ -65,13 +58,11 @@ Result<PkeyPtr> ec_key(const json& j, const std::string& kid) {
   const char* group = crv == "P-256" ? "prime256v1" : crv == "P-384" ? "secp384r1" : crv == "P-521" ? "secp521r1" : nullptr;
   size_t size = crv == "P-256" ? 32 : crv == "P-384" ? 48 : 66;
   if (group == nullptr) return bad(kid, "EC curve '" + crv + "' is not P-256, P-384 or P-521");
-  auto x = member(j, "x", kid);
-  if (!x) return x.status();
-  auto y = member(j, "y", kid);
-  if (!y) return y.status();
-  if (x->size() != size || y->size() != size) return bad(kid, "EC coordinates have the wrong length for " + crv);
-  std::string point = "\x04" + *x + *y;  // uncompressed SEC1 point
-  std::unique_ptr<OSSL_PARAM_BLD, BldFree> bld(OSSL_PARAM_BLD_new());
+  ASSIGN_OR_RETURN(const std::string x, member(j, "x", kid));
+  ASSIGN_OR_RETURN(const std::string y, member(j, "y", kid));
+  if (x.size() != size || y.size() != size) return bad(kid, "EC coordinates have the wrong length for " + crv);
+  std::string point = "\x04" + x + y;  // uncompressed SEC1 point
+  ParamBldPtr bld(OSSL_PARAM_BLD_new());
   if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
     return bad(kid, "cannot build EC key");
@@ -79,7 +70,7 @@ Result<PkeyPtr> ec_key(const json& j, const std::string& kid) {
   // fromdata does not check the point is on the curve; the key check below does.
   auto pkey = from_params("EC", bld.get(), kid);
   if (!pkey) return bad(kid, "EC point is not on " + crv);
-  std::unique_ptr<EVP_PKEY_CTX, CtxFree> check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey->get(), nullptr));
+  PkeyCtxPtr check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey->get(), nullptr));
   if (!check || EVP_PKEY_public_check(check.get()) != 1) return bad(kid, "EC point is not on " + crv);
   return pkey;
 }
@@ -88,11 +79,10 @@ Result<PkeyPtr> okp_key(const json& j, const std::string& kid) {
   auto crv_it = j.find("crv");
   std::string crv = crv_it != j.end() && crv_it->is_string() ? crv_it->get<std::string>() : "";
   if (crv != "Ed25519") return bad(kid, "OKP curve '" + crv + "' is not Ed25519");
-  auto x = member(j, "x", kid);
-  if (!x) return x.status();
-  if (x->size() != 32) return bad(kid, "Ed25519 public key must be 32 bytes");
-  std::unique_ptr<OSSL_PARAM_BLD, BldFree> bld(OSSL_PARAM_BLD_new());
-  if (!bld || OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, x->data(), x->size()) != 1) {
+  ASSIGN_OR_RETURN(const std::string x, member(j, "x", kid));
+  if (x.size() != 32) return bad(kid, "Ed25519 public key must be 32 bytes");
+  ParamBldPtr bld(OSSL_PARAM_BLD_new());
+  if (!bld || OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, x.data(), x.size()) != 1) {
     return bad(kid, "cannot build Ed25519 key");
   }
   return from_params("ED25519", bld.get(), kid);

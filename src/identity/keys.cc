@@ -54,24 +54,6 @@ const char* digest_name(int index) {
   return kNames[index];
 }
 
-std::string openssl_error() {
-  unsigned long err = ERR_get_error();
-  ERR_clear_error();
-  if (err == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(err, buf, sizeof buf);
-  return buf;
-}
-
-struct MdCtxFree { void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); } };
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-struct MacCtxFree { void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); } };
-using MacCtxPtr = std::unique_ptr<EVP_MAC_CTX, MacCtxFree>;
-struct BioFree { void operator()(BIO* b) const { BIO_free(b); } };
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-struct EcdsaSigFree { void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); } };
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-
 size_t ec_component_size(KeyKind kind) {
   switch (kind) {
     case KeyKind::kEcP256: return 32;
@@ -116,14 +98,13 @@ Result<KeyKind> classify(EVP_PKEY* pkey, const std::string& what) {
 // JWS ES* signatures are raw r||s; OpenSSL wants DER.
 bool raw_ecdsa_to_der(std::string_view raw, size_t half, std::string* der) {
   EcdsaSigPtr sig(ECDSA_SIG_new());
-  BIGNUM* r = BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(half), nullptr);
-  BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data() + half),
-                        static_cast<int>(half), nullptr);
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    return false;
-  }
+  BnPtr r(BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(half), nullptr));
+  BnPtr s(BN_bin2bn(reinterpret_cast<const unsigned char*>(raw.data() + half),
+                    static_cast<int>(half), nullptr));
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r.get(), s.get()) != 1) return false;
+  // The signature owns r and s now.
+  (void)r.release();
+  (void)s.release();
   int len = i2d_ECDSA_SIG(sig.get(), nullptr);
   if (len <= 0) return false;
   der->resize(static_cast<size_t>(len));
@@ -142,6 +123,15 @@ bool der_ecdsa_to_raw(std::string_view der, size_t half, std::string* raw) {
   auto* out = reinterpret_cast<unsigned char*>(raw->data());
   return BN_bn2binpad(r, out, static_cast<int>(half)) == static_cast<int>(half) &&
          BN_bn2binpad(s, out + half, static_cast<int>(half)) == static_cast<int>(half);
+}
+
+// RFC 7518 §3.2 asks for an HMAC key at least as long as the hash: 32 bytes for HS256. Signer
+// and verifier refuse the same secrets.
+Status check_secret_strength(const std::string& secret) {
+  if (secret.size() >= 32) return Status::ok();
+  return Status(Code::kInvalidArgument, "secret_too_weak",
+                "shared secret has " + std::to_string(secret.size()) +
+                    " bytes; at least 32 are required");
 }
 
 bool kind_allows(KeyKind kind, Alg alg) {
@@ -176,10 +166,7 @@ struct CachedContext {
 
 class ThreadContexts {
  public:
-  ~ThreadContexts() {
-    clear();
-    EVP_MD_CTX_free(hash_);
-  }
+  ~ThreadContexts() { clear(); }
   CachedContext* find(uint64_t key_id, Alg alg) {
     for (auto& c : entries_) {
       if (c.key_id == key_id && c.alg == alg) return &c;
@@ -193,8 +180,8 @@ class ThreadContexts {
     return &entries_.back();
   }
   EVP_MD_CTX* hash_ctx() {
-    if (hash_ == nullptr) hash_ = EVP_MD_CTX_new();
-    return hash_;
+    if (!hash_) hash_.reset(EVP_MD_CTX_new());
+    return hash_.get();
   }
 
  private:
@@ -207,7 +194,7 @@ class ThreadContexts {
     entries_.clear();
   }
   std::vector<CachedContext> entries_;
-  EVP_MD_CTX* hash_ = nullptr;
+  MdCtxPtr hash_;
 };
 
 ThreadContexts& thread_contexts() {
@@ -248,33 +235,27 @@ VerificationKey::~VerificationKey() {
 }
 
 Result<std::shared_ptr<const VerificationKey>> VerificationKey::from_secret(std::string secret) {
-  if (secret.size() < 32) {
-    return Status(Code::kInvalidArgument, "secret_too_weak",
-                  "shared secret has " + std::to_string(secret.size()) +
-                      " bytes; at least 32 are required");
-  }
+  RETURN_IF_ERROR(check_secret_strength(secret));
   std::shared_ptr<VerificationKey> key(new VerificationKey());
   key->kind_ = KeyKind::kHmac;
   key->id_ = next_key_id.fetch_add(1);
   key->secret_ = std::move(secret);
-  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (mac == nullptr) {
+  MacPtr mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  if (!mac) {
     return Status(Code::kInternal, "crypto_unavailable", "HMAC: " + openssl_error());
   }
   for (int i = 0; i < 3; ++i) {
-    MacCtxPtr ctx(EVP_MAC_CTX_new(mac));
+    MacCtxPtr ctx(EVP_MAC_CTX_new(mac.get()));
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                          const_cast<char*>(digest_name(i)), 0),
         OSSL_PARAM_construct_end()};
     if (!ctx || EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(key->secret_.data()),
                              key->secret_.size(), params) != 1) {
-      EVP_MAC_free(mac);
       return Status(Code::kInternal, "crypto_unavailable", "HMAC init: " + openssl_error());
     }
     key->hmac_[i] = ctx.release();
   }
-  EVP_MAC_free(mac);
   return std::shared_ptr<const VerificationKey>(std::move(key));
 }
 
@@ -369,14 +350,12 @@ SignatureCheck VerificationKey::verify_pkey(Alg alg, std::string_view input,
 
   if (kind_ == KeyKind::kEd25519) {
     if (cached == nullptr) {
-      EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-      if (ctx == nullptr ||
-          EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey_.get()) != 1) {
-        EVP_MD_CTX_free(ctx);
+      MdCtxPtr ctx(EVP_MD_CTX_new());
+      if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey_.get()) != 1) {
         ERR_clear_error();
         return SignatureCheck::kInvalid;
       }
-      cached = contexts.add({.key_id = id_, .alg = alg, .one_shot = ctx});
+      cached = contexts.add({.key_id = id_, .alg = alg, .one_shot = ctx.release()});
     }
     // One-shot EdDSA verification leaves the context reusable.
     int rc = EVP_DigestVerify(cached->one_shot, sig_bytes, to_check.size(), in_bytes,
@@ -387,7 +366,8 @@ SignatureCheck VerificationKey::verify_pkey(Alg alg, std::string_view input,
 
   const EVP_MD* md = digest(digest_index(alg));
   if (cached == nullptr) {
-    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr);
+    PkeyCtxPtr owned(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
+    EVP_PKEY_CTX* ctx = owned.get();
     bool ok = ctx != nullptr && EVP_PKEY_verify_init(ctx) == 1 &&
               EVP_PKEY_CTX_set_signature_md(ctx, md) == 1;
     if (ok && is_pss(alg)) {
@@ -399,11 +379,10 @@ SignatureCheck VerificationKey::verify_pkey(Alg alg, std::string_view input,
       ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1;
     }
     if (!ok) {
-      EVP_PKEY_CTX_free(ctx);
       ERR_clear_error();
       return SignatureCheck::kInvalid;
     }
-    cached = contexts.add({.key_id = id_, .alg = alg, .pkey = ctx});
+    cached = contexts.add({.key_id = id_, .alg = alg, .pkey = owned.release()});
   }
   unsigned char hash[EVP_MAX_MD_SIZE];
   unsigned int hash_len = 0;
@@ -423,11 +402,7 @@ SignatureCheck VerificationKey::verify_pkey(Alg alg, std::string_view input,
 }
 
 Result<SigningKey> SigningKey::from_secret(std::string secret) {
-  if (secret.size() < 32) {
-    return Status(Code::kInvalidArgument, "secret_too_weak",
-                  "shared secret has " + std::to_string(secret.size()) +
-                      " bytes; at least 32 are required");
-  }
+  RETURN_IF_ERROR(check_secret_strength(secret));
   SigningKey key;
   key.alg_ = Alg::kHS256;
   key.kind_ = KeyKind::kHmac;

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/openssl.h"
 #include "common/status.h"
 
 namespace volguard::identity {
@@ -22,9 +23,6 @@ const char* alg_name(Alg alg);
 // What a key is; decides which algorithms it may verify (no algorithm confusion).
 enum class KeyKind { kHmac, kRsa, kEcP256, kEcP384, kEcP521, kEd25519 };
 const char* key_kind_name(KeyKind kind);
-
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 enum class SignatureCheck { kValid, kBadLength, kInvalid };
 

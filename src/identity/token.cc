@@ -1,11 +1,11 @@
 #include "identity/token.h"
 
-#include <openssl/rand.h>
 #include <yaml-cpp/yaml.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/hex.h"
 #include "common/text.h"
 
 namespace volguard::identity {
@@ -18,16 +18,8 @@ Result<std::string> generate_token(const SigningKey& key, const TokenClaims& cla
   if (claims.lifetime_seconds <= 0) {
     return Status(Code::kInvalidArgument, "bad_claims", "the token lifetime must be positive");
   }
-  unsigned char rnd[16];
-  if (RAND_bytes(rnd, sizeof rnd) != 1) {
-    return Status(Code::kInternal, "rng_failed", "no randomness for jti");
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string jti;
-  for (unsigned char b : rnd) {
-    jti.push_back(hex[b >> 4]);
-    jti.push_back(hex[b & 15]);
-  }
+  // A token id, not a secret: it only has to be unique.
+  const std::string jti = random_hex(16);
   nlohmann::json header = {{"alg", alg_name(key.alg())}, {"typ", "JWT"}};
   nlohmann::json payload = {
       {"iss", claims.issuer}, {"sub", claims.subject}, {"name", claims.name},
@@ -37,9 +29,8 @@ Result<std::string> generate_token(const SigningKey& key, const TokenClaims& cla
   if (claims.audiences.size() == 1) payload["aud"] = claims.audiences[0];
   if (claims.audiences.size() > 1) payload["aud"] = claims.audiences;
   std::string input = base64url_encode(header.dump()) + "." + base64url_encode(payload.dump());
-  auto sig = key.sign(input);
-  if (!sig) return sig.status();
-  return input + "." + base64url_encode(*sig);
+  ASSIGN_OR_RETURN(const std::string sig, key.sign(input));
+  return input + "." + base64url_encode(sig);
 }
 
 Result<TokenClaims> claims_from_auth_config(const std::string& path) {

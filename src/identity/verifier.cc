@@ -251,10 +251,9 @@ Result<std::string> load_secret(const config::IssuerConfig& issuer) {
                     exposed ? s.reason() : "bad_config",
                     issuer.where + ".shared_secret_file: " + s.message());
     }
-    secret = std::move(text).value();
-    // Editors and `echo` add a newline; it is not part of the secret.
-    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
-    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    // Editors and `echo` add a newline; it is not part of the secret (`volguard token
+    // generate` reads the same file the same way).
+    secret = trim_trailing_newlines(*text);
   }
   return secret;
 }
@@ -492,7 +491,7 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   id.group_domain = issuer.group_domain.empty() ? id.issuer : issuer.group_domain;
   for (const auto& [index, field] : {std::pair{kSub, &id.subject}, std::pair{kName, &id.name},
                                      std::pair{kEmail, &id.email}, std::pair{kJti, &id.token_id}}) {
-    if (auto s = string_claim(claims, index, field); !s.is_ok()) return s;
+    RETURN_IF_ERROR(string_claim(claims, index, field));
   }
   if (auto s = mapped_list(claims, payload, doc, issuer.claims_namespace, issuer.roles_pointer,
                            kRoles, &id.roles);

@@ -30,8 +30,8 @@ Result<std::string> load_or_create_audit_key(const std::string& path,
       return Status(key.status().code(), key.status().reason(),
                     "audit.key_file: " + key.status().message());
     }
-    std::string k = *key;
-    while (!k.empty() && (k.back() == '\n' || k.back() == '\r')) k.pop_back();
+    // Newlines only (like `volguard audit verify`): a space may be part of the key.
+    const std::string k(trim_trailing_newlines(*key));
     if (k.size() < 32) {
       return Status(Code::kInvalidArgument, "bad_config",
                     "audit.key_file: " + path + " holds " + std::to_string(k.size()) +
@@ -60,7 +60,7 @@ Result<std::string> load_or_create_audit_key(const std::string& path,
   }
   std::string key = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  if (auto s = write_file(path, key + "\n", 0600); !s.is_ok()) return s;
+  RETURN_IF_ERROR(write_file(path, key + "\n", 0600));
   return key;
 }
 
@@ -232,7 +232,7 @@ Result<size_t> AuditRecorder::recover_intents(
     rec.add("outcome", "unknown");
     rec.add("intent_time", get("time"));
     rec.add("found", found(get("resource"), get("params")));
-    if (Status s = append_counted(std::move(rec)); !s.is_ok()) return s;
+    RETURN_IF_ERROR(append_counted(std::move(rec)));
   }
   return count;
 }

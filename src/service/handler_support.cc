@@ -1,11 +1,10 @@
 #include "service/handler_support.h"
 
-#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include <ctime>
-#include <random>
 
+#include "common/hex.h"
 #include "common/text.h"
 
 namespace volguard::service {
@@ -30,21 +29,7 @@ std::string grants_text(const ownership::Ownership& o) {
                                                       : std::string(ownership::access_name(o.public_access)));
 }
 
-std::string new_id() {
-  unsigned char rnd[8];
-  if (RAND_bytes(rnd, sizeof rnd) != 1) {
-    // OpenSSL's generator failed (it should not): the kernel's, never uninitialised bytes.
-    std::random_device dev;
-    for (auto& b : rnd) b = static_cast<unsigned char>(dev());
-  }
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : rnd) {
-    out.push_back(hex[b >> 4]);
-    out.push_back(hex[b & 15]);
-  }
-  return out;
-}
+std::string new_id() { return random_hex(kIdLength / 2); }
 
 int64_t now_unix() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -62,18 +47,11 @@ Status invalid(const std::string& field, const std::string& why) {
 
 // Volume and snapshot names: safe in logs, file names and URLs.
 Status check_name(const std::string& field, const std::string& name) {
-  if (name.empty()) return invalid(field, "is required");
-  if (name.size() > 128) return invalid(field, "must be at most 128 characters");
-  if (name[0] == '.' || name[0] == '-') return invalid(field, "'" + name + "' must not start with '.' or '-'");
+  RETURN_IF_ERROR(volguard::check_name(field, name));
   if (looks_like_id(name)) {
     return Status(Code::kInvalidArgument, "name_looks_like_id",
                   field + ": '" + name + "' has the shape of an id (16 hex digits); ids and names "
                   "are separate, so pick a name that is not");
-  }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '-' || c == '_';
-    if (!ok) return invalid(field, "'" + name + "' may contain only letters, digits, '.', '-', '_'");
   }
   return Status::ok();
 }

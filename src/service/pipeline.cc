@@ -1,13 +1,12 @@
 #include "service/pipeline.h"
 
 #include <google/protobuf/util/json_util.h>
-#include <openssl/rand.h>
 
 #include <chrono>
-#include <random>
 #include <cstdio>
 
 #include "common/crash_point.h"
+#include "common/hex.h"
 #include "common/text.h"
 
 namespace volguard::service {
@@ -71,15 +70,7 @@ Pipeline::Pipeline(const config::SecurityConfig& security,
       roles_(roles),
       recorder_(recorder),
       admins_{security.admin_groups} {
-  unsigned char rnd[4];
-  if (RAND_bytes(rnd, sizeof rnd) != 1) {
-    // OpenSSL's generator failed (it should not): the kernel's, never uninitialised bytes.
-    std::random_device dev;
-    for (auto& b : rnd) b = static_cast<unsigned char>(dev());
-  }
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-  request_prefix_ = buf;
+  request_prefix_ = random_hex(4);
 }
 
 Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const {
@@ -97,9 +88,7 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   std::string_view token = value.substr(space + 1);
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   // Tokens from files and Kubernetes Secrets often end in a newline: not part of the token.
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-    token.remove_suffix(1);
-  }
+  token = trim_trailing_whitespace(token);
   if (verifier_ == nullptr) {
     return Status(Code::kUnauthenticated, "issuer_unknown", "no token issuers are configured");
   }

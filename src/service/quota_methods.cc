@@ -178,7 +178,7 @@ Status VolumeService::set_quota(Call& call, const v1::QuotaSetRequest& req, v1::
   if (next) {
     store::QuotaRecord rec{subject->kind, subject->name, next->max_bytes, next->max_volumes,
                            next->max_snapshots};
-    if (auto s = store_->put_quota(rec); !s.is_ok()) return s;
+    RETURN_IF_ERROR(store_->put_quota(rec));
   } else if (auto s = store_->delete_quota(subject->kind, subject->name);
              !s.is_ok() && s.code() != Code::kNotFound) {
     return s;

@@ -31,7 +31,7 @@ policy::Role from_spec(const v1::RoleSpec& spec) {
 Status VolumeService::create_role(Call& call, const v1::RoleRequest& req, v1::RoleResponse* resp) {
   policy::Role role = from_spec(req.role());
   call.resource_for_log = "role/" + role.name;
-  if (auto s = policy::validate_role(role); !s.is_ok()) return s;
+  RETURN_IF_ERROR(policy::validate_role(role));
   std::lock_guard lock(roles_mu_);
   if (policy::is_default_role(role.name)) {
     return Status(Code::kAlreadyExists, "role_is_system",
@@ -53,8 +53,8 @@ Status VolumeService::create_role(Call& call, const v1::RoleRequest& req, v1::Ro
                     "role " + role.name + " differs only by case from existing role " + r.name);
     }
   }
-  if (auto s = store_->put_role({role.name, policy::role_to_json(role)}); !s.is_ok()) return s;
-  if (auto s = rebuild_roles(); !s.is_ok()) return s;
+  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}));
+  RETURN_IF_ERROR(rebuild_roles());
   to_spec(role, resp->mutable_role());
   return Status::ok();
 }
@@ -79,7 +79,7 @@ Status VolumeService::inspect_role(Call& call, const v1::RoleRef& req, v1::RoleR
 Status VolumeService::update_role(Call& call, const v1::RoleRequest& req, v1::RoleResponse* resp) {
   policy::Role role = from_spec(req.role());
   call.resource_for_log = "role/" + role.name;
-  if (auto s = policy::validate_role(role); !s.is_ok()) return s;
+  RETURN_IF_ERROR(policy::validate_role(role));
   std::lock_guard lock(roles_mu_);
   if (policy::is_default_role(role.name) && !policy::is_mutable_default_role(role.name)) {
     return Status(Code::kPermissionDenied, "role_immutable",
@@ -89,8 +89,8 @@ Status VolumeService::update_role(Call& call, const v1::RoleRequest& req, v1::Ro
   if (!roles_.current()->find(role.name)) {
     return Status(Code::kNotFound, "role_not_found", "role '" + role.name + "' not found");
   }
-  if (auto s = store_->put_role({role.name, policy::role_to_json(role)}); !s.is_ok()) return s;
-  if (auto s = rebuild_roles(); !s.is_ok()) return s;
+  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}));
+  RETURN_IF_ERROR(rebuild_roles());
   to_spec(role, resp->mutable_role());
   return Status::ok();
 }

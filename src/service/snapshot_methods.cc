@@ -12,7 +12,7 @@ using store::SnapshotRecord;
 
 // ---- volume.snapshotcreate
 Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateRequest& req, v1::SnapshotResponse* resp) {
-  if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_name("name", req.name()));
   ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
   const auto& volume = locked.record;
   auto held = reserve_for(call, *volume, {volume->size_bytes, 0, 1});  // released once listed

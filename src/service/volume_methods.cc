@@ -11,20 +11,20 @@ using store::VolumeRecord;
 
 // ---- volume.create
 Status VolumeService::create_volume(Call& call, const v1::CreateVolumeRequest& req, v1::VolumeResponse* resp) {
-  if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_name("name", req.name()));
   auto size = parse_volume_size(req.size().empty() ? "1G" : req.size(),
                                 config_.limits.max_volume_size);
   if (!size) return size.status();
   auto fs_type = driver::parse_fs(req.fs().empty() ? "ext4" : req.fs());
   if (!fs_type) return invalid("fs", fs_type.status().message());
-  if (auto s = check_labels(req.labels()); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_labels(req.labels()));
   VolumeRecord rec;
   rec.id = new_id();
   rec.name = req.name();
   rec.size_bytes = *size;
   rec.fs = driver::fs_name(*fs_type);
   rec.labels = {req.labels().begin(), req.labels().end()};
-  if (auto s = check_label_bounds("labels", rec.labels); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_label_bounds("labels", rec.labels));
   rec.created_at = now_unix();
   const identity::Identity& who = *call.who;
   // Guests and security-off create unowned (public) volumes.
@@ -70,14 +70,14 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
   if ((src_vol != nullptr) == (src_snap != nullptr)) {
     return invalid("source", "give exactly one of source (volume) or source_snapshot");
   }
-  if (auto s = check_name("name", req.name()); !s.is_ok()) return s;
-  if (auto s = check_labels(req.labels()); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_name("name", req.name()));
+  RETURN_IF_ERROR(check_labels(req.labels()));
   VolumeRecord rec;
   rec.id = new_id();
   rec.name = req.name();
   rec.created_at = now_unix();
   rec.labels = {req.labels().begin(), req.labels().end()};
-  if (auto s = check_label_bounds("labels", rec.labels); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_label_bounds("labels", rec.labels));
   if (src_vol) {
     rec.size_bytes = src_vol->size_bytes;
     rec.fs = src_vol->fs;
@@ -137,13 +137,13 @@ Status VolumeService::delete_volume(Call& call, const v1::VolumeRef&, v1::Empty*
   }
   VolumeRecord rec = *current;
   rec.state = RecordState::kDeleting;
-  if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+  RETURN_IF_ERROR(store_->update_volume(rec));
   if (auto s = driver_->remove(rec.id); !s.is_ok()) {
     rec.state = RecordState::kReady;
     log_if_failed(store_->update_volume(rec), "mark ready again after a failed remove:", rec.id);
     return s;
   }
-  if (auto s = store_->delete_volume(rec.id); !s.is_ok()) return s;
+  RETURN_IF_ERROR(store_->delete_volume(rec.id));
   erase_volume(rec.id);
   return Status::ok();
 }
@@ -160,11 +160,11 @@ Status VolumeService::update_volume(Call& call, const v1::UpdateVolumeRequest& r
   const auto& current = locked.record;
   VolumeRecord rec = *current;
   google::protobuf::Map<std::string, std::string> set_labels = req.set_labels();
-  if (auto s = check_labels(set_labels); !s.is_ok()) return s;
+  RETURN_IF_ERROR(check_labels(set_labels));
   for (const auto& [k, v] : set_labels) rec.labels[k] = v;
   for (const auto& k : req.remove_labels()) rec.labels.erase(k);
   if (!set_labels.empty()) {
-    if (auto s = check_label_bounds("set_labels", rec.labels); !s.is_ok()) return s;
+    RETURN_IF_ERROR(check_label_bounds("set_labels", rec.labels));
   }
   for (const auto& [g, a] : req.add_groups()) {
     auto access = parse_grant("add_groups", g, a);
@@ -224,11 +224,11 @@ Status VolumeService::update_volume(Call& call, const v1::UpdateVolumeRequest& r
       growth = std::move(held).value();
       auto fs_type = driver::parse_fs(rec.fs);
       if (!fs_type) return fs_type.status();
-      if (auto s = driver_->resize(rec.id, *size, *fs_type); !s.is_ok()) return s;
+      RETURN_IF_ERROR(driver_->resize(rec.id, *size, *fs_type));
       rec.size_bytes = *size;
     }
   }
-  if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+  RETURN_IF_ERROR(store_->update_volume(rec));
   // Say exactly what changed: auditors look for access and ownership changes.
   std::vector<std::string> what;
   if (rec.ownership.owner != current->ownership.owner) {

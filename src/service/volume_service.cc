@@ -303,7 +303,7 @@ Status VolumeService::recover() {
     kept_volumes.insert(v.id);
     VolumeRecord rec = v;
     if (migrate_legacy_groups(&rec.ownership, "volume " + v.id + " (" + v.name + ")")) {
-      if (auto s = store_->update_volume(rec); !s.is_ok()) return s;
+      RETURN_IF_ERROR(store_->update_volume(rec));
     }
     volumes_[v.id] = std::make_shared<const VolumeRecord>(std::move(rec));
     volume_names_[v.name] = v.id;
@@ -325,7 +325,7 @@ Status VolumeService::recover() {
       if (!kept_snapshots.count(id)) log_if_failed(driver_->remove_snapshot(id), "remove_snapshot", id);
     }
   }
-  if (auto s = load_quotas(); !s.is_ok()) return s;
+  RETURN_IF_ERROR(load_quotas());
   return rebuild_roles();
 }
 

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/text.h"
 #include "store/store.h"
 
@@ -268,15 +269,12 @@ std::optional<std::map<std::string, std::string>> parse_labels(const std::string
 // made here first, and files from an older, wider run are narrowed (they are ours). Best effort:
 // when this fails, sqlite3_open_v2 reports the path's real problem.
 void make_files_private(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return;
-  ::fchmod(fd, 0600);
-  ::close(fd);
+  const UniqueFd db(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!db) return;
+  ::fchmod(db.get(), 0600);
   for (const char* suffix : {"-wal", "-shm", "-journal"}) {
-    int f = ::open((path + suffix).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (f < 0) continue;
-    ::fchmod(f, 0600);
-    ::close(f);
+    const UniqueFd f(::open((path + suffix).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (f) ::fchmod(f.get(), 0600);
   }
 }
 
@@ -293,20 +291,17 @@ class SqliteStore final : public MetadataStore {
     if (rc != SQLITE_OK) {
       return store->error_rc("cannot open database", rc);
     }
-    if (Status s = store->init(); !s.is_ok()) return s;
+    RETURN_IF_ERROR(store->init());
     return std::unique_ptr<MetadataStore>(std::move(store));
   }
 
   Status create_volume(const VolumeRecord& v) override {
-    auto labels = labels_json(v.name, v.labels);
-    if (!labels) return labels.status();
-    auto own = ownership_json("volume", v.name, v.ownership);
-    if (!own) return own.status();
-    auto groups = groups_json(v.name, v.charged_groups);
-    if (!groups) return groups.status();
+    ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
+    ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
+    ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
     std::lock_guard lock(mu_);
     StmtUse q(insert_volume_.get());
-    bind_volume(q, v, *labels, *own, *groups);
+    bind_volume(q, v, labels, own, groups);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return Status(Code::kAlreadyExists, "name_taken",
@@ -319,15 +314,12 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status update_volume(const VolumeRecord& v) override {
-    auto labels = labels_json(v.name, v.labels);
-    if (!labels) return labels.status();
-    auto own = ownership_json("volume", v.name, v.ownership);
-    if (!own) return own.status();
-    auto groups = groups_json(v.name, v.charged_groups);
-    if (!groups) return groups.status();
+    ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
+    ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
+    ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
     std::lock_guard lock(mu_);
     StmtUse q(update_volume_.get());
-    bind_volume(q, v, *labels, *own, *groups);
+    bind_volume(q, v, labels, own, groups);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
     if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
@@ -374,11 +366,10 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status create_snapshot(const SnapshotRecord& s) override {
-    auto own = ownership_json("snapshot", s.name, s.ownership);
-    if (!own) return own.status();
+    ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
     std::lock_guard lock(mu_);
     StmtUse q(insert_snapshot_.get());
-    bind_snapshot(q, s, *own);
+    bind_snapshot(q, s, own);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return Status(Code::kAlreadyExists, "name_taken",
@@ -391,11 +382,10 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status update_snapshot(const SnapshotRecord& s) override {
-    auto own = ownership_json("snapshot", s.name, s.ownership);
-    if (!own) return own.status();
+    ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
     std::lock_guard lock(mu_);
     StmtUse q(update_snapshot_.get());
-    bind_snapshot(q, s, *own);
+    bind_snapshot(q, s, own);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
     if (rc != SQLITE_DONE) return error("updating snapshot " + in_quotes(s.id));

@@ -137,6 +137,56 @@ TEST_F(PrivateFilesTest, MakePrivateDirIs0700) {
   EXPECT_NE(not_dir.message().find(dir_ + "/file"), std::string::npos);
 }
 
+// Secrets and keys lose only their line end (a space may be part of a secret); tokens, pids and
+// tool output lose any trailing whitespace.
+TEST(TrimTest, NewlinesOnlyOrAllTrailingWhitespace) {
+  EXPECT_EQ(trim_trailing_newlines("s3cret\n"), "s3cret");
+  EXPECT_EQ(trim_trailing_newlines("s3cret\r\n"), "s3cret");
+  EXPECT_EQ(trim_trailing_newlines("s3cret\n\n\r"), "s3cret");
+  EXPECT_EQ(trim_trailing_newlines("s3cret \n"), "s3cret ");
+  EXPECT_EQ(trim_trailing_newlines("\ns3\ncret"), "\ns3\ncret");  // only the end
+  EXPECT_EQ(trim_trailing_newlines("\r\n"), "");
+  EXPECT_EQ(trim_trailing_newlines(""), "");
+
+  EXPECT_EQ(trim_trailing_whitespace("eyJ.x.y \r\n"), "eyJ.x.y");
+  EXPECT_EQ(trim_trailing_whitespace("1234\t\n "), "1234");
+  EXPECT_EQ(trim_trailing_whitespace("  lead"), "  lead");
+  EXPECT_EQ(trim_trailing_whitespace(" \n\t\r"), "");
+  EXPECT_EQ(trim_trailing_whitespace(""), "");
+}
+
+TEST(NameTest, CharsetLengthAndFirstCharacter) {
+  const std::vector<std::string> good_names = {"a",  "pvc-0001", "My_Vol.2", "9lives",
+                                               "a.", "x-",       std::string(kMaxNameLength, 'n')};
+  for (const std::string& good : good_names) {
+    EXPECT_TRUE(is_valid_name(good)) << good;
+    EXPECT_TRUE(check_name("name", good).is_ok()) << good;
+  }
+  struct Case {
+    std::string name;
+    const char* why;
+  };
+  for (const Case& c :
+       {Case{"", "name: is required"},
+        Case{std::string(kMaxNameLength + 1, 'n'), "name: must be at most 128"},
+        Case{".hidden", "must not start with '.' or '-'"},
+        Case{"-rf", "must not start with '.' or '-'"},
+        Case{"a b", "may contain only letters, digits, '.', '-', '_'"},
+        Case{"../x", "must not start"}, Case{"a/b", "may contain only"},
+        Case{"x\n", "may contain only"}, Case{std::string("a\0b", 3), "may contain only"},
+        Case{"caf\xc3\xa9", "may contain only"}}) {
+    EXPECT_FALSE(is_valid_name(c.name)) << c.name;
+    const Status s = check_name("name", c.name);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << c.name;
+    EXPECT_EQ(s.reason(), "invalid_name");
+    EXPECT_NE(s.message().find(c.why), std::string::npos) << s.message();
+  }
+  EXPECT_EQ(check_name("snapshot", "").reason(), "invalid_snapshot");
+  EXPECT_EQ(check_name("snapshot", "").message(), "snapshot: is required");
+  EXPECT_TRUE(is_name_char('_'));
+  EXPECT_FALSE(is_name_char('/'));
+}
+
 TEST(ParseCountTest, DigitsOnlyBelowTwoToThe63) {
   EXPECT_EQ(parse_count("0"), uint64_t{0});
   EXPECT_EQ(parse_count("10"), uint64_t{10});

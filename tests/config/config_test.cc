@@ -286,7 +286,7 @@ security:
 
   const std::string tail = "security:\n  issuers: []\n";
   EXPECT_EQ(message_of("limits:\n  max_volume_size: 8388608T\n" + tail).rfind(
-                "vg.yaml: limits.max_volume_size: '8388608T' is too large", 0),
+                "vg.yaml: limits.max_volume_size: size \"8388608T\" is too large", 0),
             0u);
   EXPECT_NE(message_of("limits:\n  max_volume_size: 99999999999999999999999\n" + tail)
                 .find("too large"),

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/mountinfo.h"
 #include "driver/driver.h"
 #include "driver/sys.h"
 
@@ -65,12 +66,8 @@ class LocalDriverTest : public ::testing::Test {
   void TearDown() override {
     if (dir_.empty()) return;
     std::vector<std::string> points;
-    std::ifstream mi("/proc/self/mountinfo");
-    for (std::string line; std::getline(mi, line);) {
-      std::istringstream ls(line);
-      std::string f[5];
-      for (auto& x : f) ls >> x;
-      if (f[4].rfind(dir_ + "/", 0) == 0) points.push_back(f[4]);
+    for (const auto& m : read_mountinfo()) {
+      if (m.mount_point.rfind(dir_ + "/", 0) == 0) points.push_back(m.mount_point);
     }
     for (auto it = points.rbegin(); it != points.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
     std::error_code ec;

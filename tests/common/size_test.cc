@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "driver/driver.h"
+#include "common/size.h"
 
-namespace volguard::driver {
+namespace volguard {
 namespace {
 
 constexpr uint64_t kKiB = 1024, kMiB = kKiB << 10, kGiB = kMiB << 10, kTiB = kGiB << 10;
@@ -58,6 +58,23 @@ TEST(ParseSizeTest, TooLargeIsOutOfRange) {
   EXPECT_EQ(*parse_size("8388607T"), 8388607 * kTiB);
 }
 
+// One meaning everywhere: a unit is a power of 1024 however it is written, so "1G", "1Gi", "1GiB"
+// and "1GB" are one size (the config file's limits and the API's volume sizes agree).
+TEST(ParseSizeTest, EverySpellingOfAUnitIsThePowerOf1024) {
+  for (const char* g : {"1G", "1g", "1Gi", "1gi", "1GiB", "1gib", "1GB", "1gb"}) {
+    EXPECT_EQ(*parse_size(g), kGiB) << g;
+  }
+  for (const char* k : {"4K", "4Ki", "4KiB", "4KB", "4096", "4096B"}) {
+    EXPECT_EQ(*parse_size(k), 4 * kKiB) << k;
+  }
+  EXPECT_EQ(*parse_size("16T"), 16 * kTiB);
+  // A view is read to its end, not to a terminating NUL.
+  EXPECT_EQ(*parse_size(std::string_view("512Mtrailing").substr(0, 4)), 512 * kMiB);
+  const auto zero = parse_size("0");
+  ASSERT_FALSE(zero.is_ok());
+  EXPECT_EQ(zero.status().reason(), "invalid_size");
+}
+
 TEST(FormatSizeTest, PicksLargestExactUnit) {
   EXPECT_EQ(format_size(0), "0");
   EXPECT_EQ(format_size(100), "100");
@@ -71,16 +88,5 @@ TEST(FormatSizeTest, PicksLargestExactUnit) {
   }
 }
 
-TEST(FsNameTest, RoundTrips) {
-  EXPECT_STREQ(fs_name(FsType::kExt4), "ext4");
-  EXPECT_STREQ(fs_name(FsType::kXfs), "xfs");
-  EXPECT_EQ(*parse_fs("ext4"), FsType::kExt4);
-  EXPECT_EQ(*parse_fs("XFS"), FsType::kXfs);
-  auto bad = parse_fs("btrfs");
-  ASSERT_FALSE(bad.is_ok());
-  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(bad.status().message().find("btrfs"), std::string::npos);
-}
-
 }  // namespace
-}  // namespace volguard::driver
+}  // namespace volguard

@@ -1,47 +1,42 @@
-// Sizes and filesystem names as users type them.
-#include <cstdint>
-#include <string>
+#include "common/size.h"
 
 #include "common/text.h"
-#include "driver/driver.h"
 
-namespace volguard::driver {
-
-const char* fs_name(FsType fs) {
-  switch (fs) {
-    case FsType::kExt4:
-      return "ext4";
-    case FsType::kXfs:
-      return "xfs";
-  }
-  return "ext4";
-}
-
-Result<FsType> parse_fs(const std::string& s) {
-  const std::string t = to_lower(s);
-  if (t == "ext4") return FsType::kExt4;
-  if (t == "xfs") return FsType::kXfs;
-  return Status(Code::kInvalidArgument, "invalid_fs",
-                "unsupported filesystem \"" + s + "\" (expected ext4 or xfs)");
-}
-
+namespace volguard {
 namespace {
 
-Status bad_size(const std::string& text, const std::string& why) {
-  return Status(Code::kInvalidArgument, "invalid_size", "invalid size \"" + text + "\": " + why);
+Status bad_size(std::string_view text, const std::string& why) {
+  return Status(Code::kInvalidArgument, "invalid_size",
+                "invalid size \"" + std::string(text) + "\": " + why);
 }
 
 // A well-formed size that no volume can have: file sizes are off_t and the store keeps a signed
 // 64-bit INTEGER, so 2^63 and above would wrap somewhere below us. OUT_OF_RANGE (not a 500):
 // the request is valid syntax asking for too much.
-Status too_large(const std::string& text) {
+Status too_large(std::string_view text) {
   return Status(Code::kOutOfRange, "size_out_of_range",
-                "size \"" + text + "\" is too large (at most 2^63 - 1 bytes)");
+                "size \"" + std::string(text) + "\" is too large (at most 2^63 - 1 bytes)");
+}
+
+// The power of two a unit letter stands for; 0 for anything else.
+unsigned unit_shift(char c) {
+  switch (c) {
+    case 'k':
+      return 10;
+    case 'm':
+      return 20;
+    case 'g':
+      return 30;
+    case 't':
+      return 40;
+    default:
+      return 0;
+  }
 }
 
 }  // namespace
 
-Result<uint64_t> parse_size(const std::string& text) {
+Result<uint64_t> parse_size(std::string_view text) {
   size_t i = 0;
   uint64_t n = 0;
   // Digits only: a sign, a fraction or whitespace is refused rather than guessed at.
@@ -58,29 +53,9 @@ Result<uint64_t> parse_size(const std::string& text) {
   }
   if (i == 0) return bad_size(text, "expected a whole number with an optional K/M/G/T unit");
 
-  const std::string unit = to_lower(std::string_view(text).substr(i));
-  unsigned shift = 0;
-  std::string rest = unit;
-  if (!unit.empty()) {
-    switch (unit[0]) {
-      case 'k':
-        shift = 10;
-        break;
-      case 'm':
-        shift = 20;
-        break;
-      case 'g':
-        shift = 30;
-        break;
-      case 't':
-        shift = 40;
-        break;
-      default:
-        shift = 0;
-        break;
-    }
-    rest = shift == 0 ? unit : unit.substr(1);
-  }
+  const std::string unit = to_lower(text.substr(i));
+  const unsigned shift = unit.empty() ? 0 : unit_shift(unit[0]);
+  const std::string_view rest = std::string_view(unit).substr(shift == 0 ? 0 : 1);
   // After a unit letter: "", "i", "ib" or "b"; a bare number may carry only "b".
   const bool suffix_ok = shift != 0 ? (rest.empty() || rest == "i" || rest == "ib" || rest == "b")
                                     : (rest.empty() || rest == "b");
@@ -104,4 +79,4 @@ std::string format_size(uint64_t bytes) {
   return std::to_string(bytes);
 }
 
-}  // namespace volguard::driver
+}  // namespace volguard

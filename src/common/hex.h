@@ -1,0 +1,20 @@
+// Bytes as lowercase hex: ids, digests and MACs written into logs, files and names.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace volguard {
+
+// "\x01\xab" → "01ab": two lowercase digits per byte, nothing else.
+std::string to_hex(std::string_view bytes);
+std::string to_hex(std::span<const unsigned char> bytes);
+
+// `bytes` random bytes as 2 * `bytes` hex digits: for identifiers (volume ids, request ids, token
+// ids) that must not repeat, never for key material. When OpenSSL's generator fails (it should
+// not), the kernel's is used: an id is always produced, never from uninitialised bytes.
+std::string random_hex(size_t bytes);
+
+}  // namespace volguard
