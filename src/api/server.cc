@@ -504,21 +504,18 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
                   config.file + ": api.rest: cannot listen on " + config.api.rest);
   }
   impl->rest_port = *rest_port;
-  std::string issuers;
-  for (const auto& i : config.security.issuers) issuers += (issuers.empty() ? "" : ",") + i.issuer;
-  Status started = core.recorder().event(
-      "Server started",
-      {{"security_enabled", config.security.enabled ? "true" : "false"},
-       {"guest_access", config.security.guest_access ? "true" : "false"},
-       {"username_claim", config::username_claim_name(config.security.username_claim)},
-       {"issuers", issuers},
-       {"admin_groups", [&] {
-          std::string g;
-          for (const auto& a : config.security.admin_groups) g += (g.empty() ? "" : ",") + a;
-          return g;
-        }()},
-       {"audit_fail_closed", config.audit.fail_closed ? "true" : "false"},
-       {"previous_shutdown", core.recorder().previous_run_unsealed() ? "unclean" : "clean"}});
+  // Lists as JSON arrays: an issuer or group whose name holds a ',' cannot read as two.
+  nlohmann::json issuers = nlohmann::json::array();
+  for (const auto& i : config.security.issuers) issuers.push_back(i.issuer);
+  audit::Record started_fields;
+  started_fields.add_bool("security_enabled", config.security.enabled);
+  started_fields.add_bool("guest_access", config.security.guest_access);
+  started_fields.add("username_claim", config::username_claim_name(config.security.username_claim));
+  started_fields.add_json("issuers", issuers.dump());
+  started_fields.add_json("admin_groups", nlohmann::json(config.security.admin_groups).dump());
+  started_fields.add_bool("audit_fail_closed", config.audit.fail_closed);
+  started_fields.add("previous_shutdown", core.recorder().previous_run_unsealed() ? "unclean" : "clean");
+  Status started = core.recorder().event("Server started", std::move(started_fields));
   if (!started.is_ok() && config.audit.fail_closed) {
     impl->rest->stop();
     impl->grpc_server->Shutdown();

@@ -104,13 +104,32 @@ std::string to_logfmt(const Record& r) {
 std::string to_json_line(const Record& r) {
   // Ordered output; nlohmann escapes every string, so no value can break the line.
   std::string out = "{";
-  bool first = true;
-  for (const auto& [k, v] : r.fields) {
-    if (!first) out.push_back(',');
-    first = false;
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    const auto& [k, v] = r.fields[i];
+    if (i > 0) out.push_back(',');
     out += nlohmann::json(safe_key(k)).dump();
     out.push_back(':');
-    out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // A typed value is re-serialised from its parse (never pasted): what is written is always
+    // one well-formed JSON value, whatever the text held. Text that is not the kind it claims
+    // is written as a string.
+    nlohmann::json value = nlohmann::json::value_t::discarded;
+    switch (r.kind(i)) {
+      case ValueKind::kNumber: {
+        value = nlohmann::json::parse(v, nullptr, false);
+        if (!value.is_number()) value = nlohmann::json::value_t::discarded;
+        break;
+      }
+      case ValueKind::kBool:
+        if (v == "true" || v == "false") value = (v == "true");
+        break;
+      case ValueKind::kJson:
+        value = nlohmann::json::parse(v, nullptr, false);
+        break;
+      case ValueKind::kString:
+        break;
+    }
+    if (value.is_discarded()) value = v;
+    out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   return out + "}";
 }
@@ -124,8 +143,17 @@ Result<Record> parse_line(std::string_view line) {
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
     for (const auto& [k, v] : j.items()) {
-      if (!v.is_string()) return bad("field " + k + " is not a string");
-      r.add(k, v.get<std::string>());
+      if (v.is_string()) {
+        r.add(k, v.get<std::string>());
+      } else if (v.is_number()) {
+        r.add_number(k, v.dump());
+      } else if (v.is_boolean()) {
+        r.add_bool(k, v.get<bool>());
+      } else if (v.is_array() || v.is_object()) {
+        r.add_json(k, v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      } else {
+        return bad("field " + k + " is null");
+      }
     }
     return r;
   }
@@ -364,9 +392,9 @@ Record LogFile::header_record(bool genesis, const std::string& removed) const {
   h.add("level", "info");
   h.add("msg", kFileHeaderMsg);
   h.add("method", "server");
-  h.add("retained_from", std::to_string(first_seqs_.empty() ? seq_ + 1 : first_seqs_.back()));
+  h.add_number("retained_from", std::to_string(first_seqs_.empty() ? seq_ + 1 : first_seqs_.back()));
   if (genesis) {
-    h.add("genesis", "true");
+    h.add_bool("genesis", true);
     h.add("key_id", chain_key_id(options_.chain_key));
   }
   if (!removed.empty()) h.add("retention_removed", removed);
@@ -456,7 +484,7 @@ Status LogFile::append(Record record) {
 std::shared_ptr<LogFile::Pending> LogFile::queue_locked(Record record) {
   auto pending = std::make_shared<Pending>();
   // Chain values are assigned here, in queue order, under the lock.
-  if (!options_.chain_key.empty()) record.add("seq", std::to_string(seq_ + 1));
+  if (!options_.chain_key.empty()) record.add_number("seq", std::to_string(seq_ + 1));
   pending->line = render(record, options_.format);
   if (!options_.chain_key.empty()) {
     // The chain covers the rendered record (with seq) and the previous chain value.

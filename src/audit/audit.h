@@ -20,10 +20,30 @@
 
 namespace volguard::audit {
 
-// One record: ordered key/value fields (time, level and msg first).
+// What a value is, for the JSON format: logfmt writes every value as text, JSON writes numbers
+// and booleans bare and lists (roles, groups) and request parameters as JSON, so that a log
+// shipper indexes `seq` as a number and `groups` as an array whose elements cannot be confused
+// with a separator inside one group's name.
+enum class ValueKind { kString, kNumber, kBool, kJson };
+
+// One record: ordered key/value fields (time, level and msg first). Values are kept as text
+// (what logfmt writes and verify reads); `kinds` runs beside `fields`.
 struct Record {
   std::vector<std::pair<std::string, std::string>> fields;
-  void add(std::string key, std::string value) { fields.emplace_back(std::move(key), std::move(value)); }
+  std::vector<ValueKind> kinds;
+  void add(std::string key, std::string value) { add_as(std::move(key), std::move(value), ValueKind::kString); }
+  void add_number(std::string key, std::string digits) {
+    add_as(std::move(key), std::move(digits), ValueKind::kNumber);
+  }
+  void add_bool(std::string key, bool value) { add_as(std::move(key), value ? "true" : "false", ValueKind::kBool); }
+  // `json` is JSON text (an array, an object); written as a string when it does not parse.
+  void add_json(std::string key, std::string json) { add_as(std::move(key), std::move(json), ValueKind::kJson); }
+  void add_as(std::string key, std::string value, ValueKind kind) {
+    fields.emplace_back(std::move(key), std::move(value));
+    kinds.resize(fields.size() - 1, ValueKind::kString);
+    kinds.push_back(kind);
+  }
+  ValueKind kind(size_t i) const { return i < kinds.size() ? kinds[i] : ValueKind::kString; }
   const std::string* get(std::string_view key) const;
 };
 

@@ -111,9 +111,8 @@ int audit_show(const AuditArgs& a) {
     if (a.denied && field("level") != "warning") continue;
     if (since && parse_time(field("time")) < since) continue;
     if (a.output == "json") {
-      nlohmann::ordered_json j;
-      for (const auto& [k, v] : r.fields) j[k] = v;
-      out.push_back(j);
+      // As the JSON format writes it: typed where the record knows the kind.
+      out.push_back(nlohmann::ordered_json::parse(audit::to_json_line(r)));
     } else {
       std::cout << field("time") << "  " << field("method") << "  "
                 << (field("username").empty() ? "-" : field("username")) << "  "

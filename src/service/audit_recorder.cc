@@ -103,8 +103,8 @@ audit::Record AuditRecorder::base(const DecisionRecord& r, const std::string& le
   rec.add("name", who ? who->name : "");
   rec.add("email", who ? who->email : "");
   rec.add("issuer", who ? who->issuer : "");
-  rec.add("roles", who ? list_text(who->roles) : "");
-  rec.add("groups", who ? list_text(who->groups) : "");
+  rec.add_json("roles", who ? list_text(who->roles) : "");
+  rec.add_json("groups", who ? list_text(who->groups) : "");
   rec.add("resource", r.resource);
   rec.add("code", code_name(r.status.code()));
   rec.add("reason", r.status.reason());
@@ -135,7 +135,7 @@ void AuditRecorder::record(const DecisionRecord& r) {
   audit::Record rec = base(r, level, msg);
   char ms[32];
   snprintf(ms, sizeof ms, "%.3f", r.seconds * 1000);
-  rec.add("duration_ms", ms);
+  rec.add_number("duration_ms", ms);
   if (!access_->append(std::move(rec)).is_ok() && metrics_) metrics_->audit_failure();
 }
 
@@ -173,7 +173,7 @@ Status AuditRecorder::append_counted(audit::Record rec) {
 Status AuditRecorder::intent(const DecisionRecord& r) {
   audit::Record rec = base(r, "info", "Intent");
   rec.add("intent", r.request_id);
-  rec.add("params", r.params);
+  rec.add_json("params", r.params);
   Status s = append_counted(std::move(rec));
   if (s.is_ok() || !fail_closed_) return Status::ok();
   return Status(Code::kUnavailable, "audit_unavailable",
@@ -237,15 +237,16 @@ Result<size_t> AuditRecorder::recover_intents(
   return count;
 }
 
-Status AuditRecorder::event(const std::string& msg,
-                            std::vector<std::pair<std::string, std::string>> fields, bool sealed) {
+Status AuditRecorder::event(const std::string& msg, audit::Record fields, bool sealed) {
   audit::Record rec;
   rec.add("time", audit::now_rfc3339());
   rec.add("level", "info");
   rec.add("msg", msg);
   rec.add("method", "server");
-  for (auto& f : fields) rec.add(std::move(f.first), std::move(f.second));
-  if (sealed) rec.add("sealed", "true");
+  for (size_t i = 0; i < fields.fields.size(); ++i) {
+    rec.add_as(std::move(fields.fields[i].first), std::move(fields.fields[i].second), fields.kind(i));
+  }
+  if (sealed) rec.add_bool("sealed", true);
   return append_counted(std::move(rec));
 }
 

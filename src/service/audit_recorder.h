@@ -41,8 +41,8 @@ class AuditRecorder : public DecisionRecorder {
       const std::function<std::string(const std::string& resource, const std::string& params)>& found);
 
   // A server-level audit record ("Server started", ...); `sealed` marks a clean shutdown.
-  Status event(const std::string& msg, std::vector<std::pair<std::string, std::string>> fields,
-               bool sealed = false);
+  // `fields` (with their kinds) follow the usual time, level, msg, method.
+  Status event(const std::string& msg, audit::Record fields, bool sealed = false);
   bool previous_run_unsealed() const { return audit_->previous_run_unsealed(); }
 
  private:

@@ -281,6 +281,47 @@ TEST(AccessLogTest, HostileClaimsCannotForgeRecords) {
             nlohmann::json::array({"g\"x", "a b", "eng,admin"}));
 }
 
+// audit.format json: what a log shipper indexes is typed. seq and duration_ms are numbers,
+// sealed/genesis booleans, roles and groups arrays (a group named "eng,admin" is one element),
+// an intent's params the request as an object — and the chain still verifies.
+TEST(AuditTrailTest, JsonFormatKeepsValuesTyped) {
+  TestServer srv("", true, "audit:\n  format: json\n");
+  auto eve = srv.client(srv.token("eve", {"system.user"}, {"eng,admin", "ops"}));
+  v1::CreateVolumeRequest cr;
+  cr.set_name("typed");
+  cr.set_size("32M");
+  v1::VolumeResponse vr;
+  ASSERT_TRUE(eve.call(kVol + "Create", cr, &vr).is_ok());
+  srv.stop();
+  std::vector<nlohmann::json> trail;
+  {
+    std::ifstream in(srv.audit_dir() + "/" + service::kAuditLogName);
+    for (std::string line; std::getline(in, line);) trail.push_back(nlohmann::json::parse(line));
+  }
+  ASSERT_GE(trail.size(), 5u);  // header, started, intent, outcome, stopped
+  EXPECT_EQ(trail[0]["genesis"], true);
+  EXPECT_TRUE(trail[0]["retained_from"].is_number_unsigned());
+  for (size_t i = 0; i < trail.size(); ++i) EXPECT_EQ(trail[i]["seq"], i + 1) << trail[i].dump();
+  EXPECT_EQ(trail[1]["security_enabled"], true);
+  EXPECT_EQ(trail[1]["issuers"], nlohmann::json::array({"test.local"}));
+  const auto& intent = trail[2];
+  EXPECT_EQ(intent["msg"], "Intent");
+  EXPECT_EQ(intent["params"]["name"], "typed");
+  EXPECT_EQ(intent["groups"], nlohmann::json::array({"eng,admin", "ops"}));
+  EXPECT_EQ(intent["roles"], nlohmann::json::array({"system.user"}));
+  EXPECT_EQ(trail.back()["sealed"], true);
+  std::ifstream access(srv.audit_dir() + "/" + service::kAccessLogName);
+  std::string line;
+  ASSERT_TRUE(std::getline(access, line));
+  auto a = nlohmann::json::parse(line);
+  EXPECT_TRUE(a["duration_ms"].is_number()) << line;
+  const std::string key(trim_trailing_newlines(read_file(srv.config().audit.key_file).value()));
+  auto report = audit::verify_chain(srv.audit_dir() + "/" + service::kAuditLogName, key,
+                                    audit::anchor_path_for(srv.config().audit.key_file));
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_TRUE(report.tail_sealed);
+}
+
 // Write-ahead: with the audit trail immutable (chattr +i), a create is refused and nothing of
 // it exists — neither in the store nor on disk. (Before, the volume was made and only its
 // record failed.)

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -85,6 +86,48 @@ TEST_F(AuditTest, LogfmtQuotesSoClaimsCannotForgeFieldsOrLines) {
   auto jback = parse_line(json);
   ASSERT_TRUE(jback.is_ok());
   EXPECT_EQ(*jback->get("name"), "Eve\" level=error msg=\"forged");
+}
+
+// In the JSON format numbers and booleans are bare and lists are arrays (a group named
+// "eng,admin" is one element, never two); logfmt writes the same values as text. Typed text
+// that is not what it claims is written as a string, so no value can break the line's JSON.
+TEST_F(AuditTest, JsonRecordsKeepNumbersBooleansAndListsTyped) {
+  Record r;
+  r.add("msg", "Authorized");
+  r.add_number("seq", "4");
+  r.add_number("duration_ms", "0.125");
+  r.add_bool("sealed", true);
+  r.add_json("groups", R"(["eng,admin","ops"])");
+  r.add_json("params", R"({"name":"v1","size":"1G"})");
+  r.add_number("not_a_number", "4; drop");
+  r.add_json("not_json", "[\"unterminated");
+  r.add("text", "4");
+  auto j = nlohmann::json::parse(to_json_line(r));
+  EXPECT_TRUE(j["seq"].is_number_integer());
+  EXPECT_EQ(j["seq"], 4);
+  EXPECT_TRUE(j["duration_ms"].is_number_float());
+  EXPECT_EQ(j["sealed"], true);
+  ASSERT_TRUE(j["groups"].is_array());
+  EXPECT_EQ(j["groups"].size(), 2u);
+  EXPECT_EQ(j["groups"][0], "eng,admin");
+  EXPECT_EQ(j["params"]["name"], "v1");
+  EXPECT_EQ(j["not_a_number"], "4; drop");
+  EXPECT_EQ(j["not_json"], "[\"unterminated");
+  EXPECT_EQ(j["text"], "4");  // a string stays a string
+  // Read back: the same text and kinds (what verify and `audit show` see).
+  auto back = parse_line(to_json_line(r));
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ(*back->get("seq"), "4");
+  EXPECT_EQ(*back->get("sealed"), "true");
+  EXPECT_EQ(nlohmann::json::parse(*back->get("groups")), nlohmann::json::parse(R"(["eng,admin","ops"])"));
+  EXPECT_EQ(back->kind(1), ValueKind::kNumber);
+  EXPECT_EQ(back->kind(3), ValueKind::kBool);
+  EXPECT_EQ(back->kind(4), ValueKind::kJson);
+  // logfmt: text, quoted where needed, one line.
+  const std::string line = to_logfmt(r);
+  EXPECT_NE(line.find(" seq=4 "), std::string::npos) << line;
+  EXPECT_NE(line.find(" sealed=true "), std::string::npos) << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos);
 }
 
 TEST_F(AuditTest, ChainVerifiesAndSealIsReported) {
