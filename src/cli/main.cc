@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
   csi_cmd->add_option("--node-id", csi_opts.node_id, "This node's id")->required();
   csi_cmd->add_option("--server", csi_opts.server, "volguard server gRPC address")->required();
   csi_cmd->add_option("--tls-ca", csi_opts.tls_ca, "CA certificate: use TLS to the server");
+  csi_cmd->add_option("--node-token-file", csi_opts.node_token_file,
+                      "This node's credential (role system.node, username = --node-id)");
+  csi_cmd->add_option("--controller-token-file", csi_opts.controller_token_file,
+                      "The controller's read-only credential (role system.csi-controller)");
 
   // Client verbs; global flags may come anywhere on the line.
   Globals g;

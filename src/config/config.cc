@@ -401,7 +401,7 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   try {
     RETURN_IF_ERROR(check_keys(
         root, file, "",
-        {"data_dir", "mount_roots", "api", "security", "audit", "metrics", "limits", "quotas"}));
+        {"data_dir", "mount_roots", "nodes", "api", "security", "audit", "metrics", "limits", "quotas"}));
     if (root["data_dir"]) {
       ASSIGN_OR_RETURN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
     }
@@ -412,6 +412,18 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
         if (r.empty() || r[0] != '/' || r == "/") {
           return bad(file, "mount_roots[" + std::to_string(i) + "]",
                      "'" + r + "' must be an absolute directory other than /");
+        }
+      }
+    }
+    if (root["nodes"]) {
+      ASSIGN_OR_RETURN(out.nodes, get_string_list(root["nodes"], file, "nodes"));
+      for (size_t i = 0; i < out.nodes.size(); ++i) {
+        const std::string key = "nodes[" + std::to_string(i) + "]";
+        if (!is_valid_name(out.nodes[i])) {
+          return bad(file, key, "'" + out.nodes[i] + "' must be 1-128 of [A-Za-z0-9._-], not starting with '.' or '-'");
+        }
+        for (size_t j = 0; j < i; ++j) {
+          if (out.nodes[j] == out.nodes[i]) return bad(file, key, "'" + out.nodes[i] + "' is listed twice");
         }
       }
     }

@@ -108,6 +108,9 @@ struct Config {
   std::string data_dir = "./data";
   // Mount paths must lie under one of these: a caller must not mount over /etc.
   std::vector<std::string> mount_roots{"/mnt", "/media", "/tmp", "/var/lib/kubelet", "/run/volguard"};
+  // The CSI node ids (what each node plugin's NodeGetInfo answers, the Kubernetes node names)
+  // this server serves. ControllerPublishVolume to any other node is NOT_FOUND `node_not_found`.
+  std::vector<std::string> nodes;
   ApiConfig api;
   SecurityConfig security;
   AuditConfig audit;

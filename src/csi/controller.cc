@@ -263,12 +263,16 @@ class ControllerService final : public v1::Controller::Service {
       return invalid_argument(why);
     }
     const std::string token = token_of(req->secrets());
-    vg::VolumeRef ref;
-    ref.set_volume(req->volume_id());
+    // Attached *for* the node: the server refuses a node it does not know (NOT_FOUND) and
+    // records the node, whose own credential may then stage and publish the volume.
+    vg::AttachRequest attach;
+    attach.set_volume(req->volume_id());
+    attach.set_node(req->node_id());
     vg::AttachResponse attached;
-    Status s = backend_->call(token, kMount + "Attach", ref, &attached);
+    Status s = backend_->call(token, kMount + "Attach", attach, &attached);
     if (!s.is_ok()) return to_grpc(s, token);
     (*resp->mutable_publish_context())["device"] = attached.device();
+    (*resp->mutable_publish_context())["read_only"] = req->readonly() ? "true" : "false";
     return grpc::Status::OK;
   }
 
@@ -277,10 +281,11 @@ class ControllerService final : public v1::Controller::Service {
                                          v1::ControllerUnpublishVolumeResponse*) override {
     if (req->volume_id().empty()) return invalid_argument("volume_id is required");
     const std::string token = token_of(req->secrets());
-    vg::VolumeRef ref;
-    ref.set_volume(req->volume_id());
+    vg::AttachRequest detach;
+    detach.set_volume(req->volume_id());
+    detach.set_node(req->node_id());
     vg::Empty e;
-    Status s = backend_->call(token, kMount + "Detach", ref, &e);
+    Status s = backend_->call(token, kMount + "Detach", detach, &e);
     if (s.code() == Code::kNotFound) return grpc::Status::OK;  // nothing left to detach
     return to_grpc(s, token);
   }
@@ -318,13 +323,15 @@ class ControllerService final : public v1::Controller::Service {
     return grpc::Status::OK;
   }
 
-  // No secrets in CSI's ListVolumes: the server lists what a guest may read.
+  // No secrets in CSI's ListVolumes: asked with the controller's read-only credential (role
+  // system.csi-controller), which reads every volume's metadata and changes nothing.
   grpc::Status ListVolumes(ServerContext*, const v1::ListVolumesRequest* req,
                            v1::ListVolumesResponse* resp) override {
+    const std::string token = backend_->controller_token();
     vg::EnumerateRequest all;
     vg::EnumerateResponse listed;
-    if (Status s = backend_->call("", kVol + "Enumerate", all, &listed); !s.is_ok()) {
-      return to_grpc(s, "");
+    if (Status s = backend_->call(token, kVol + "Enumerate", all, &listed); !s.is_ok()) {
+      return to_grpc(s, token);
     }
     std::vector<vg::Volume> volumes(listed.volumes().begin(), listed.volumes().end());
     std::vector<vg::Volume> chosen;
@@ -465,13 +472,13 @@ class ControllerService final : public v1::Controller::Service {
     return grpc::Status::OK;
   }
 
-  // No secrets in CSI's ControllerGetVolume: asked as a guest, so the server decides what the
-  // caller may see (an owned volume is refused unless it is public).
+  // No secrets in CSI's ControllerGetVolume: the controller's read-only credential, as above.
   grpc::Status ControllerGetVolume(ServerContext*, const v1::ControllerGetVolumeRequest* req,
                                    v1::ControllerGetVolumeResponse* resp) override {
     if (req->volume_id().empty()) return invalid_argument("volume_id is required");
+    const std::string token = backend_->controller_token();
     vg::VolumeResponse seen;
-    if (Status s = inspect("", req->volume_id(), &seen); !s.is_ok()) return to_grpc(s, "");
+    if (Status s = inspect(token, req->volume_id(), &seen); !s.is_ok()) return to_grpc(s, token);
     fill_volume(seen.volume(), resp->mutable_volume());
     return grpc::Status::OK;
   }

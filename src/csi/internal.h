@@ -29,8 +29,14 @@ class Backend {
   Status call(const std::string& token, const std::string& grpc_path,
               const google::protobuf::Message& request, google::protobuf::Message* response) const;
   const PluginOptions& options() const { return options_; }
+  // The node's / the controller's own token, read from its file now (empty when the option is
+  // unset or the file unreadable: the server then sees a guest, and refuses or shows only
+  // public volumes).
+  std::string node_token() const { return read_token(options_.node_token_file); }
+  std::string controller_token() const { return read_token(options_.controller_token_file); }
 
  private:
+  static std::string read_token(const std::string& path);
   PluginOptions options_;
 };
 
@@ -49,22 +55,6 @@ std::string volguard_name(const std::string& co_name);
 // Mount access with SINGLE_NODE_WRITER / SINGLE_NODE_READER_ONLY and fs ext4|xfs|"" is
 // supported; anything else is refused with the reason in the returned text (empty = ok).
 std::string unsupported_capability(const v1::VolumeCapability& cap);
-
-// The token a node call brought for (volume, path), kept in memory only: NodeUnstageVolume,
-// NodeUnpublishVolume and NodeGetVolumeStats carry no secrets in CSI, so they act with the
-// token of the NodeStageVolume / NodePublishVolume that set the path up, and as a guest when
-// there is none (e.g. after a plugin restart).
-class TokenMemory {
- public:
-  void remember(const std::string& volume, const std::string& path, const std::string& token);
-  std::string recall(const std::string& volume, const std::string& path) const;
-  bool known(const std::string& volume, const std::string& path) const;
-  void forget(const std::string& volume, const std::string& path);
-
- private:
-  mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::string>, std::string> tokens_;
-};
 
 std::unique_ptr<v1::Identity::Service> make_identity(std::shared_ptr<Backend> backend);
 std::unique_ptr<v1::Controller::Service> make_controller(std::shared_ptr<Backend> backend);

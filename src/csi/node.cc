@@ -1,6 +1,9 @@
-// CSI Node: stage = the server mounts the volume at the staging path; publish = the plugin
-// bind-mounts the staging path at the pod's target path once the server has said the caller
-// may use the volume.
+// CSI Node: stage = the server mounts the volume at the staging path; publish = the server
+// binds the staging path at the pod's target path. Calls that carry a tenant token (the
+// StorageClass names node-stage / node-publish secrets) act as that tenant; the others act
+// with this node's own credential (role system.node), which the server lets act only on
+// volumes attached to this node (ControllerPublishVolume) — so nothing depends on what the
+// plugin remembers, and a restarted plugin can tear down what its predecessor set up.
 #include <errno.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -50,13 +53,12 @@ class NodeService final : public v1::Node::Service {
     if (auto why = unsupported_capability(req->volume_capability()); !why.empty()) {
       return invalid_argument(why);
     }
-    const std::string token = token_of(req->secrets());
+    const std::string token = caller(req->secrets());
     // The server checks write access, the mount roots, and that the path is free; mounting
     // again at the same path is its idempotent no-op.
     if (Status st = mount_at(token, req->volume_id(), req->staging_target_path()); !st.is_ok()) {
       return to_grpc(st, token);
     }
-    tokens_.remember(req->volume_id(), canonical(req->staging_target_path()), token);
     return grpc::Status::OK;
   }
 
@@ -66,15 +68,14 @@ class NodeService final : public v1::Node::Service {
     if (req->staging_target_path().empty()) return invalid_argument("staging_target_path is required");
     const std::string path = canonical(req->staging_target_path());
     // Already unstaged (a retry after success): nothing to undo, so nothing to authorize.
-    if (!is_mount_point(path) && !tokens_.known(req->volume_id(), path)) return grpc::Status::OK;
-    const std::string token = tokens_.recall(req->volume_id(), path);
+    if (!is_mount_point(path)) return grpc::Status::OK;
+    // The node's own credential: CSI gives unstage no secrets. The device stays attached
+    // (ControllerUnpublishVolume detaches it, as the tenant).
+    const std::string token = backend_->node_token();
     vg::VolumeRef ref;
     ref.set_volume(req->volume_id());
     vg::Empty e;
-    Status s = backend_->call(token, kMount + "Unmount", ref, &e);
-    if (s.is_ok()) s = backend_->call(token, kMount + "Detach", ref, &e);
-    if (!s.is_ok()) return to_grpc(s, token);
-    tokens_.forget(req->volume_id(), path);
+    if (Status s = backend_->call(token, kMount + "Unmount", ref, &e); !s.is_ok()) return to_grpc(s, token);
     return grpc::Status::OK;
   }
 
@@ -89,7 +90,7 @@ class NodeService final : public v1::Node::Service {
     if (req->staging_target_path().empty()) {
       return grpc::Status(StatusCode::FAILED_PRECONDITION, "staging_target_path is required");
     }
-    const std::string token = token_of(req->secrets());
+    const std::string token = caller(req->secrets());
     // The server does the bind: it resolves both paths once beneath its mount roots, checks
     // that the staging path is this volume's own mount, needs read access for a read-only view
     // and write access for a writable one, and records it in the audit trail.
@@ -102,7 +103,6 @@ class NodeService final : public v1::Node::Service {
     if (Status s = backend_->call(token, kMount + "Publish", publish, &e); !s.is_ok()) {
       return to_grpc(s, token);
     }
-    tokens_.remember(req->volume_id(), canonical(req->target_path()), token);
     return grpc::Status::OK;
   }
 
@@ -113,7 +113,7 @@ class NodeService final : public v1::Node::Service {
     const std::string target = canonical(req->target_path());
     // Only an unmount needs the server's word; a retry after success has nothing to undo.
     if (is_mount_point(target)) {
-      const std::string token = tokens_.recall(req->volume_id(), target);
+      const std::string token = backend_->node_token();  // CSI gives unpublish no secrets
       vg::MountRequest m;
       m.set_volume(req->volume_id());
       m.set_path(req->target_path());
@@ -125,7 +125,6 @@ class NodeService final : public v1::Node::Service {
     // The target directory was made for the publish; CSI asks for it to be removed. rmdir only:
     // never a recursive delete, so nothing but an empty directory can go.
     ::rmdir(target.c_str());
-    tokens_.forget(req->volume_id(), target);
     return grpc::Status::OK;
   }
 
@@ -138,12 +137,18 @@ class NodeService final : public v1::Node::Service {
     if (!stdfs::exists(path, ec)) {
       return grpc::Status(StatusCode::NOT_FOUND, "volume_path " + path + " does not exist");
     }
-    std::string token = tokens_.recall(req->volume_id(), path);
-    if (token.empty() && !req->staging_target_path().empty()) {
-      token = tokens_.recall(req->volume_id(), canonical(req->staging_target_path()));
-    }
+    const std::string token = backend_->node_token();  // CSI gives stats no secrets
     vg::VolumeRef ref;
     ref.set_volume(req->volume_id());
+    // The path must be on this volume: its staging mount, or a publish of it (same device).
+    vg::VolumeResponse seen;
+    if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) return to_grpc(s, token);
+    struct stat on_path {}, on_volume {};
+    if (seen.volume().mount_path().empty() || ::stat(path.c_str(), &on_path) != 0 ||
+        ::stat(seen.volume().mount_path().c_str(), &on_volume) != 0 || on_path.st_dev != on_volume.st_dev) {
+      return grpc::Status(StatusCode::NOT_FOUND,
+                          "volume_path " + path + " is not on volume " + req->volume_id());
+    }
     vg::StatsResponse stats;
     if (Status s = backend_->call(token, kVol + "Stats", ref, &stats); !s.is_ok()) {
       return to_grpc(s, token);
@@ -168,8 +173,7 @@ class NodeService final : public v1::Node::Service {
         return invalid_argument(why);
       }
     }
-    std::string token = token_of(req->secrets());
-    if (token.empty()) token = tokens_.recall(req->volume_id(), canonical(req->volume_path()));
+    const std::string token = caller(req->secrets());
     vg::VolumeRef ref;
     ref.set_volume(req->volume_id());
     vg::VolumeResponse seen;
@@ -196,6 +200,13 @@ class NodeService final : public v1::Node::Service {
   }
 
  private:
+  // Who a node call acts as: the tenant when the StorageClass passed its token in the call's
+  // secrets, else this node.
+  std::string caller(const SecretMap& secrets) const {
+    std::string token = token_of(secrets);
+    return token.empty() ? backend_->node_token() : token;
+  }
+
   // The server's mountattach.mount at `path`, as the caller (token).
   Status mount_at(const std::string& token, const std::string& volume, const std::string& path) {
     vg::MountRequest m;
@@ -206,7 +217,6 @@ class NodeService final : public v1::Node::Service {
   }
 
   std::shared_ptr<Backend> backend_;
-  TokenMemory tokens_;
 };
 
 }  // namespace

@@ -5,9 +5,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "api/client.h"
@@ -85,26 +88,16 @@ std::string unsupported_capability(const v1::VolumeCapability& cap) {
   return "";
 }
 
-void TokenMemory::remember(const std::string& volume, const std::string& path,
-                           const std::string& token) {
-  std::lock_guard lock(mu_);
-  tokens_[{volume, path}] = token;
-}
-
-std::string TokenMemory::recall(const std::string& volume, const std::string& path) const {
-  std::lock_guard lock(mu_);
-  auto it = tokens_.find({volume, path});
-  return it == tokens_.end() ? std::string() : it->second;
-}
-
-bool TokenMemory::known(const std::string& volume, const std::string& path) const {
-  std::lock_guard lock(mu_);
-  return tokens_.count({volume, path}) > 0;
-}
-
-void TokenMemory::forget(const std::string& volume, const std::string& path) {
-  std::lock_guard lock(mu_);
-  tokens_.erase({volume, path});
+std::string Backend::read_token(const std::string& path) {
+  if (path.empty()) return "";
+  // A Secret's file: private to the plugin's user is not checkable here (kubelet mounts Secret
+  // volumes 0644 by default, inside a directory only the pod sees); the content is the token.
+  auto text = read_file(path);
+  if (!text) {
+    spdlog::warn("csi: cannot read the credential {}: {}", path, text.status().message());
+    return "";
+  }
+  return std::string(trim_trailing_whitespace(*text));
 }
 
 namespace {
@@ -164,21 +157,33 @@ Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
   }
   std::unique_ptr<Plugin> p(new Plugin());
   p->socket_path_ = options.endpoint.substr(prefix.size());
-  // A socket left by a previous run would make bind fail.
-  std::error_code ec;
-  if (std::filesystem::is_socket(p->socket_path_, ec)) std::filesystem::remove(p->socket_path_, ec);
+  // Bound under a name of its own, then renamed over the endpoint in one step: a socket left by
+  // a previous run (or still served by the instance this one replaces) is swapped atomically,
+  // and gRPC's own unlink of the bound name at shutdown cannot hit the endpoint.
+  const std::string bound_path = p->socket_path_ + "." + std::to_string(::getpid()) + ".new";
   auto backend = std::make_shared<Backend>(options);
   p->identity_ = make_identity(backend);
   p->controller_ = make_controller(backend);
   p->node_ = make_node(backend);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.endpoint, grpc::InsecureServerCredentials());
+  builder.AddListeningPort("unix://" + bound_path, grpc::InsecureServerCredentials());
   builder.RegisterService(p->identity_.get());
   builder.RegisterService(p->controller_.get());
   builder.RegisterService(p->node_.get());
   p->server_ = builder.BuildAndStart();
   if (!p->server_) {
     return Status(Code::kUnavailable, "listen_failed", "cannot listen on " + options.endpoint);
+  }
+  if (::rename(bound_path.c_str(), p->socket_path_.c_str()) != 0) {
+    const int err = errno;
+    p->server_->Shutdown();
+    p->server_.reset();
+    return Status(Code::kUnavailable, "listen_failed",
+                  "cannot put the socket at " + p->socket_path_ + ": " + std::strerror(err));
+  }
+  if (struct stat st {}; ::lstat(p->socket_path_.c_str(), &st) == 0) {
+    p->socket_dev_ = st.st_dev;
+    p->socket_ino_ = st.st_ino;
   }
   return p;
 }
@@ -190,8 +195,12 @@ void Plugin::shutdown() {
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server_->Wait();
   server_.reset();
-  std::error_code ec;
-  std::filesystem::remove(socket_path_, ec);
+  // Only our own socket: during a rolling restart the new instance has already bound a new
+  // socket at this path, and removing it would cut kubelet off from the new plugin.
+  if (struct stat st {}; ::lstat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+                         st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
+    ::unlink(socket_path_.c_str());
+  }
 }
 
 void Plugin::wait() {

@@ -4,6 +4,8 @@
 // authentication, roles, ownership and audit decide; the plugin never touches the store.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
 
@@ -26,6 +28,14 @@ struct PluginOptions {
   std::string node_id;
   std::string server;  // volguard gRPC address, "127.0.0.1:9020"
   std::string tls_ca;  // empty = plaintext to the server
+  // This node's own credential (a token with role system.node whose username is node_id),
+  // mounted from a Secret: the node calls kubelet makes without secrets (unstage, unpublish,
+  // stats) and stage/publish when the StorageClass names no node secrets. Read at each call,
+  // so a rotated Secret takes effect without a restart.
+  std::string node_token_file;
+  // The controller's read-only credential (role system.csi-controller) for ListVolumes and
+  // ControllerGetVolume, which CSI sends without secrets. Read at each call.
+  std::string controller_token_file;
 };
 
 class Plugin {
@@ -42,6 +52,10 @@ class Plugin {
  private:
   Plugin() = default;
   std::string socket_path_;
+  // The socket this instance bound: shutdown removes the path only while it is still this
+  // socket (a new instance may have replaced it meanwhile).
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
   std::unique_ptr<grpc::Service> identity_, controller_, node_;
   std::unique_ptr<grpc::Server> server_;
 };

@@ -328,12 +328,21 @@ std::vector<Role> default_roles() {
        {{{"mountattach", "volume", "cloudbackup", "migrate"}, {"*"}},
         {{"identity"}, {"version"}},
         {{"cluster", "node"}, {"inspect*", "enumerate*"}}}},
+      // A CSI node plugin's own credential (NodeRestriction-style): the node-side steps kubelet
+      // needs — and, by the pipeline's access rule, only on volumes attached to that node.
+      {kNodeRole,
+       {{{"mountattach"}, {"mount", "unmount", "publish", "unpublish"}},
+        {{"volume"}, {"inspect", "stats"}},
+        {{"identity"}, {"version", "whoami"}}}},
+      // The CSI controller's credential for the calls CSI sends without secrets (ListVolumes,
+      // ControllerGetVolume): reading every volume's metadata, nothing else.
+      {kCsiControllerRole, {{{"volume"}, {"enumerate", "inspect"}}, {{"identity"}, {"version", "whoami"}}}},
   };
 }
 
 bool is_default_role(std::string_view name) {
   return name == "system.admin" || name == "system.view" || name == "system.user" ||
-         name == "system.guest";
+         name == "system.guest" || name == kNodeRole || name == kCsiControllerRole;
 }
 
 bool is_mutable_default_role(std::string_view name) { return name == "system.guest"; }

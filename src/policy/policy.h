@@ -38,6 +38,12 @@ Status validate_role(const Role& role);
 
 std::vector<Role> default_roles();
 bool is_default_role(std::string_view name);
+// The CSI node plugin's role: its token's username is its node id, and it reaches only the
+// volumes attached to that node (service::volume_access).
+inline constexpr char kNodeRole[] = "system.node";
+// The CSI controller's read-only role for the calls CSI sends without secrets.
+inline constexpr char kCsiControllerRole[] = "system.csi-controller";
+
 // Only system.guest may be edited; no default role may be deleted.
 bool is_mutable_default_role(std::string_view name);
 

@@ -80,9 +80,10 @@ struct Call {
   // The pipeline that decided this call: for handlers that must ask the same decision about
   // another method (auth can-i, quota.show) instead of reading the roles a second time.
   const Pipeline* pipeline = nullptr;
-  // Whether the caller holds `need` on an ownership (for enumerate filtering); provided by
-  // the pipeline so that the rule lives in one place.
-  std::function<bool(const ownership::Ownership&, Access)> may;
+  // Whether the caller holds `need` on a volume (for enumerate filtering, a mount target on
+  // another volume); provided by the pipeline so that the rule (volume_access) lives in one
+  // place.
+  std::function<bool(const store::VolumeRecord&, Access)> may;
   std::string resource_for_log;  // "volume/<id>", set by the pipeline / handler
   std::string audit_message;     // "Volume <id> created"; a default is derived when empty
 

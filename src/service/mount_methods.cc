@@ -3,25 +3,65 @@
 // attach/mount state as the driver reports it (sync_runtime).
 #include <sys/statvfs.h>
 
+#include <algorithm>
+
 #include "service/handler_support.h"
 #include "service/volume_service.h"
 
 namespace volguard::service {
 
-Status VolumeService::attach(Call& call, const v1::VolumeRef&, v1::AttachResponse* resp) {
+// With `node` (CSI ControllerPublishVolume): the volume is attached for that node, recorded on
+// the volume, so that the node's own credential may stage and publish it (volume_access). A
+// volume is attached for one node at a time (single-node access modes).
+Status VolumeService::attach(Call& call, const v1::AttachRequest& req, v1::AttachResponse* resp) {
+  if (!req.node().empty() &&
+      std::find(config_.nodes.begin(), config_.nodes.end(), req.node()) == config_.nodes.end()) {
+    return Status(Code::kNotFound, "node_not_found",
+                  "node '" + req.node() + "' is not one of this server's nodes (config `nodes`)");
+  }
   ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
-  auto dev = driver_->attach(locked.record->id);
-  sync_runtime(locked.record->id);
+  const auto& v = locked.record;
+  if (!req.node().empty() && !v->attached_node.empty() && v->attached_node != req.node()) {
+    return Status(Code::kFailedPrecondition, "attached_to_other_node",
+                  "volume '" + v->name + "' is attached to node " + v->attached_node +
+                      "; unpublish it there first");
+  }
+  auto dev = driver_->attach(v->id);
+  sync_runtime(v->id);
   if (!dev) return dev.status();
+  if (!req.node().empty() && v->attached_node != req.node()) {
+    store::VolumeRecord rec = *v;
+    rec.attached_node = req.node();
+    RETURN_IF_ERROR(store_->update_volume(rec));
+    put_volume(std::make_shared<const store::VolumeRecord>(std::move(rec)));
+  }
+  call.audit_message = "Volume " + v->id + " attached at " + *dev +
+                       (req.node().empty() ? "" : " for node " + req.node());
   resp->set_device(*dev);
   return Status::ok();
 }
 
-Status VolumeService::detach(Call& call, const v1::VolumeRef&, v1::Empty*) {
+// With `node`: a volume attached for another node is left alone (CSI ControllerUnpublish is
+// idempotent per node). The node keeps its access until the device is gone: a detach refused
+// because the volume is still mounted leaves it able to unstage.
+Status VolumeService::detach(Call& call, const v1::AttachRequest& req, v1::Empty*) {
   ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
-  Status detached = driver_->detach(locked.record->id);
-  sync_runtime(locked.record->id);
-  return detached;
+  const auto& v = locked.record;
+  if (!req.node().empty() && v->attached_node != req.node()) {
+    call.audit_message = "Volume " + v->id + " not attached for node " + req.node() + ": nothing to do";
+    return Status::ok();
+  }
+  Status detached = driver_->detach(v->id);
+  sync_runtime(v->id);
+  RETURN_IF_ERROR(detached);
+  if (!v->attached_node.empty()) {
+    store::VolumeRecord rec = *v;
+    rec.attached_node.clear();
+    RETURN_IF_ERROR(store_->update_volume(rec));
+    put_volume(std::make_shared<const store::VolumeRecord>(std::move(rec)));
+  }
+  call.audit_message = "Volume " + v->id + " detached" + (req.node().empty() ? "" : " from node " + req.node());
+  return Status::ok();
 }
 
 Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*) {
@@ -84,7 +124,7 @@ Status VolumeService::unpublish(Call& call, const v1::MountRequest& req, v1::Emp
     // A writable view is taken down only by whoever could have made it.
     struct statvfs sv {};
     const bool read_only = ::fstatvfs(target.dir.get(), &sv) == 0 && (sv.f_flag & ST_RDONLY) != 0;
-    if (!read_only && !call.may(v->ownership, Access::kWrite)) {
+    if (!read_only && !call.may(*v, Access::kWrite)) {
       return Status(Code::kPermissionDenied, "acl_insufficient",
                     "unpublishing a read-write publish of volume '" + req.volume() +
                         "' needs write access");

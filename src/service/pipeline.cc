@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common/crash_point.h"
+#include "service/access.h"
 #include "common/hex.h"
 #include "common/text.h"
 
@@ -143,13 +144,12 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     // caller learns nothing it could not learn by guessing a name that does not exist.
     const Status not_found(Code::kNotFound, std::string(kind_name(check.kind)) + "_not_found",
                            std::string(kind_name(check.kind)) + " '" + ref + "' not found");
-    const ownership::Ownership* owner_info = nullptr;
-    std::shared_ptr<const store::VolumeRecord> parent;  // keeps a snapshot's volume alive
+    std::shared_ptr<const store::VolumeRecord> governing;  // the volume whose access applies
     std::string label;
     if (check.kind == ResourceKind::kVolume) {
       auto v = resolver_.find_volume(ref);
       if (!v) return {not_found};
-      owner_info = &v->ownership;
+      governing = v;
       label = "volume " + v->name + " (" + v->id + ")";
       if (call) {
         if (call->resource_for_log.empty()) call->resource_for_log = "volume/" + v->id;
@@ -158,7 +158,7 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     } else {
       auto s = resolver_.find_snapshot(ref);
       if (!s) return {not_found};
-      owner_info = resolver_.snapshot_ownership(*s, &parent);
+      governing = resolver_.snapshot_volume(*s);
       label = "snapshot " + s->name + " (" + s->id + ")";
       if (call) {
         if (call->resource_for_log.empty()) call->resource_for_log = "snapshot/" + s->id;
@@ -168,8 +168,8 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     if (!enabled) continue;
     Need need = check.need(explain ? *spec.request_prototype : request);
     ownership::AccessDecision granted;
-    if (owner_info) {
-      granted = ownership::access_of(who, *owner_info, admins_);
+    if (governing) {
+      granted = volume_access(who, *governing, admins_);
     } else if (admins_.is_admin(who)) {
       granted = {Access::kAdmin, "ownership admin (the snapshot's volume is gone)"};
     }
@@ -241,8 +241,8 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   // 2-4. Roles, resources, ownership: the one decision.
   const auto& admins = admins_;
   bool enabled = security_.enabled;
-  call.may = [&who, &admins, enabled](const ownership::Ownership& o, Access need) {
-    return !enabled || ownership::access_of(who, o, admins).access >= need;
+  call.may = [&who, &admins, enabled](const store::VolumeRecord& v, Access need) {
+    return !enabled || volume_access(who, v, admins).access >= need;
   };
   std::vector<std::string> refs;
   refs.reserve(spec.resources.size());

@@ -37,8 +37,7 @@ class ResourceResolver {
       const std::string& ref) const = 0;
   // A snapshot's access is its volume's access now (null: its volume is gone, and only
   // ownership admins may act on it).
-  virtual const ownership::Ownership* snapshot_ownership(const store::SnapshotRecord& s,
-                                                         std::shared_ptr<const store::VolumeRecord>* keep) const = 0;
+  virtual std::shared_ptr<const store::VolumeRecord> snapshot_volume(const store::SnapshotRecord& s) const = 0;
 };
 
 // One record of a decision, for the access log and metrics (issue: audit trail).

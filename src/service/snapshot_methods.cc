@@ -102,7 +102,7 @@ Status VolumeService::enumerate_snapshots(Call& call, const v1::SnapshotEnumerat
       fill_snapshot(*rec, ownership::Ownership{}, resp->add_snapshots());
       continue;
     }
-    if (!call.may(parent->second->ownership, Access::kRead)) continue;
+    if (!call.may(*parent->second, Access::kRead)) continue;
     fill_snapshot(*rec, parent->second->ownership, resp->add_snapshots());
   }
   return Status::ok();

@@ -287,7 +287,7 @@ Status VolumeService::enumerate_volumes(Call& call, const v1::EnumerateRequest& 
           break;
         }
       }
-      if (!labels_match || !call.may(rec->ownership, Access::kRead)) continue;
+      if (!labels_match || !call.may(*rec, Access::kRead)) continue;
       visible.push_back(rec);
     }
   }

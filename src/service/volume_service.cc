@@ -53,10 +53,8 @@ std::shared_ptr<const SnapshotRecord> VolumeService::find_snapshot(const std::st
   return nullptr;
 }
 
-const ownership::Ownership* VolumeService::snapshot_ownership(
-    const SnapshotRecord& s, std::shared_ptr<const VolumeRecord>* keep) const {
-  *keep = find_volume(s.volume_id);
-  return *keep ? &(*keep)->ownership : nullptr;
+std::shared_ptr<const VolumeRecord> VolumeService::snapshot_volume(const SnapshotRecord& s) const {
+  return find_volume(s.volume_id);
 }
 
 Result<VolumeService::VolumeLock> VolumeService::lock_volume(const std::string& id) {
@@ -117,6 +115,7 @@ void VolumeService::fill_volume(const VolumeRecord& rec, v1::Volume* out) const 
   out->set_source_volume(rec.source_volume);
   out->set_source_snapshot(rec.source_snapshot);
   out->set_created_at(rfc3339(rec.created_at));
+  out->set_attached_node(rec.attached_node);
   std::shared_lock lock(catalog_mu_);
   if (auto it = runtime_.find(rec.id); it != runtime_.end()) {
     out->set_device(it->second.device);
@@ -211,7 +210,7 @@ Result<driver::MountTarget> VolumeService::resolve_target(
     auto host = driver_->volume_on_device(parent_dev);
     if (!host) return Status::ok();
     auto rec = find_volume(*host);
-    if (!rec || !call.may(rec->ownership, ownership::Access::kWrite)) {
+    if (!rec || !call.may(*rec, ownership::Access::kWrite)) {
       return Status(Code::kPermissionDenied, "mount_path_on_other_volume",
                     "path: '" + path + "' lies on a volume you may not write");
     }
@@ -441,10 +440,12 @@ void VolumeService::register_methods(MethodTable* t) {
 
   // ---- mountattach.* (mount_methods.cc): Write, except a read-only publish.
   t->add({.service = "mountattach", .api = "attach", .grpc_path = "/volguard.v1.VolguardMountAttach/Attach",
-          .resources = {volume_write}, .effect = kMutates, .work = kDriverIo},
+          .resources = {volume_field("volume", &AttachRequest::volume, Access::kWrite)},
+          .effect = kMutates, .work = kDriverIo},
          this, &VolumeService::attach);
   t->add({.service = "mountattach", .api = "detach", .grpc_path = "/volguard.v1.VolguardMountAttach/Detach",
-          .resources = {volume_write}, .effect = kMutates, .work = kDriverIo},
+          .resources = {volume_field("volume", &AttachRequest::volume, Access::kWrite)},
+          .effect = kMutates, .work = kDriverIo},
          this, &VolumeService::detach);
   t->add({.service = "mountattach", .api = "mount", .grpc_path = "/volguard.v1.VolguardMountAttach/Mount",
           .resources = {volume_field("volume", &MountRequest::volume, Access::kWrite)},

@@ -40,8 +40,7 @@ class VolumeService : public ResourceResolver {
 
   std::shared_ptr<const store::VolumeRecord> find_volume(const std::string& ref) const override;
   std::shared_ptr<const store::SnapshotRecord> find_snapshot(const std::string& ref) const override;
-  const ownership::Ownership* snapshot_ownership(
-      const store::SnapshotRecord& s, std::shared_ptr<const store::VolumeRecord>* keep) const override;
+  std::shared_ptr<const store::VolumeRecord> snapshot_volume(const store::SnapshotRecord& s) const override;
 
   size_t volume_count() const;
 
@@ -61,8 +60,8 @@ class VolumeService : public ResourceResolver {
                              v1::SnapshotEnumerateResponse* resp);
   Status delete_snapshot(Call& call, const v1::SnapshotRef& req, v1::Empty* resp);
   // ---- mountattach.* (mount_methods.cc)
-  Status attach(Call& call, const v1::VolumeRef& req, v1::AttachResponse* resp);
-  Status detach(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
+  Status attach(Call& call, const v1::AttachRequest& req, v1::AttachResponse* resp);
+  Status detach(Call& call, const v1::AttachRequest& req, v1::Empty* resp);
   Status mount(Call& call, const v1::MountRequest& req, v1::Empty* resp);
   Status unmount(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
   Status publish(Call& call, const v1::PublishRequest& req, v1::Empty* resp);

@@ -100,6 +100,12 @@ CREATE TABLE IF NOT EXISTS quotas (
 );
 )sql";
 
+// CSI: the node a volume is attached to (ControllerPublishVolume), which the node's own
+// credential may then stage, publish, unpublish and unstage. Empty: attached to no node.
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE volumes ADD COLUMN attached_node TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Each step takes the schema from version `to - 1` to `to`, together with the user_version
 // bump in one transaction: a crash leaves the old schema or the new one, never half of one.
 // Append steps; never edit one that has shipped.
@@ -107,12 +113,12 @@ struct Migration {
   int to;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].to;
 
 constexpr const char* kVolumeColumns =
     "id, name, size_bytes, fs, labels, ownership, state, source_volume, source_snapshot, "
-    "created_at, charged_groups, charged_guest";
+    "created_at, charged_groups, charged_guest, attached_node";
 constexpr const char* kSnapshotColumns =
     "id, name, volume_id, size_bytes, ownership, state, created_at";
 
@@ -360,6 +366,7 @@ class SqliteStore final : public MetadataStore {
       if (!groups) return corrupt("volume", v.id, "charged_groups");
       v.charged_groups = std::move(*groups);
       v.charged_guest = q.col_int64(11) != 0;
+      v.attached_node = q.col_text(12);
       out.push_back(std::move(v));
     }
     return out;
@@ -545,11 +552,11 @@ class SqliteStore final : public MetadataStore {
     };
     const Spec specs[] = {
         {&insert_volume_, "INSERT INTO volumes (" + vol_cols +
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
         {&update_volume_,
          "UPDATE volumes SET name = ?2, size_bytes = ?3, fs = ?4, labels = ?5, ownership = ?6, "
          "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10, "
-         "charged_groups = ?11, charged_guest = ?12 WHERE id = ?1"},
+         "charged_groups = ?11, charged_guest = ?12, attached_node = ?13 WHERE id = ?1"},
         {&delete_volume_, "DELETE FROM volumes WHERE id = ?1"},
         {&list_volumes_, "SELECT " + vol_cols + " FROM volumes ORDER BY created_at, id"},
         {&insert_snapshot_,
@@ -608,6 +615,7 @@ class SqliteStore final : public MetadataStore {
     q.int64(10, v.created_at);
     q.text(11, charged_groups);
     q.int64(12, v.charged_guest ? 1 : 0);
+    q.text(13, v.attached_node);
   }
 
   static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own) {

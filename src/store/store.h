@@ -34,6 +34,9 @@ struct VolumeRecord {
   // before quotas (schema 1), which are charged to their owner only.
   std::vector<std::string> charged_groups;
   bool charged_guest = false;
+  // The node (CSI node id) the volume is attached to for Kubernetes; empty when none. That
+  // node's credential may act on it (stage, publish, stats, unpublish, unstage) and no other's.
+  std::string attached_node;
   bool operator==(const VolumeRecord&) const = default;
 };
 

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -39,17 +41,26 @@ VolumeCapability mount_cap(Mode::Mode mode = Mode::SINGLE_NODE_WRITER, const std
 class CsiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    srv_ = std::make_unique<TestServer>();
+    // The server knows two nodes; this plugin is node-1, with its own credential and the
+    // controller's read-only one, as the shipped manifests mount them from Secrets.
+    srv_ = std::make_unique<TestServer>("", true, "nodes: [node-1, node-2]\n");
     char tmpl[] = "/tmp/volguard-csi-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    csi::PluginOptions options{.endpoint = "unix://" + dir_ + "/csi.sock",
-                               .node_id = "node-1",
-                               .server = "127.0.0.1:" + std::to_string(srv_->grpc_port())};
-    auto plugin = csi::Plugin::start(options);
+    node1_ = srv_->token("node-1", {"system.node"});
+    node2_ = srv_->token("node-2", {"system.node"});
+    controller_token_ = srv_->token("csi-controller", {"system.csi-controller"});
+    ASSERT_TRUE(write_file(dir_ + "/node.token", node1_ + "\n", 0600).is_ok());
+    ASSERT_TRUE(write_file(dir_ + "/controller.token", controller_token_ + "\n", 0600).is_ok());
+    options_ = csi::PluginOptions{.endpoint = "unix://" + dir_ + "/csi.sock",
+                                  .node_id = "node-1",
+                                  .server = "127.0.0.1:" + std::to_string(srv_->grpc_port()),
+                                  .node_token_file = dir_ + "/node.token",
+                                  .controller_token_file = dir_ + "/controller.token"};
+    auto plugin = csi::Plugin::start(options_);
     ASSERT_TRUE(plugin.is_ok()) << plugin.status().to_string();
     plugin_ = std::move(plugin).value();
-    auto channel = grpc::CreateChannel(options.endpoint, grpc::InsecureChannelCredentials());
+    auto channel = grpc::CreateChannel(options_.endpoint, grpc::InsecureChannelCredentials());
     identity_ = ::csi::v1::Identity::NewStub(channel);
     controller_ = ::csi::v1::Controller::NewStub(channel);
     node_ = ::csi::v1::Node::NewStub(channel);
@@ -75,7 +86,7 @@ class CsiTest : public ::testing::Test {
   // Every refusal the plugin sends is checked here: the code, and that no token leaks into it.
   void expect_code(const grpc::Status& s, grpc::StatusCode code, const std::string& what) {
     EXPECT_EQ(s.error_code(), code) << what << ": " << s.error_message();
-    for (const auto* t : {&alice_, &bob_, &viewer_, &forged_}) {
+    for (const auto* t : {&alice_, &bob_, &viewer_, &forged_, &node1_, &node2_, &controller_token_}) {
       EXPECT_EQ(s.error_message().find(*t), std::string::npos) << what << " leaks a token";
       // Any recognisable piece of a JWT (its signature part) must not appear either.
       EXPECT_EQ(s.error_message().find(t->substr(t->rfind('.') + 1)), std::string::npos) << what;
@@ -120,7 +131,36 @@ class CsiTest : public ::testing::Test {
     return resp.volume();
   }
 
+  // ControllerPublishVolume, as the external-attacher sends it (the controller-publish secret).
+  grpc::Status attach(const std::string& id, const std::string& node, const std::string& token,
+                      ::csi::v1::ControllerPublishVolumeResponse* out = nullptr) {
+    ::csi::v1::ControllerPublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_node_id(node);
+    *req.mutable_volume_capability() = mount_cap();
+    with_token(&req, token);
+    ::csi::v1::ControllerPublishVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return controller_->ControllerPublishVolume(&ctx, req, out ? out : &resp);
+  }
+  grpc::Status detach(const std::string& id, const std::string& node, const std::string& token) {
+    ::csi::v1::ControllerUnpublishVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_node_id(node);
+    with_token(&req, token);
+    ::csi::v1::ControllerUnpublishVolumeResponse resp;
+    grpc::ClientContext ctx;
+    return controller_->ControllerUnpublishVolume(&ctx, req, &resp);
+  }
+
+  // As kubelet's flow does it: the volume is attached for this node (ControllerPublishVolume,
+  // with the tenant's controller-publish secret) before NodeStageVolume. The token is kept, as
+  // Kubernetes keeps the secret's name in the PV, for the ControllerUnpublish after unstage.
   grpc::Status stage(const std::string& id, const std::string& path, const std::string& token) {
+    if (!token.empty()) {
+      if (grpc::Status a = attach(id, "node-1", token); !a.ok()) return a;
+      attached_by_[id] = token;
+    }
     stdfs::create_directories(path);
     ::csi::v1::NodeStageVolumeRequest req;
     req.set_volume_id(id);
@@ -132,13 +172,18 @@ class CsiTest : public ::testing::Test {
     return node_->NodeStageVolume(&ctx, req, &resp);
   }
 
+  // NodeUnstageVolume (no secrets: the node's own credential), then ControllerUnpublishVolume
+  // as the tenant who attached it.
   grpc::Status unstage(const std::string& id, const std::string& path) {
     ::csi::v1::NodeUnstageVolumeRequest req;
     req.set_volume_id(id);
     req.set_staging_target_path(path);
     ::csi::v1::NodeUnstageVolumeResponse resp;
     grpc::ClientContext ctx;
-    return node_->NodeUnstageVolume(&ctx, req, &resp);
+    grpc::Status s = node_->NodeUnstageVolume(&ctx, req, &resp);
+    if (!s.ok()) return s;
+    if (auto it = attached_by_.find(id); it != attached_by_.end()) return detach(id, "node-1", it->second);
+    return s;
   }
 
   grpc::Status publish(const std::string& id, const std::string& staging, const std::string& target,
@@ -198,7 +243,9 @@ class CsiTest : public ::testing::Test {
   std::unique_ptr<::csi::v1::Identity::Stub> identity_;
   std::unique_ptr<::csi::v1::Controller::Stub> controller_;
   std::unique_ptr<::csi::v1::Node::Stub> node_;
-  std::string alice_, bob_, viewer_, forged_;
+  std::string alice_, bob_, viewer_, forged_, node1_, node2_, controller_token_;
+  csi::PluginOptions options_;
+  std::map<std::string, std::string> attached_by_;  // volume id -> the token that attached it
   api::Client admin_ = api::Client::connect("127.0.0.1:1", "", "").value();
 };
 
@@ -328,8 +375,9 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
     req.set_volume_id(id);
     ::csi::v1::ControllerGetVolumeResponse resp;
     grpc::ClientContext ctx;
-    expect_code(controller_->ControllerGetVolume(&ctx, req, &resp),
-                grpc::StatusCode::NOT_FOUND, "get owned volume without a token");
+    // The controller's read-only credential: every volume, a tenant's owned one included.
+    ASSERT_TRUE(controller_->ControllerGetVolume(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.volume().volume_id(), id);
     req.set_volume_id(guest.volume().volume_id());
     grpc::ClientContext ctx2;
     ASSERT_TRUE(controller_->ControllerGetVolume(&ctx2, req, &resp).ok());
@@ -359,13 +407,15 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
     expect_code(controller_->ValidateVolumeCapabilities(&c4, req, &resp),
                 grpc::StatusCode::NOT_FOUND, "validate another tenant's volume");
   }
-  // ListVolumes (no secrets in CSI): the guest-visible volume only.
+  // ListVolumes (no secrets in CSI): the controller credential lists every volume.
   {
     ::csi::v1::ListVolumesResponse list;
     grpc::ClientContext ctx;
     ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
-    ASSERT_EQ(list.entries_size(), 1);
-    EXPECT_EQ(list.entries(0).volume().volume_id(), guest.volume().volume_id());
+    std::set<std::string> listed;
+    for (const auto& e : list.entries()) listed.insert(e.volume().volume_id());
+    EXPECT_TRUE(listed.count(id)) << "the tenant's own volume";
+    EXPECT_TRUE(listed.count(guest.volume().volume_id()));
   }
 }
 
@@ -459,9 +509,10 @@ TEST_F(CsiTest, StagePublishWriteUnpublishUnstage) {
               grpc::StatusCode::FAILED_PRECONDITION, "publish with another volume's staging");
   EXPECT_FALSE(is_mounted(bob_target));
   ASSERT_TRUE(publish(bob_id, bob_staging, bob_target, false, bob_).ok());
-  // Unpublish and stats carry no secrets: for a path bob's token set up, naming alice's volume
-  // gets no token of alice's — the server refuses (to bob the volume does not exist).
-  expect_code(unpublish(id, bob_target), grpc::StatusCode::NOT_FOUND,
+  // Unpublish and stats carry no secrets and act as the node: naming alice's volume for the
+  // path where bob's is published is refused — the server sees another volume mounted there,
+  // and stats will not report alice's volume for a path that is not hers.
+  expect_code(unpublish(id, bob_target), grpc::StatusCode::FAILED_PRECONDITION,
               "unpublish alice's volume at bob's path");
   EXPECT_TRUE(is_mounted(bob_target));
   expect_code(stats(id, bob_target, &st), grpc::StatusCode::NOT_FOUND,
@@ -667,6 +718,169 @@ TEST_F(CsiTest, SeedsWalkthroughThreeTenants) {
   // NOT_FOUND for a volume that does not exist.
   expect_code(stage("no-such-volume", dir_ + "/stage-missing", user_ns), grpc::StatusCode::NOT_FOUND,
               "stage of a missing volume");
+}
+
+// The whole path of a tenant PVC with exactly the secrets Kubernetes sends with the shipped
+// StorageClass: the provisioner and controller-publish secrets carry the tenant's token; the
+// node calls carry none (unstage, unpublish, stats never have secrets in CSI) and act with the
+// node's own credential, which reaches only volumes attached to its node.
+TEST_F(CsiTest, TenantPvcLifecycleWithOnlyTheSecretsKubernetesSends) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-life", alice_, 32 * kMiB, &made).ok());
+  const std::string id = made.volume().volume_id();
+  // Before ControllerPublish the node may not touch it.
+  const std::string staging = dir_ + "/life/staging", target = dir_ + "/life/pod";
+  stdfs::create_directories(staging);
+  expect_code(stage(id, staging, ""), grpc::StatusCode::NOT_FOUND, "stage before attach");
+  ::csi::v1::ControllerPublishVolumeResponse pub;
+  ASSERT_TRUE(attach(id, "node-1", alice_, &pub).ok());
+  EXPECT_EQ(pub.publish_context().at("device").rfind("/dev/loop", 0), 0u);
+  EXPECT_EQ(inspect_as_admin(id).attached_node(), "node-1");
+  ASSERT_TRUE(attach(id, "node-1", alice_).ok()) << "ControllerPublish is idempotent";
+  expect_code(attach(id, "node-2", alice_), grpc::StatusCode::FAILED_PRECONDITION,
+              "attached to another node already");
+  ASSERT_TRUE(stage(id, staging, "").ok());
+  ASSERT_TRUE(publish(id, staging, target, false, "").ok());
+  {
+    std::ofstream out(target + "/data.txt");
+    out << "written by the pod";
+  }
+  ::csi::v1::NodeGetVolumeStatsResponse st;
+  ASSERT_TRUE(stats(id, target, &st).ok());
+  ASSERT_TRUE(unpublish(id, target).ok());
+  EXPECT_FALSE(is_mounted(target));
+  ASSERT_TRUE(unstage(id, staging).ok());
+  EXPECT_FALSE(is_mounted(staging));
+  ASSERT_TRUE(detach(id, "node-1", alice_).ok());
+  EXPECT_TRUE(inspect_as_admin(id).device().empty());
+  EXPECT_EQ(inspect_as_admin(id).attached_node(), "");
+  ASSERT_TRUE(delete_volume(id, alice_).ok());
+  EXPECT_FALSE(server_volume_exists(id));
+  // Deleted volumes are gone from ListVolumes and GetVolume.
+  ::csi::v1::ListVolumesResponse list;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
+  for (const auto& e : list.entries()) EXPECT_NE(e.volume().volume_id(), id);
+  ::csi::v1::ControllerGetVolumeRequest get;
+  get.set_volume_id(id);
+  ::csi::v1::ControllerGetVolumeResponse got;
+  grpc::ClientContext ctx2;
+  expect_code(controller_->ControllerGetVolume(&ctx2, get, &got), grpc::StatusCode::NOT_FOUND,
+              "get a deleted volume");
+}
+
+// ControllerPublish names a node the server must know (CSI: NOT_FOUND otherwise); nothing is
+// attached for an unknown node.
+TEST_F(CsiTest, ControllerPublishToAnUnknownNodeIsNotFound) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-nowhere", alice_, 16 * kMiB, &made).ok());
+  const std::string id = made.volume().volume_id();
+  expect_code(attach(id, "node-9", alice_), grpc::StatusCode::NOT_FOUND, "unknown node");
+  EXPECT_TRUE(inspect_as_admin(id).device().empty()) << "no loop device for an unknown node";
+  EXPECT_EQ(inspect_as_admin(id).attached_node(), "");
+  // Unpublish from a node the volume is not attached for: nothing to do, OK (idempotent).
+  ASSERT_TRUE(attach(id, "node-1", alice_).ok());
+  ASSERT_TRUE(detach(id, "node-2", alice_).ok());
+  EXPECT_EQ(inspect_as_admin(id).attached_node(), "node-1");
+  EXPECT_FALSE(inspect_as_admin(id).device().empty());
+  ASSERT_TRUE(detach(id, "node-1", alice_).ok());
+}
+
+// NodeRestriction, asked of the server directly with each node's credential: a node acts on
+// the volumes attached to it and on nothing else, and never provisions or changes access.
+TEST_F(CsiTest, NodeCredentialReachesOnlyItsAttachedVolumes) {
+  ::csi::v1::CreateVolumeResponse a, b;
+  ASSERT_TRUE(create("pvc-on-1", alice_, 16 * kMiB, &a).ok());
+  ASSERT_TRUE(create("pvc-on-2", alice_, 16 * kMiB, &b).ok());
+  const std::string on1 = a.volume().volume_id(), on2 = b.volume().volume_id();
+  ASSERT_TRUE(attach(on1, "node-1", alice_).ok());
+  ASSERT_TRUE(attach(on2, "node-2", alice_).ok());
+  auto node1 = srv_->client(node1_);
+  auto inspect = [](api::Client& c, const std::string& id) {
+    vg::VolumeRef ref;
+    ref.set_volume(id);
+    vg::VolumeResponse out;
+    return c.call("/volguard.v1.VolguardVolume/Inspect", ref, &out);
+  };
+  EXPECT_TRUE(inspect(node1, on1).is_ok());
+  Status other = inspect(node1, on2);
+  EXPECT_EQ(other.code(), Code::kNotFound) << other.to_string();
+  // Mount another node's volume: as if it did not exist.
+  vg::MountRequest m;
+  m.set_volume(on2);
+  m.set_path(dir_ + "/steal");
+  stdfs::create_directories(dir_ + "/steal");
+  vg::Empty e;
+  EXPECT_EQ(node1.call("/volguard.v1.VolguardMountAttach/Mount", m, &e).code(), Code::kNotFound);
+  // Provisioning, attaching, deleting, changing access: refused by role.
+  vg::CreateVolumeRequest cr;
+  cr.set_name("by-node");
+  cr.set_size("16M");
+  vg::VolumeResponse vr;
+  Status created = node1.call("/volguard.v1.VolguardVolume/Create", cr, &vr);
+  EXPECT_EQ(created.reason(), "rbac_denied") << created.to_string();
+  vg::VolumeRef ref;
+  ref.set_volume(on1);
+  EXPECT_EQ(node1.call("/volguard.v1.VolguardVolume/Delete", ref, &e).reason(), "rbac_denied");
+  vg::AttachRequest at;
+  at.set_volume(on1);
+  at.set_node("node-1");
+  vg::AttachResponse ar;
+  EXPECT_EQ(node1.call("/volguard.v1.VolguardMountAttach/Attach", at, &ar).reason(), "rbac_denied");
+  vg::UpdateVolumeRequest up;
+  up.set_volume(on1);
+  (*up.mutable_add_collaborators())["mallory"] = "a";
+  EXPECT_EQ(node1.call("/volguard.v1.VolguardVolume/Update", up, &vr).reason(), "rbac_denied");
+  vg::EnumerateRequest all;
+  vg::EnumerateResponse listed;
+  EXPECT_EQ(node1.call("/volguard.v1.VolguardVolume/Enumerate", all, &listed).reason(), "rbac_denied");
+  // A node credential does not borrow grants: even a public volume is not its to mount.
+  vg::UpdateVolumeRequest pub;
+  pub.set_volume(on2);
+  pub.set_set_public("w");
+  ASSERT_TRUE(srv_->client(alice_).call("/volguard.v1.VolguardVolume/Update", pub, &vr).is_ok());
+  EXPECT_EQ(inspect(node1, on2).code(), Code::kNotFound);
+  // The controller credential reads everything and changes nothing.
+  auto ctrl = srv_->client(controller_token_);
+  EXPECT_TRUE(inspect(ctrl, on1).is_ok());
+  EXPECT_TRUE(inspect(ctrl, on2).is_ok());
+  EXPECT_EQ(ctrl.call("/volguard.v1.VolguardVolume/Delete", ref, &e).reason(), "rbac_denied");
+  EXPECT_EQ(ctrl.call("/volguard.v1.VolguardMountAttach/Mount", m, &e).reason(), "rbac_denied");
+  ASSERT_TRUE(detach(on1, "node-1", alice_).ok());
+  ASSERT_TRUE(detach(on2, "node-2", alice_).ok());
+  // Detached: node-1's access ends with it.
+  EXPECT_EQ(inspect(node1, on1).code(), Code::kNotFound);
+}
+
+// A plugin restarted between publish and unpublish (an upgrade, a crash): the new instance
+// tears the pod's mounts down with the node credential — nothing depended on the old one's
+// memory — and the old instance's exit does not remove the new instance's socket.
+TEST_F(CsiTest, PluginRestartMidPublishDoesNotStrandTheVolume) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-restart", alice_, 16 * kMiB, &made).ok());
+  const std::string id = made.volume().volume_id();
+  const std::string staging = dir_ + "/restart/staging", target = dir_ + "/restart/pod";
+  ASSERT_TRUE(stage(id, staging, alice_).ok());
+  ASSERT_TRUE(publish(id, staging, target, false, alice_).ok());
+  // The new instance starts while the old one still runs (a rolling update), then the old one
+  // exits.
+  auto replacement = csi::Plugin::start(options_);
+  ASSERT_TRUE(replacement.is_ok()) << replacement.status().to_string();
+  plugin_->shutdown();
+  plugin_ = std::move(replacement).value();
+  const std::string socket = options_.endpoint.substr(std::string("unix://").size());
+  ASSERT_TRUE(stdfs::is_socket(socket)) << "the old instance removed the new one's socket";
+  auto channel = grpc::CreateChannel(options_.endpoint, grpc::InsecureChannelCredentials());
+  node_ = ::csi::v1::Node::NewStub(channel);
+  controller_ = ::csi::v1::Controller::NewStub(channel);
+  ::csi::v1::NodeGetVolumeStatsResponse st;
+  ASSERT_TRUE(stats(id, target, &st).ok());
+  ASSERT_TRUE(unpublish(id, target).ok());
+  EXPECT_FALSE(is_mounted(target));
+  ASSERT_TRUE(unstage(id, staging).ok());
+  EXPECT_FALSE(is_mounted(staging));
+  EXPECT_TRUE(inspect_as_admin(id).device().empty());
+  ASSERT_TRUE(delete_volume(id, alice_).ok());
 }
 
 }  // namespace

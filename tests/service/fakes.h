@@ -83,11 +83,8 @@ class FakeResolver : public ResourceResolver {
     auto it = snapshots_.find(ref);
     return it == snapshots_.end() ? nullptr : it->second;
   }
-  const ownership::Ownership* snapshot_ownership(
-      const store::SnapshotRecord& s,
-      std::shared_ptr<const store::VolumeRecord>* keep) const override {
-    *keep = find_volume(s.volume_id);
-    return *keep ? &(*keep)->ownership : nullptr;
+  std::shared_ptr<const store::VolumeRecord> snapshot_volume(const store::SnapshotRecord& s) const override {
+    return find_volume(s.volume_id);
   }
 
  private:

@@ -576,7 +576,7 @@ PRAGMA user_version = 1;
     sqlite3_close(db);
   }
   reopen();
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
   auto vols = volumes();
   ASSERT_EQ(vols.size(), 1u);
   EXPECT_EQ(vols[0].name, "legacy");
@@ -584,14 +584,16 @@ PRAGMA user_version = 1;
   EXPECT_EQ(vols[0].labels, (std::map<std::string, std::string>{{"app", "db"}}));
   EXPECT_TRUE(vols[0].charged_groups.empty());
   EXPECT_FALSE(vols[0].charged_guest);
+  EXPECT_EQ(vols[0].attached_node, "");  // v3: attached for no node
   EXPECT_EQ(roles().size(), 1u);
   // The new columns and table work on the migrated file.
   VolumeRecord updated = vols[0];
   updated.charged_groups = {"test.local/eng"};
+  updated.attached_node = "node-1";
   ASSERT_TRUE(store_->update_volume(updated).is_ok());
   ASSERT_TRUE(store_->put_quota({QuotaKind::kUser, "test.local/alice", 0, 3, 0}).is_ok());
   reopen();  // a second open runs no step again
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
   ASSERT_EQ(volumes().size(), 1u);
   EXPECT_EQ(volumes()[0], updated);
   auto quotas = store_->list_quotas();
