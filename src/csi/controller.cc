@@ -344,14 +344,17 @@ class ControllerService final : public v1::Controller::Service {
     return grpc::Status::OK;
   }
 
-  // Free space where the plugin runs: the server shares the node's disk in this deployment.
+  // The free space of the server's volume directory (no secrets in CSI: the controller's
+  // credential), within that credential's quotas if it has any.
   grpc::Status GetCapacity(ServerContext*, const v1::GetCapacityRequest*,
                            v1::GetCapacityResponse* resp) override {
-    struct statvfs st;
-    if (::statvfs("/", &st) == 0) {
-      resp->set_available_capacity(static_cast<int64_t>(st.f_bavail) *
-                                   static_cast<int64_t>(st.f_frsize));
-    }
+    const std::string token = backend_->controller_token();
+    vg::Empty e;
+    vg::CapacityResponse cap;
+    if (Status s = backend_->call(token, kVol + "Capacity", e, &cap); !s.is_ok()) return to_grpc(s, token);
+    uint64_t available = cap.available_bytes();
+    if (cap.quota_limited()) available = std::min(available, cap.quota_available_bytes());
+    resp->set_available_capacity(static_cast<int64_t>(std::min<uint64_t>(available, INT64_MAX)));
     return grpc::Status::OK;
   }
 
@@ -461,6 +464,13 @@ class ControllerService final : public v1::Controller::Service {
     }
     auto size = size_for(req->capacity_range(), seen.volume().fs());
     if (!size) return to_grpc(size.status(), token);
+    // xfs grows only mounted, and a mounted volume is grown where it is mounted: left to
+    // NodeExpandVolume (the node's side), which grows volume and filesystem together.
+    if (seen.volume().fs() == "xfs" || !seen.volume().mount_path().empty()) {
+      resp->set_node_expansion_required(true);
+      resp->set_capacity_bytes(*size);
+      return grpc::Status::OK;
+    }
     vg::UpdateVolumeRequest update;
     update.set_volume(req->volume_id());
     update.set_size(std::to_string(*size));

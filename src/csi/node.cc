@@ -163,7 +163,7 @@ class NodeService final : public v1::Node::Service {
     return grpc::Status::OK;
   }
 
-  // The server grew the filesystem in ControllerExpandVolume; report the size it has now.
+  // The node's side of an expansion (ControllerExpandVolume asked for it: xfs, or mounted).
   grpc::Status NodeExpandVolume(ServerContext*, const v1::NodeExpandVolumeRequest* req,
                                 v1::NodeExpandVolumeResponse* resp) override {
     if (req->volume_id().empty()) return invalid_argument("volume_id is required");
@@ -174,13 +174,18 @@ class NodeService final : public v1::Node::Service {
       }
     }
     const std::string token = caller(req->secrets());
-    vg::VolumeRef ref;
-    ref.set_volume(req->volume_id());
-    vg::VolumeResponse seen;
-    if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) {
+    // The server grows the volume to the requested size and its filesystem to fill it, online
+    // where it is mounted; asked again, it finishes a grow that stopped half way.
+    vg::ExpandRequest expand;
+    expand.set_volume(req->volume_id());
+    if (req->has_capacity_range() && req->capacity_range().required_bytes() > 0) {
+      expand.set_size(std::to_string(req->capacity_range().required_bytes()));
+    }
+    vg::VolumeResponse grown;
+    if (Status s = backend_->call(token, kMount + "Expand", expand, &grown); !s.is_ok()) {
       return to_grpc(s, token);
     }
-    resp->set_capacity_bytes(static_cast<int64_t>(seen.volume().size_bytes()));
+    resp->set_capacity_bytes(static_cast<int64_t>(grown.volume().size_bytes()));
     return grpc::Status::OK;
   }
 

@@ -117,10 +117,12 @@ class IdentityService final : public v1::Identity::Service {
                                      v1::GetPluginCapabilitiesResponse* resp) override {
     resp->add_capabilities()->mutable_service()->set_type(
         v1::PluginCapability::Service::CONTROLLER_SERVICE);
-    // OFFLINE: the server grows a mounted ext4 only when it holds CAP_SYS_RESOURCE, so the CO
-    // is asked to unpublish first. (xfs grows only while mounted: its expansion is refused.)
+    // ONLINE: an unmounted ext4 volume is grown by the controller (ControllerExpandVolume, as
+    // the tenant); a mounted one, and xfs (which grows only mounted), by NodeExpandVolume on the
+    // node where it is mounted. A mounted ext4 needs CAP_SYS_RESOURCE in the server (the
+    // shipped DaemonSet runs it privileged); without it the refusal says so.
     resp->add_capabilities()->mutable_volume_expansion()->set_type(
-        v1::PluginCapability::VolumeExpansion::OFFLINE);
+        v1::PluginCapability::VolumeExpansion::ONLINE);
     return grpc::Status::OK;
   }
 

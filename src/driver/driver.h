@@ -54,7 +54,9 @@ class VolumeDriver {
   virtual Status clone_snapshot(const std::string& snapshot_id, const std::string& new_id) = 0;
   // Volume contents back to the snapshot; FAILED_PRECONDITION while attached or mounted.
   virtual Status restore(const std::string& volume_id, const std::string& snapshot_id) = 0;
-  // Grow only (OUT_OF_RANGE if smaller); grows the filesystem too.
+  // Grow only (OUT_OF_RANGE if smaller); the filesystem is then grown to fill the file — also
+  // when the file already had the size (a grow that stopped between file and filesystem is
+  // finished by asking again).
   virtual Status resize(const std::string& id, uint64_t new_size_bytes, FsType fs) = 0;
   // Loop device for the volume; idempotent (returns the existing one).
   virtual Result<std::string> attach(const std::string& id) = 0;
@@ -80,6 +82,12 @@ class VolumeDriver {
   virtual Result<VolumeStatus> status(const std::string& id) = 0;
   // Ids present on disk (for crash recovery).
   virtual Result<std::vector<std::string>> volume_ids() = 0;
+  // Free and total bytes of the filesystem that holds the volumes.
+  struct Capacity {
+    uint64_t available_bytes = 0;
+    uint64_t total_bytes = 0;
+  };
+  virtual Result<Capacity> capacity() = 0;
   virtual Result<std::vector<std::string>> snapshot_ids() = 0;
   virtual bool snapshot_exists(const std::string& snapshot_id) = 0;
 };

@@ -505,23 +505,27 @@ class LocalDriver final : public VolumeDriver {
                     "volume \"" + id + "\" is " + format_size(current) + "; shrinking to " +
                         format_size(new_size_bytes) + " is not supported");
     }
-    if (size == current) return Status::ok();
-
     const auto dev = find_loop(path);
     const auto points = dev ? mount_points_of(*dev) : std::vector<std::string>{};
+    // Asked for the size it has: the filesystem is grown to fill it where that can be done now;
+    // where it cannot (xfs unmounted, mounted ext4 without the capability) there is nothing to
+    // refuse — every grow that changed the file also grew, or was refused before, the file.
+    const bool file_grows = size > current;
     if (fs == FsType::kXfs && points.empty()) {
+      if (!file_grows) return Status::ok();
       return Status(Code::kFailedPrecondition, "volume_not_mounted",
                     "xfs can only grow while mounted: mount volume \"" + id + "\" first");
     }
     // Checked before the file grows, so that a refusal changes nothing.
     if (fs == FsType::kExt4 && !points.empty() && !children_have_capability(CAP_SYS_RESOURCE)) {
+      if (!file_grows) return Status::ok();
       return Status(Code::kFailedPrecondition, "online_resize_unavailable",
                     "growing a mounted ext4 volume needs CAP_SYS_RESOURCE, which this server "
                     "lacks: unmount volume \"" +
                         id + "\" to resize it offline");
     }
 
-    {
+    if (file_grows) {
       UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
       if (!fd) return errno_status(Code::kInternal, "io_error", "open " + path, errno);
       if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
@@ -775,6 +779,15 @@ class LocalDriver final : public VolumeDriver {
   }
 
   Result<std::vector<std::string>> volume_ids() override { return list_ids(vol_dir_); }
+
+  Result<Capacity> capacity() override {
+    struct statvfs sv {};
+    if (::statvfs(vol_dir_.c_str(), &sv) != 0) {
+      return errno_status(Code::kInternal, "io_error", "statvfs " + vol_dir_, errno);
+    }
+    return Capacity{.available_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize,
+                    .total_bytes = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize};
+  }
   Result<std::vector<std::string>> snapshot_ids() override { return list_ids(snap_dir_); }
 
   bool snapshot_exists(const std::string& snapshot_id) override {

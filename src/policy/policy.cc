@@ -16,8 +16,8 @@ const std::map<std::string, std::vector<std::string>>& known_methods() {
       {"volume", {"create", "clone", "delete", "inspect", "inspectwithfilters", "update", "stats",
                   "capacityusage", "enumerate", "enumeratewithfilters", "snapshotcreate",
                   "snapshotrestore", "snapshotenumerate", "snapshotenumeratewithfilters",
-                  "snapshotdelete", "snapshotscheduleupdate", "volumecatalog"}},
-      {"mountattach", {"attach", "detach", "mount", "unmount", "publish", "unpublish"}},
+                  "snapshotdelete", "snapshotscheduleupdate", "volumecatalog", "capacity"}},
+      {"mountattach", {"attach", "detach", "mount", "unmount", "publish", "unpublish", "expand"}},
       {"role", {"create", "enumerate", "inspect", "update", "delete"}},
       {"identity", {"version", "whoami", "capabilities"}},
       {"quota", {"set", "show"}},  // per-tenant capacity quotas
@@ -312,7 +312,7 @@ std::vector<Role> default_roles() {
   return {
       {"system.admin", {{{"*"}, {"*"}}}},
       {"system.view",
-       {{{"*"}, {"*enumerate*", "inspect*", "stats", "status", "validate", "capacityusage", "watch"}},
+       {{{"*"}, {"*enumerate*", "inspect*", "stats", "status", "validate", "capacity", "capacityusage", "watch"}},
         {{"identity"}, {"*"}},
         {{"quota"}, {"show"}}}},
       {"system.user",
@@ -331,12 +331,13 @@ std::vector<Role> default_roles() {
       // A CSI node plugin's own credential (NodeRestriction-style): the node-side steps kubelet
       // needs — and, by the pipeline's access rule, only on volumes attached to that node.
       {kNodeRole,
-       {{{"mountattach"}, {"mount", "unmount", "publish", "unpublish"}},
+       {{{"mountattach"}, {"mount", "unmount", "publish", "unpublish", "expand"}},
         {{"volume"}, {"inspect", "stats"}},
         {{"identity"}, {"version", "whoami"}}}},
       // The CSI controller's credential for the calls CSI sends without secrets (ListVolumes,
       // ControllerGetVolume): reading every volume's metadata, nothing else.
-      {kCsiControllerRole, {{{"volume"}, {"enumerate", "inspect"}}, {{"identity"}, {"version", "whoami"}}}},
+      {kCsiControllerRole,
+       {{{"volume"}, {"enumerate", "inspect", "capacity"}}, {{"identity"}, {"version", "whoami"}}}},
   };
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "driver/driver.h"
 #include "service/handler_support.h"
 #include "service/volume_service.h"
 
@@ -133,6 +134,37 @@ Status VolumeService::unpublish(Call& call, const v1::MountRequest& req, v1::Emp
   const std::string path = target.path;  // the target is handed over to the driver
   RETURN_IF_ERROR(driver_->unbind(v->id, std::move(target)));
   call.audit_message = "Volume " + v->id + " unpublished from " + path;
+  return Status::ok();
+}
+
+// CSI NodeExpandVolume, on the node where the volume is mounted: at least `size` (never
+// smaller than it is), and the filesystem grown to fill the volume — online where it is
+// mounted. Asked again after a grow that stopped between file and filesystem, it finishes it.
+Status VolumeService::expand(Call& call, const v1::ExpandRequest& req, v1::VolumeResponse* resp) {
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  const auto& v = locked.record;
+  uint64_t size = v->size_bytes;
+  if (!req.size().empty()) {
+    ASSIGN_OR_RETURN(uint64_t asked, parse_volume_size(req.size(), config_.limits.max_volume_size));
+    size = std::max(size, asked);
+  }
+  ASSIGN_OR_RETURN(driver::FsType fs, driver::parse_fs(v->fs));
+  QuotaReservation growth;  // held until the grown record is in the catalog
+  if (size > v->size_bytes) {
+    ASSIGN_OR_RETURN(growth, reserve_for(call, *v, {size - v->size_bytes, 0, 0}));
+  }
+  RETURN_IF_ERROR(driver_->resize(v->id, size, fs));
+  auto grown = v;
+  if (size != v->size_bytes) {
+    store::VolumeRecord rec = *v;
+    rec.size_bytes = size;
+    RETURN_IF_ERROR(store_->update_volume(rec));
+    grown = std::make_shared<const store::VolumeRecord>(std::move(rec));
+    put_volume(grown);
+  }
+  call.audit_message = "Volume " + v->id + " expanded to " + driver::format_size(size) +
+                       " (filesystem grown to fill it)";
+  fill_volume(*grown, resp->mutable_volume());
   return Status::ok();
 }
 

@@ -114,6 +114,27 @@ void VolumeService::fill_quotas(const identity::Identity& who, v1::WhoAmIRespons
   add_quotas(quotas_, subjects, catalog_usage(subjects), out->mutable_quotas());
 }
 
+// Where new volumes go, and what the caller's quotas still allow: the tightest max_bytes among
+// the quotas that apply to the caller (each its limit minus what is charged to it).
+Status VolumeService::volume_capacity(Call& call, const v1::Empty&, v1::CapacityResponse* resp) {
+  ASSIGN_OR_RETURN(driver::VolumeDriver::Capacity disk, driver_->capacity());
+  resp->set_available_bytes(disk.available_bytes);
+  resp->set_total_bytes(disk.total_bytes);
+  if (!call.security_enabled) return Status::ok();
+  const auto subjects = subjects_of(*call.who);
+  const auto usage = catalog_usage(subjects);
+  for (size_t i = 0; i < subjects.size(); ++i) {
+    const uint64_t limit = quotas_.limits_of(subjects[i]).limits.max_bytes;
+    if (limit == 0) continue;  // unlimited
+    const uint64_t left = limit > usage[i].bytes ? limit - usage[i].bytes : 0;
+    if (!resp->quota_limited() || left < resp->quota_available_bytes()) {
+      resp->set_quota_limited(true);
+      resp->set_quota_available_bytes(left);
+    }
+  }
+  return Status::ok();
+}
+
 // The one subject a request names: exactly one of user, group, guest; users and groups
 // qualified as grants are, so that a quota and a grant name the same tenant the same way.
 Result<QuotaSubject> VolumeService::quota_subject(const identity::Identity& who, const std::string& user,

@@ -415,6 +415,10 @@ void VolumeService::register_methods(MethodTable* t) {
   t->add({.service = "volume", .api = "stats", .grpc_path = "/volguard.v1.VolguardVolume/Stats",
           .resources = {volume_read}, .work = kDriverIo},
          this, &VolumeService::volume_stats);
+  // Free space for new volumes (CSI GetCapacity), within the caller's quotas.
+  t->add({.service = "volume", .api = "capacity", .grpc_path = "/volguard.v1.VolguardVolume/Capacity",
+          .work = kDriverIo},
+         this, &VolumeService::volume_capacity);
 
   // ---- volume.snapshot* (snapshot_methods.cc): a snapshot's access is its volume's, now.
   t->add({.service = "volume", .api = "snapshotcreate", .grpc_path = "/volguard.v1.VolguardVolume/SnapshotCreate",
@@ -472,6 +476,11 @@ void VolumeService::register_methods(MethodTable* t) {
   t->add({.service = "mountattach", .api = "unmount", .grpc_path = "/volguard.v1.VolguardMountAttach/Unmount",
           .resources = {volume_write}, .effect = kMutates, .work = kDriverIo},
          this, &VolumeService::unmount);
+  // CSI NodeExpandVolume: grow the volume and its filesystem where it is mounted (write).
+  t->add({.service = "mountattach", .api = "expand", .grpc_path = "/volguard.v1.VolguardMountAttach/Expand",
+          .resources = {volume_field("volume", &ExpandRequest::volume, Access::kWrite)},
+          .effect = kMutates, .work = kDriverIo},
+         this, &VolumeService::expand);
 
   // ---- role.* (role_methods.cc): RBAC only (roles have no owner).
   t->add({.service = "role", .api = "create", .grpc_path = "/volguard.v1.VolguardRole/Create", .effect = kMutates},

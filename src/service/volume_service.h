@@ -53,6 +53,7 @@ class VolumeService : public ResourceResolver {
   Status update_volume(Call& call, const v1::UpdateVolumeRequest& req, v1::VolumeResponse* resp);
   Status enumerate_volumes(Call& call, const v1::EnumerateRequest& req, v1::EnumerateResponse* resp);
   Status volume_stats(Call& call, const v1::VolumeRef& req, v1::StatsResponse* resp);
+  Status volume_capacity(Call& call, const v1::Empty& req, v1::CapacityResponse* resp);  // quota_methods.cc
   // ---- volume.snapshot* (snapshot_methods.cc)
   Status create_snapshot(Call& call, const v1::SnapshotCreateRequest& req, v1::SnapshotResponse* resp);
   Status restore_snapshot(Call& call, const v1::SnapshotRestoreRequest& req, v1::VolumeResponse* resp);
@@ -66,6 +67,7 @@ class VolumeService : public ResourceResolver {
   Status unmount(Call& call, const v1::VolumeRef& req, v1::Empty* resp);
   Status publish(Call& call, const v1::PublishRequest& req, v1::Empty* resp);
   Status unpublish(Call& call, const v1::MountRequest& req, v1::Empty* resp);
+  Status expand(Call& call, const v1::ExpandRequest& req, v1::VolumeResponse* resp);
   // ---- role.* (role_methods.cc)
   Status create_role(Call& call, const v1::RoleRequest& req, v1::RoleResponse* resp);
   Status enumerate_roles(Call& call, const v1::Empty& req, v1::RoleEnumerateResponse* resp);

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -881,6 +882,72 @@ TEST_F(CsiTest, PluginRestartMidPublishDoesNotStrandTheVolume) {
   EXPECT_FALSE(is_mounted(staging));
   EXPECT_TRUE(inspect_as_admin(id).device().empty());
   ASSERT_TRUE(delete_volume(id, alice_).ok());
+}
+
+// Expansion that tells the truth: an xfs volume (which grows only mounted) is grown where it is
+// mounted — ControllerExpandVolume asks for the node's side, and NodeExpandVolume, with the
+// node's own credential, grows volume and filesystem online; the pod sees the new size.
+TEST_F(CsiTest, XfsExpandsOnlineThroughTheNode) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create("pvc-xfs", alice_, 320 * kMiB, &made, {{"fs", "xfs"}}).ok());
+  const std::string id = made.volume().volume_id();
+  const std::string staging = dir_ + "/xfs/staging", target = dir_ + "/xfs/pod";
+  ASSERT_TRUE(stage(id, staging, alice_).ok());
+  ASSERT_TRUE(publish(id, staging, target, false, alice_).ok());
+  struct statvfs before {};
+  ASSERT_EQ(::statvfs(target.c_str(), &before), 0);
+  ::csi::v1::ControllerExpandVolumeRequest grow;
+  grow.set_volume_id(id);
+  grow.mutable_capacity_range()->set_required_bytes(640 * kMiB);
+  with_token(&grow, alice_);
+  ::csi::v1::ControllerExpandVolumeResponse grown;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->ControllerExpandVolume(&ctx, grow, &grown);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_TRUE(grown.node_expansion_required());
+  EXPECT_EQ(inspect_as_admin(id).size_bytes(), static_cast<uint64_t>(320 * kMiB)) << "not yet";
+  ::csi::v1::NodeExpandVolumeRequest node_grow;
+  node_grow.set_volume_id(id);
+  node_grow.set_volume_path(target);
+  node_grow.mutable_capacity_range()->set_required_bytes(640 * kMiB);
+  ::csi::v1::NodeExpandVolumeResponse node_grown;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = node_->NodeExpandVolume(&ctx, node_grow, &node_grown);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(node_grown.capacity_bytes(), 640 * kMiB);
+  EXPECT_EQ(inspect_as_admin(id).size_bytes(), static_cast<uint64_t>(640 * kMiB));
+  struct statvfs after {};
+  ASSERT_EQ(::statvfs(target.c_str(), &after), 0);
+  EXPECT_GT(after.f_blocks * after.f_frsize, before.f_blocks * before.f_frsize + 256 * kMiB)
+      << "the pod's filesystem did not grow";
+  // Another node's credential cannot grow it.
+  vg::ExpandRequest steal;
+  steal.set_volume(id);
+  steal.set_size("1G");
+  vg::VolumeResponse out;
+  EXPECT_EQ(srv_->client(node2_).call("/volguard.v1.VolguardMountAttach/Expand", steal, &out).code(),
+            Code::kNotFound);
+  ASSERT_TRUE(unpublish(id, target).ok());
+  ASSERT_TRUE(unstage(id, staging).ok());
+}
+
+// GetCapacity (no secrets in CSI): the free space of the server's volume directory, asked with
+// the controller's credential — not the plugin host's root filesystem.
+TEST_F(CsiTest, GetCapacityIsTheServersVolumeDirectory) {
+  ::csi::v1::GetCapacityResponse cap;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(controller_->GetCapacity(&ctx, {}, &cap).ok());
+  struct statvfs sv {};
+  ASSERT_EQ(::statvfs((srv_->config().data_dir + "/volumes").c_str(), &sv), 0);
+  const int64_t expected = static_cast<int64_t>(sv.f_bavail * sv.f_frsize);
+  EXPECT_GT(cap.available_capacity(), 0);
+  // Same filesystem, measured a moment apart: within 64 MiB.
+  EXPECT_LT(std::llabs(cap.available_capacity() - expected), 64 * kMiB)
+      << cap.available_capacity() << " vs " << expected;
 }
 
 }  // namespace
