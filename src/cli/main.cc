@@ -5,13 +5,14 @@
 #include "api/server.h"
 #include "cli/client_commands.h"
 #include "cli/commands.h"
+#include "common/version.h"
 #include "csi/plugin.h"
 
 int main(int argc, char** argv) {
   using namespace volguard::cli;
   CLI::App app{"volguard: secure volume management"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "volguard 0.1.0");
+  app.set_version_flag("--version", std::string("volguard ") + volguard::kVersion);
 
   // token generate / verify
   auto* token = app.add_subcommand("token", "Generate or verify tokens");

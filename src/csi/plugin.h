@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/version.h"
 
 namespace grpc {
 class Server;
@@ -19,7 +20,7 @@ class Service;
 namespace volguard::csi {
 
 inline constexpr const char* kPluginName = "csi.volguard.io";
-inline constexpr const char* kVendorVersion = "0.1.0";
+inline constexpr const char* kVendorVersion = kVersion;
 // The key of a request's `secrets` map that carries the caller's bearer token.
 inline constexpr const char* kTokenSecret = "auth-token";
 

@@ -12,6 +12,7 @@
 #include <shared_mutex>
 #include <string>
 
+#include "common/version.h"
 #include "config/config.h"
 #include "driver/driver.h"
 #include "service/pipeline.h"
@@ -22,7 +23,7 @@
 
 namespace volguard::service {
 
-inline constexpr char kVersion[] = "0.2.0";
+using volguard::kVersion;
 
 class VolumeService : public ResourceResolver {
  public:

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <yaml-cpp/yaml.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -721,27 +722,61 @@ TEST_F(CsiTest, SeedsWalkthroughThreeTenants) {
               "stage of a missing volume");
 }
 
+// The secrets Kubernetes sends with each call for a StorageClass: the tenant's token where the
+// class names `csi.storage.k8s.io/<kind>-secret-name`, nothing otherwise (and never for unstage,
+// unpublish, stats: CSI gives them none).
+std::map<std::string, bool> shipped_secret_kinds(const std::string& class_name) {
+  std::map<std::string, bool> named;
+  for (const auto& doc : YAML::LoadAllFromFile(std::string(VOLGUARD_SOURCE_DIR) +
+                                               "/deploy/kubernetes/50-storageclass.yaml")) {
+    if (!doc["kind"] || doc["kind"].as<std::string>() != "StorageClass" ||
+        doc["metadata"]["name"].as<std::string>() != class_name) {
+      continue;
+    }
+    for (const char* kind : {"provisioner", "controller-publish", "node-stage", "node-publish",
+                             "controller-expand"}) {
+      named[kind] = static_cast<bool>(doc["parameters"][std::string("csi.storage.k8s.io/") + kind + "-secret-name"]);
+    }
+  }
+  return named;
+}
+
 // The whole path of a tenant PVC with exactly the secrets Kubernetes sends with the shipped
-// StorageClass: the provisioner and controller-publish secrets carry the tenant's token; the
-// node calls carry none (unstage, unpublish, stats never have secrets in CSI) and act with the
-// node's own credential, which reaches only volumes attached to its node.
+// StorageClass (read from deploy/): each call carries the tenant's token only where the class
+// names that secret; the calls without secrets act with the node's own credential, which
+// reaches only volumes attached to its node.
 TEST_F(CsiTest, TenantPvcLifecycleWithOnlyTheSecretsKubernetesSends) {
+  const auto named = shipped_secret_kinds("volguard-secure");
+  ASSERT_EQ(named.size(), 5u) << "the shipped StorageClass volguard-secure was not found";
+  auto secret_for = [&](const char* kind) { return named.at(kind) ? alice_ : std::string(); };
   ::csi::v1::CreateVolumeResponse made;
-  ASSERT_TRUE(create("pvc-life", alice_, 32 * kMiB, &made).ok());
+  ASSERT_TRUE(create("pvc-life", secret_for("provisioner"), 32 * kMiB, &made).ok());
   const std::string id = made.volume().volume_id();
+  EXPECT_EQ(inspect_as_admin(id).ownership().owner(), named.at("provisioner") ? "test.local/alice" : "");
   // Before ControllerPublish the node may not touch it.
   const std::string staging = dir_ + "/life/staging", target = dir_ + "/life/pod";
   stdfs::create_directories(staging);
   expect_code(stage(id, staging, ""), grpc::StatusCode::NOT_FOUND, "stage before attach");
   ::csi::v1::ControllerPublishVolumeResponse pub;
-  ASSERT_TRUE(attach(id, "node-1", alice_, &pub).ok());
+  ASSERT_TRUE(attach(id, "node-1", secret_for("controller-publish"), &pub).ok());
   EXPECT_EQ(pub.publish_context().at("device").rfind("/dev/loop", 0), 0u);
   EXPECT_EQ(inspect_as_admin(id).attached_node(), "node-1");
-  ASSERT_TRUE(attach(id, "node-1", alice_).ok()) << "ControllerPublish is idempotent";
+  ASSERT_TRUE(attach(id, "node-1", secret_for("controller-publish")).ok()) << "ControllerPublish is idempotent";
   expect_code(attach(id, "node-2", alice_), grpc::StatusCode::FAILED_PRECONDITION,
               "attached to another node already");
-  ASSERT_TRUE(stage(id, staging, "").ok());
-  ASSERT_TRUE(publish(id, staging, target, false, "").ok());
+  {
+    // NodeStage as kubelet sends it (stage() would attach again: call the node directly).
+    ::csi::v1::NodeStageVolumeRequest req;
+    req.set_volume_id(id);
+    req.set_staging_target_path(staging);
+    *req.mutable_volume_capability() = mount_cap();
+    with_token(&req, secret_for("node-stage"));
+    ::csi::v1::NodeStageVolumeResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status s = node_->NodeStageVolume(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_TRUE(publish(id, staging, target, false, secret_for("node-publish")).ok());
   {
     std::ofstream out(target + "/data.txt");
     out << "written by the pod";
@@ -752,10 +787,10 @@ TEST_F(CsiTest, TenantPvcLifecycleWithOnlyTheSecretsKubernetesSends) {
   EXPECT_FALSE(is_mounted(target));
   ASSERT_TRUE(unstage(id, staging).ok());
   EXPECT_FALSE(is_mounted(staging));
-  ASSERT_TRUE(detach(id, "node-1", alice_).ok());
+  ASSERT_TRUE(detach(id, "node-1", secret_for("controller-publish")).ok());
   EXPECT_TRUE(inspect_as_admin(id).device().empty());
   EXPECT_EQ(inspect_as_admin(id).attached_node(), "");
-  ASSERT_TRUE(delete_volume(id, alice_).ok());
+  ASSERT_TRUE(delete_volume(id, secret_for("provisioner")).ok());
   EXPECT_FALSE(server_volume_exists(id));
   // Deleted volumes are gone from ListVolumes and GetVolume.
   ::csi::v1::ListVolumesResponse list;
