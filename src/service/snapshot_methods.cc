@@ -24,38 +24,21 @@ Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateReques
   rec.size_bytes = volume->size_bytes;
   // No ACL of its own: access is always the volume's, evaluated at request time.
   rec.created_at = now_unix();
-  {
-    std::unique_lock clock(catalog_mu_);
-    if (snapshot_names_.count(rec.name) || reserved_snapshot_names_.count(rec.name)) {
-      return Status(Code::kAlreadyExists, "name_taken",
-                    "snapshot name '" + rec.name + "' already exists");
-    }
-    reserved_snapshot_names_.insert(rec.name);
-  }
-  auto release = [&] {
-    std::unique_lock clock(catalog_mu_);
-    reserved_snapshot_names_.erase(rec.name);
-  };
+  ASSIGN_OR_RETURN(NameHold name, hold_name(snapshot_names_, &reserved_snapshot_names_, rec.name, "snapshot"));
   call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
-  if (auto s = store_->create_snapshot(rec); !s.is_ok()) {
-    release();
-    return s;
-  }
+  RETURN_IF_ERROR(store_->create_snapshot(rec));
   if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
     log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
-    release();
     return s;
   }
   rec.state = RecordState::kReady;
   if (auto s = store_->update_snapshot(rec); !s.is_ok()) {
     log_if_failed(driver_->remove_snapshot(rec.id), "remove_snapshot", rec.id);
     log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
-    release();
     return s;
   }
   {
     std::unique_lock clock(catalog_mu_);
-    reserved_snapshot_names_.erase(rec.name);
     snapshots_[rec.id] = std::make_shared<const SnapshotRecord>(rec);
     snapshot_names_[rec.name] = rec.id;
   }

@@ -86,7 +86,6 @@ void VolumeService::sync_runtime(const std::string& id) {
 
 void VolumeService::put_volume(std::shared_ptr<const VolumeRecord> rec) {
   std::unique_lock lock(catalog_mu_);
-  reserved_names_.erase(rec->name);
   if (auto it = volumes_.find(rec->id); it != volumes_.end() && it->second->name != rec->name) {
     volume_names_.erase(it->second->name);
   }
@@ -328,36 +327,31 @@ Status VolumeService::recover() {
   return rebuild_roles();
 }
 
+Result<VolumeService::NameHold> VolumeService::hold_name(const std::map<std::string, std::string>& listed,
+                                                         std::set<std::string>* held,
+                                                         const std::string& name, const char* kind) {
+  std::unique_lock lock(catalog_mu_);
+  if (listed.count(name) || held->count(name)) {
+    return Status(Code::kAlreadyExists, "name_taken", std::string(kind) + " name '" + name + "' already exists");
+  }
+  held->insert(name);
+  return NameHold(&catalog_mu_, held, name);
+}
+
 // Reserves the name, then store (state creating) → disk → ready: a crash at any point leaves a
 // record that recovery can undo, and a failure undoes what was done.
 Result<std::shared_ptr<const VolumeRecord>> VolumeService::make_volume(
     VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk) {
-  {
-    std::unique_lock lock(catalog_mu_);
-    if (volume_names_.count(rec.name) || reserved_names_.count(rec.name)) {
-      return Status(Code::kAlreadyExists, "name_taken",
-                    "volume name '" + rec.name + "' already exists");
-    }
-    reserved_names_.insert(rec.name);
-  }
-  auto release = [&] {
-    std::unique_lock lock(catalog_mu_);
-    reserved_names_.erase(rec.name);
-  };
-  if (auto s = store_->create_volume(rec); !s.is_ok()) {
-    release();
-    return s;
-  }
+  ASSIGN_OR_RETURN(NameHold name, hold_name(volume_names_, &reserved_names_, rec.name, "volume"));
+  RETURN_IF_ERROR(store_->create_volume(rec));
   if (auto s = make_on_disk(rec.id); !s.is_ok()) {
     log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
-    release();
     return s;
   }
   rec.state = RecordState::kReady;
   if (auto s = store_->update_volume(rec); !s.is_ok()) {
     log_if_failed(driver_->remove(rec.id), "remove", rec.id);
     log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
-    release();
     return s;
   }
   auto shared = std::make_shared<const VolumeRecord>(std::move(rec));

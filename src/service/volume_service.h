@@ -11,6 +11,7 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 
 #include "common/version.h"
 #include "config/config.h"
@@ -98,6 +99,31 @@ class VolumeService : public ResourceResolver {
   // inspect. Called under the volume's lock after every change to it: the driver is the one
   // source of truth; the copy never diverges from what the last operation left.
   void sync_runtime(const std::string& id);
+
+  // A volume or snapshot name held for a create in flight: refused (ALREADY_EXISTS `name_taken`)
+  // while it is listed or held by another create; let go when the hold is dropped, by which time
+  // the record is listed under it or the create has failed.
+  class NameHold {
+   public:
+    NameHold(std::shared_mutex* mu, std::set<std::string>* held, std::string name)
+        : mu_(mu), held_(held), name_(std::move(name)) {}
+    NameHold(NameHold&& other) noexcept
+        : mu_(std::exchange(other.mu_, nullptr)), held_(other.held_), name_(std::move(other.name_)) {}
+    NameHold& operator=(NameHold&&) = delete;
+    ~NameHold() {
+      if (mu_ == nullptr) return;
+      std::unique_lock lock(*mu_);
+      held_->erase(name_);
+    }
+
+   private:
+    std::shared_mutex* mu_;
+    std::set<std::string>* held_;
+    std::string name_;
+  };
+  [[nodiscard]] Result<NameHold> hold_name(const std::map<std::string, std::string>& listed,
+                                           std::set<std::string>* held, const std::string& name,
+                                           const char* kind);
   void fill_volume(const store::VolumeRecord& rec, v1::Volume* out) const;
   Result<std::string> qualify_user(const identity::Identity& who, const std::string& name) const;
   Result<std::string> qualify_group(const identity::Identity& who, const std::string& name) const;
