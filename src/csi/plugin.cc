@@ -162,7 +162,8 @@ Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
   // Bound under a name of its own, then renamed over the endpoint in one step: a socket left by
   // a previous run (or still served by the instance this one replaces) is swapped atomically,
   // and gRPC's own unlink of the bound name at shutdown cannot hit the endpoint.
-  const std::string bound_path = p->socket_path_ + "." + std::to_string(::getpid()) + ".new";
+  // Random, not the pid (1 in every container): two instances never share the name.
+  const std::string bound_path = p->socket_path_ + "." + random_hex(8) + ".new";
   auto backend = std::make_shared<Backend>(options);
   p->identity_ = make_identity(backend);
   p->controller_ = make_controller(backend);
@@ -176,7 +177,9 @@ Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
   if (!p->server_) {
     return Status(Code::kUnavailable, "listen_failed", "cannot listen on " + options.endpoint);
   }
-  if (::rename(bound_path.c_str(), p->socket_path_.c_str()) != 0) {
+  // Only this user (root for kubelet and the node's sidecars, the controller pod's one uid) may
+  // connect: whoever can reach the socket acts with the node's credential.
+  if (::chmod(bound_path.c_str(), 0600) != 0 || ::rename(bound_path.c_str(), p->socket_path_.c_str()) != 0) {
     const int err = errno;
     p->server_->Shutdown();
     p->server_.reset();

@@ -27,7 +27,11 @@ ownership::AccessDecision volume_access(const identity::Identity& who, const sto
     return {Access::kNone, ""};
   }
   ownership::AccessDecision granted = ownership::access_of(who, volume.ownership, admins);
-  if (!who.guest && has_role(who, policy::kCsiControllerRole) && granted.access < Access::kRead) {
+  // Only a credential that is the controller and nothing else: its role allows enumerate,
+  // inspect and capacity alone, so "read everything" can never reach clone, publish or
+  // restore through a second role on the same token.
+  if (!who.guest && who.roles.size() == 1 && who.roles[0] == policy::kCsiControllerRole &&
+      granted.access < Access::kRead) {
     return {Access::kRead, "csi controller"};
   }
   return granted;

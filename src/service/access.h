@@ -12,8 +12,9 @@ namespace volguard::service {
 //  - a node plugin (role system.node; its username is its node id): write on a volume attached
 //    to that node, nothing on any other volume, whatever the volume's grants say (a node cannot
 //    reach another node's volumes by being in a group);
-//  - the CSI controller (role system.csi-controller): read on every volume, for the calls CSI
-//    sends without secrets (its roles let it enumerate and inspect, nothing more).
+//  - the CSI controller (a token whose only role is system.csi-controller): read on every
+//    volume, for the calls CSI sends without secrets (its role lets it enumerate, inspect and
+//    ask capacity, nothing more; a token with any other role besides gets no such read).
 ownership::AccessDecision volume_access(const identity::Identity& who, const store::VolumeRecord& volume,
                                         const ownership::AdminPolicy& admins);
 

@@ -98,10 +98,20 @@ struct Call {
   void add_snapshot(std::string name, std::shared_ptr<const store::SnapshotRecord> s) {
     snapshots_.emplace_back(std::move(name), std::move(s));
   }
+  // The access the pipeline decided `name` needs (kNone when security is off or it was absent):
+  // what a handler re-checks on the record it re-reads under the volume's lock.
+  Access need(std::string_view name) const {
+    for (const auto& [n, a] : needs_) {
+      if (n == name) return a;
+    }
+    return Access::kNone;
+  }
+  void add_need(std::string name, Access access) { needs_.emplace_back(std::move(name), access); }
 
  private:
   std::vector<std::pair<std::string, std::shared_ptr<const store::VolumeRecord>>> volumes_;
   std::vector<std::pair<std::string, std::shared_ptr<const store::SnapshotRecord>>> snapshots_;
+  std::vector<std::pair<std::string, Access>> needs_;
 };
 
 using Handler = std::function<Status(Call& call, const Message& request, Message* response)>;

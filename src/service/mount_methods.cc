@@ -20,7 +20,7 @@ Status VolumeService::attach(Call& call, const v1::AttachRequest& req, v1::Attac
     return Status(Code::kNotFound, "node_not_found",
                   "node '" + req.node() + "' is not one of this server's nodes (config `nodes`)");
   }
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   if (!req.node().empty() && !v->attached_node.empty() && v->attached_node != req.node()) {
     return Status(Code::kFailedPrecondition, "attached_to_other_node",
@@ -46,7 +46,7 @@ Status VolumeService::attach(Call& call, const v1::AttachRequest& req, v1::Attac
 // idempotent per node). The node keeps its access until the device is gone: a detach refused
 // because the volume is still mounted leaves it able to unstage.
 Status VolumeService::detach(Call& call, const v1::AttachRequest& req, v1::Empty*) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   if (!req.node().empty() && v->attached_node != req.node()) {
     call.audit_message = "Volume " + v->id + " not attached for node " + req.node() + ": nothing to do";
@@ -66,7 +66,7 @@ Status VolumeService::detach(Call& call, const v1::AttachRequest& req, v1::Empty
 }
 
 Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   ASSIGN_OR_RETURN(driver::FsType fs_type, driver::parse_fs(v->fs));
   // Resolved once; the driver mounts on this fd, never on the name.
@@ -79,7 +79,7 @@ Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*)
 }
 
 Status VolumeService::unmount(Call& call, const v1::VolumeRef&, v1::Empty*) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   Status unmounted = driver_->unmount(locked.record->id);
   sync_runtime(locked.record->id);
   return unmounted;
@@ -89,7 +89,7 @@ Status VolumeService::unmount(Call& call, const v1::VolumeRef&, v1::Empty*) {
 // access for a writable one (the method's resource check); audited like a mount.
 Status VolumeService::publish(Call& call, const v1::PublishRequest& req, v1::Empty*) {
   if (req.staging_path().empty()) return invalid("staging_path", "is required");
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   // The source is read, not written: the driver checks it is this volume's own mount.
   ASSIGN_OR_RETURN(driver::MountTarget staging,
@@ -107,7 +107,7 @@ Status VolumeService::publish(Call& call, const v1::PublishRequest& req, v1::Emp
 }
 
 Status VolumeService::unpublish(Call& call, const v1::MountRequest& req, v1::Empty*) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   ASSIGN_OR_RETURN(driver::MountTarget target, resolve_target(call, req.path(), {}));
   if (target.mount_root) {
@@ -141,7 +141,7 @@ Status VolumeService::unpublish(Call& call, const v1::MountRequest& req, v1::Emp
 // smaller than it is), and the filesystem grown to fill the volume — online where it is
 // mounted. Asked again after a grow that stopped between file and filesystem, it finishes it.
 Status VolumeService::expand(Call& call, const v1::ExpandRequest& req, v1::VolumeResponse* resp) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& v = locked.record;
   uint64_t size = v->size_bytes;
   if (!req.size().empty()) {

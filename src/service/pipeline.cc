@@ -173,6 +173,7 @@ CallDecision Pipeline::decide(const MethodSpec& spec, const identity::Identity& 
     } else if (admins_.is_admin(who)) {
       granted = {Access::kAdmin, "ownership admin (the snapshot's volume is gone)"};
     }
+    if (call) call->add_need(check.name, need.access);
     if (i == 0 || out.needed == Access::kNone) {
       out.needed = need.access;
       out.granted = granted.access;

@@ -101,7 +101,7 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
     if (!src_vol) return driver_->clone_snapshot(src_snap->id, id);
     // The source is copied under its own lock (frozen if mounted): no resize or restore of it
     // can run meanwhile.
-    ASSIGN_OR_RETURN(VolumeLock source, lock_volume(src_vol->id));
+    ASSIGN_OR_RETURN(VolumeLock source, lock_volume(call, "source"));
     return driver_->clone_volume(source.record->id, id);
   });
   if (!made) return made.status();
@@ -112,7 +112,7 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
 
 // ---- volume.delete
 Status VolumeService::delete_volume(Call& call, const v1::VolumeRef&, v1::Empty*) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& current = locked.record;
   auto st = driver_->status(current->id);
   if (st.is_ok() && (!st->mount_path.empty() || !st->device.empty())) {
@@ -156,7 +156,7 @@ Status VolumeService::inspect_volume(Call& call, const v1::VolumeRef&, v1::Volum
 
 // ---- volume.update
 Status VolumeService::update_volume(Call& call, const v1::UpdateVolumeRequest& req, v1::VolumeResponse* resp) {
-  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call.volume()->id));
+  ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
   const auto& current = locked.record;
   VolumeRecord rec = *current;
   google::protobuf::Map<std::string, std::string> set_labels = req.set_labels();

@@ -57,7 +57,8 @@ std::shared_ptr<const VolumeRecord> VolumeService::snapshot_volume(const Snapsho
   return find_volume(s.volume_id);
 }
 
-Result<VolumeService::VolumeLock> VolumeService::lock_volume(const std::string& id) {
+Result<VolumeService::VolumeLock> VolumeService::lock_volume(const Call& call, const std::string& id,
+                                                             Access need) {
   VolumeLock locked;
   {
     std::lock_guard lock(op_locks_mu_);
@@ -67,8 +68,15 @@ Result<VolumeService::VolumeLock> VolumeService::lock_volume(const std::string& 
   }
   locked.guard = std::unique_lock(*locked.mutex);
   locked.record = find_volume(id);
-  if (!locked.record) {
-    return Status(Code::kNotFound, "volume_not_found", "volume '" + id + "' not found");
+  const Status not_found(Code::kNotFound, "volume_not_found", "volume '" + id + "' not found");
+  if (!locked.record) return not_found;
+  if (need > Access::kNone && call.may) {
+    if (!call.may(*locked.record, Access::kRead)) return not_found;
+    if (!call.may(*locked.record, need)) {
+      return Status(Code::kPermissionDenied, "acl_insufficient",
+                    call.method + " on volume " + locked.record->name + " (" + id + ") needs " +
+                        ownership::access_name(need) + " access, which changed while the call waited");
+    }
   }
   return locked;
 }

@@ -88,13 +88,20 @@ class VolumeService : public ResourceResolver {
   // One operation on one volume at a time. `record` is read from the catalog after the lock is
   // held: a handler acts on it, never on the record the pipeline resolved before the lock (a
   // concurrent update or delete may have replaced it). NOT_FOUND when the volume was deleted
-  // meanwhile.
+  // meanwhile — or when the caller lost the access the pipeline decided while it waited (a
+  // revoked grant, a node whose volume was detached): the check is repeated on the re-read
+  // record, with the pipeline's refusals (no read: NOT_FOUND; less than `need`:
+  // acl_insufficient).
   struct VolumeLock {
     std::shared_ptr<std::mutex> mutex;  // declared first: outlives the guard
     std::unique_lock<std::mutex> guard;
     std::shared_ptr<const store::VolumeRecord> record;
   };
-  [[nodiscard]] Result<VolumeLock> lock_volume(const std::string& id);
+  [[nodiscard]] Result<VolumeLock> lock_volume(const Call& call, const std::string& id, Access need);
+  // The declared resource `resource`, with the access the pipeline decided it needs.
+  [[nodiscard]] Result<VolumeLock> lock_volume(const Call& call, std::string_view resource = "volume") {
+    return lock_volume(call, call.volume(resource)->id, call.need(resource));
+  }
   // Attach/mount state, as the driver (the host) reports it, copied into the catalog for
   // inspect. Called under the volume's lock after every change to it: the driver is the one
   // source of truth; the copy never diverges from what the last operation left.

@@ -882,6 +882,10 @@ TEST_F(CsiTest, NodeCredentialReachesOnlyItsAttachedVolumes) {
   EXPECT_TRUE(inspect(ctrl, on2).is_ok());
   EXPECT_EQ(ctrl.call("/volguard.v1.VolguardVolume/Delete", ref, &e).reason(), "rbac_denied");
   EXPECT_EQ(ctrl.call("/volguard.v1.VolguardMountAttach/Mount", m, &e).reason(), "rbac_denied");
+  // Read-everything belongs to a token that is the controller and nothing else: with a second
+  // role (which could clone or publish) it is an ordinary caller.
+  auto mixed = srv_->client(srv_->token("csi-controller", {"system.csi-controller", "system.user"}));
+  EXPECT_EQ(inspect(mixed, on1).code(), Code::kNotFound);
   ASSERT_TRUE(detach(on1, "node-1", alice_).ok());
   ASSERT_TRUE(detach(on2, "node-2", alice_).ok());
   // Detached: node-1's access ends with it.
@@ -906,6 +910,9 @@ TEST_F(CsiTest, PluginRestartMidPublishDoesNotStrandTheVolume) {
   plugin_ = std::move(replacement).value();
   const std::string socket = options_.endpoint.substr(std::string("unix://").size());
   ASSERT_TRUE(stdfs::is_socket(socket)) << "the old instance removed the new one's socket";
+  struct stat sock {};
+  ASSERT_EQ(::lstat(socket.c_str(), &sock), 0);
+  EXPECT_EQ(sock.st_mode & 0777, 0600u) << "whoever can connect acts with the node credential";
   auto channel = grpc::CreateChannel(options_.endpoint, grpc::InsecureChannelCredentials());
   node_ = ::csi::v1::Node::NewStub(channel);
   controller_ = ::csi::v1::Controller::NewStub(channel);
