@@ -286,7 +286,14 @@ class ControllerService final : public v1::Controller::Service {
     detach.set_node(req->node_id());
     vg::Empty e;
     Status s = backend_->call(token, kMount + "Detach", detach, &e);
-    if (s.code() == Code::kNotFound) return grpc::Status::OK;  // nothing left to detach
+    if (s.code() == Code::kNotFound) {
+      // Gone: nothing left to detach. But a volume that exists and that this tenant may no
+      // longer see (its grant was revoked, it was transferred) is not detached: answering OK
+      // would make the attacher forget an attachment the node still has.
+      vg::VolumeResponse seen;
+      if (inspect(backend_->controller_token(), req->volume_id(), &seen).is_ok()) return to_grpc(s, token);
+      return grpc::Status::OK;
+    }
     return to_grpc(s, token);
   }
 

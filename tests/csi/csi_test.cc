@@ -820,6 +820,14 @@ TEST_F(CsiTest, ControllerPublishToAnUnknownNodeIsNotFound) {
   EXPECT_EQ(inspect_as_admin(id).attached_node(), "node-1");
   EXPECT_FALSE(inspect_as_admin(id).device().empty());
   ASSERT_TRUE(detach(id, "node-1", alice_).ok());
+  // A tenant who cannot see the volume cannot detach it, and is not told it is done: the
+  // attacher would forget an attachment the node still has.
+  ASSERT_TRUE(attach(id, "node-1", alice_).ok());
+  expect_code(detach(id, "node-1", bob_), grpc::StatusCode::NOT_FOUND, "detach by bob");
+  EXPECT_EQ(inspect_as_admin(id).attached_node(), "node-1");
+  ASSERT_TRUE(detach(id, "node-1", alice_).ok());
+  // A volume that is gone: nothing to detach, OK.
+  EXPECT_TRUE(detach("0123456789abcdef", "node-1", alice_).ok());
 }
 
 // NodeRestriction, asked of the server directly with each node's credential: a node acts on
