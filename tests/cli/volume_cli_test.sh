@@ -173,8 +173,10 @@ kill -9 "$server_pid"; wait "$server_pid" 2>/dev/null || true
 wait "$loop_pid" || true
 case "$last" in *"msg=Intent"*) ;; *) fail "never caught a create between its intent and its outcome" ;; esac
 start_server
-# Every intent has exactly one outcome; the one the crash left open is "unknown", with what
-# recovery found.
+# Every intent has exactly one outcome; one the crash left open is "unknown", with what
+# recovery found. (The kill lands a moment after the intent was seen: the create may have
+# finished in between, and then nothing was open. The exact steps are tested
+# deterministically in crash_points_test.sh.)
 /usr/bin/python3 - "$TRAIL" <<'PY' || fail "write-ahead audit: intents and outcomes do not pair"
 import re, sys
 intents, outcomes = [], {}
@@ -189,10 +191,11 @@ for i in intents:
     assert len(outcomes.get(i, [])) == 1, (i, outcomes.get(i))
 assert set(outcomes) <= set(intents), set(outcomes) - set(intents)
 unknown = [l for v in outcomes.values() for (o, l) in v if o == "unknown"]
-assert len(unknown) == 1, unknown
-assert "found=" in unknown[0] and "method=volume.create" in unknown[0], unknown[0]
+assert len(unknown) <= 1, unknown
+for u in unknown:
+    assert "found=" in u and "method=volume.create" in u, u
 print("write-ahead audit: %d intents, each with one outcome; open at the crash: %s" %
-      (len(intents), re.search(r'found=("[^"]*"|\S+)', unknown[0]).group(1)))
+      (len(intents), re.search(r'found=("[^"]*"|\S+)', unknown[0]).group(1) if unknown else "none"))
 PY
 expect_rc 0 --token "$ADMIN" volume list -o json
 echo "$out" > after.json
