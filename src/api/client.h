@@ -3,6 +3,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -24,9 +25,17 @@ class Client {
   Status call(const std::string& grpc_path, const google::protobuf::Message& request,
               google::protobuf::Message* response) const;
 
+  // Read-your-writes across the nodes of a cluster: every call asks for a catalog at least this
+  // new (metadata volguard-min-revision); each reply's revision (trailer volguard-revision)
+  // raises it. A CLI session passes it from one process to the next (--session).
+  void set_min_revision(int64_t revision) { min_revision_ = revision; }
+  int64_t revision() const { return revision_ > min_revision_ ? revision_ : min_revision_; }
+
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::string token_;
+  int64_t min_revision_ = 0;
+  mutable int64_t revision_ = 0;
 };
 
 }  // namespace volguard::api

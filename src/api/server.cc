@@ -132,8 +132,26 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
       meta.authorization.assign(it->second.data(), it->second.size());
     }
     meta.remote = ctx_->peer();
+    if (auto it = md.find("volguard-min-revision"); it != md.end()) {
+      auto rev = parse_count(std::string_view(it->second.data(), it->second.size()));
+      if (!rev || *rev > static_cast<uint64_t>(INT64_MAX)) {
+        finish_error(Status(Code::kInvalidArgument, "bad_request",
+                            "metadata volguard-min-revision must be a revision number"));
+        return;
+      }
+      meta.min_revision = static_cast<int64_t>(*rev);
+    }
+    if (auto it = md.find("volguard-forwarded-by"); it != md.end()) {
+      meta.forwarded_by.assign(it->second.data(), it->second.size());
+      if (!is_valid_name(meta.forwarded_by)) {
+        finish_error(Status(Code::kInvalidArgument, "bad_request",
+                            "metadata volguard-forwarded-by must be a node name"));
+        return;
+      }
+    }
     std::unique_ptr<Message> response(spec_->response_prototype->New());
     Status s = pipeline_->invoke(*spec_, meta, *request, response.get());
+    ctx_->AddTrailingMetadata("volguard-revision", std::to_string(pipeline_->seen_revision()));
     if (!s.is_ok()) {
       finish_error(s);
       return;
@@ -386,8 +404,19 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
     service::RequestMeta meta;
     meta.authorization = req.get_header_value("Authorization");
     meta.remote = req.remote_addr + ":" + std::to_string(req.remote_port);
+    if (req.has_header("Volguard-Min-Revision")) {
+      auto rev = parse_count(req.get_header_value("Volguard-Min-Revision"));
+      if (!rev || *rev > static_cast<uint64_t>(INT64_MAX)) {
+        Status bad(Code::kInvalidArgument, "bad_request", "header Volguard-Min-Revision must be a revision number");
+        res.status = 400;
+        res.set_content(error_json(bad), "application/json");
+        return;
+      }
+      meta.min_revision = static_cast<int64_t>(*rev);
+    }
     std::unique_ptr<Message> response(spec->response_prototype->New());
     Status s = pipeline->invoke(*spec, meta, *request, response.get());
+    res.set_header("Volguard-Revision", std::to_string(pipeline->seen_revision()));
     if (!s.is_ok()) {
       res.status = http_status_of(s.code());
       res.set_content(error_json(s), "application/json");

@@ -25,6 +25,7 @@ const std::string kMountSvc = "/volguard.v1.VolguardMountAttach/";
 const std::string kRoleSvc = "/volguard.v1.VolguardRole/";
 const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
 const std::string kQuotaSvc = "/volguard.v1.VolguardQuota/";
+const std::string kNodeSvc = "/volguard.v1.VolguardNode/";
 
 std::string resolve_token(const Globals& g) {
   if (!g.token.empty()) return g.token;
@@ -59,7 +60,21 @@ int call(const Globals& g, const std::string& path, const Message& req, Message*
     std::cerr << "error: " << client.status().message() << "\n";
     return kExitUsage;
   }
+  std::string session = g.session;
+  if (session.empty()) {
+    if (const char* env = std::getenv("VOLGUARD_SESSION")) session = env;
+  }
+  if (!session.empty()) {
+    if (auto text = read_file(session); text.is_ok()) {
+      if (auto rev = parse_count(trim_trailing_whitespace(*text))) client->set_min_revision(static_cast<int64_t>(*rev));
+    }
+  }
   Status s = client->call(path, req, resp);
+  if (!session.empty() && client->revision() > 0) {
+    if (Status w = write_file(session, std::to_string(client->revision()) + "\n", 0600); !w.is_ok()) {
+      std::cerr << "warning: --session: " << w.message() << "\n";
+    }
+  }
   if (!s.is_ok()) {
     std::cerr << "error: " << code_name(s.code()) << (s.reason().empty() ? "" : " " + s.reason())
               << ": " << s.message() << "\n";
@@ -119,6 +134,7 @@ void print_volume(const v1::Volume& v) {
             << "State      : " << v.state() << "\n"
             << "Owner      : " << (v.ownership().owner().empty() ? "(none: public)" : v.ownership().owner()) << "\n"
             << "ACL        : " << acl_text(v.ownership()) << "\n";
+  if (!v.home_node().empty()) std::cout << "Home node  : " << v.home_node() << "\n";
   if (!v.device().empty()) std::cout << "Device     : " << v.device() << "\n";
   if (!v.mount_path().empty()) std::cout << "Mounted at : " << v.mount_path() << "\n";
   if (!v.source_volume().empty()) std::cout << "Source     : " << v.source_volume() << "\n";
@@ -175,6 +191,7 @@ int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& 
       (*req.mutable_collaborators())[n] = acc;
     }
     req.set_public_(a.public_access);
+    req.set_home_node(a.node);
     v1::VolumeResponse resp;
     return call(g, kVolumeSvc + "Create", req, &resp, [&] {
       std::cout << "Volume successfully created: " << resp.volume().id() << "\n";
@@ -524,6 +541,22 @@ int auth_command(const Globals& g, const std::string& verb, const std::string& m
     return rc;
   }
   return usage("unknown auth verb " + verb);
+}
+
+int node_command(const Globals& g, const std::string& verb) {
+  if (verb == "list") {
+    v1::NodeEnumerateResponse resp;
+    return call(g, kNodeSvc + "Enumerate", v1::Empty(), &resp, [&] {
+      std::cout << std::left << std::setw(20) << "NODE" << std::setw(24) << "ADDRESS" << std::setw(8) << "STATE"
+                << std::setw(10) << "VOLUMES" << std::setw(22) << "STARTED" << "VERSION\n";
+      for (const auto& n : resp.nodes()) {
+        std::cout << std::setw(20) << (n.name() + (n.self() ? " *" : "")) << std::setw(24) << n.address()
+                  << std::setw(8) << (n.alive() ? "up" : "down") << std::setw(10) << n.volumes()
+                  << std::setw(22) << n.started_at() << n.version() << "\n";
+      }
+    });
+  }
+  return usage("unknown node verb " + verb);
 }
 
 }  // namespace volguard::cli

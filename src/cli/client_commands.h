@@ -14,6 +14,9 @@ struct Globals {
   std::string token_file;
   std::string tls_ca;
   std::string output;  // "" (table) | "json"
+  // A file carrying the store revision from one command to the next (else $VOLGUARD_SESSION):
+  // read-your-writes when consecutive commands go to different nodes of a cluster.
+  std::string session;
 };
 
 // Exit codes distinguish the refusals (README "CLI exit codes").
@@ -25,6 +28,7 @@ struct VolumeArgs {
   std::vector<std::string> labels, remove_labels, groups, collaborators;
   std::string public_access;
   std::string path, snapshot, new_name, owner;
+  std::string node;  // create: the cluster node to hold the data
   bool remove_public = false;
 };
 
@@ -43,5 +47,16 @@ struct QuotaArgs {
   std::string max_bytes, max_volumes, max_snapshots;  // "" unchanged; "0"/"unlimited" no limit
 };
 int quota_command(const Globals& g, const std::string& verb, const QuotaArgs& a);
+int node_command(const Globals& g, const std::string& verb);
+
+// `volguard store migrate`: every record of a single node's SQLite store into the etcd store a
+// cluster config names (offline: the node's server is stopped). Volumes and snapshots are
+// homed on `node` (default: the config's node.name), whose disk holds their data.
+struct MigrateArgs {
+  std::string from;         // the SQLite database
+  std::string to_config;    // a server config with store.etcd
+  std::string node;
+};
+int store_migrate(const MigrateArgs& a);
 
 }  // namespace volguard::cli

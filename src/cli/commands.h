@@ -41,6 +41,7 @@ int server_check(const std::string& config_file);
 // Offline audit verbs: read the log files, no server needed.
 struct AuditArgs {
   std::string config_file;
+  std::vector<std::string> configs;  // verify: one per node (each its own chain and key)
   std::string dir;
   std::string key_file;
   std::string user, since, method, output;

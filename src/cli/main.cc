@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--token", g.token, "Bearer token (else --token-file, else $VOLGUARD_TOKEN)");
   app.add_option("--token-file", g.token_file, "File holding the bearer token");
   app.add_option("--tls-ca", g.tls_ca, "CA certificate: use TLS to the server");
+  app.add_option("--session", g.session, "File carrying the last revision seen (cluster read-your-writes)");
   app.add_option("-o,--output", g.output, "Output format: json")->check(CLI::IsMember({"json", "table"}));
 
   VolumeArgs va;
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   vc->add_option("--group", va.groups, "GROUP:r|w|a (repeatable)");
   vc->add_option("--collaborator", va.collaborators, "USER:r|w|a (repeatable)");
   vc->add_option("--public", va.public_access, "Public access: r|w|a");
+  vc->add_option("--node", va.node, "Cluster: the node to hold the data (default: the node asked)");
   auto* vl = verb(volume, "volume", "list", "List volumes you may read");
   vl->add_option("--label", va.labels, "KEY=VALUE filter (repeatable)");
   vl->add_option("--owner", va.owner, "Only volumes of this principal");
@@ -166,6 +168,18 @@ int main(int argc, char** argv) {
   qs->add_flag("--reset", qa.reset, "Remove the quota (the guest: back to the config default)");
   qw->add_flag("--all", qa.all, "Every quota set, and the guest's");
 
+  auto* node = app.add_subcommand("node", "The cluster's nodes");
+  node->require_subcommand(1);
+  verb(node, "node", "list", "List the nodes and their liveness");
+
+  MigrateArgs ma;
+  auto* store_cmd = app.add_subcommand("store", "Metadata store maintenance (offline)");
+  store_cmd->require_subcommand(1);
+  auto* migrate = store_cmd->add_subcommand("migrate", "Copy a single node's SQLite store into etcd");
+  migrate->add_option("--from", ma.from, "The SQLite database (data_dir/volguard.db)")->required();
+  migrate->add_option("--to", ma.to_config, "A server config whose store is etcd")->required();
+  migrate->add_option("--node", ma.node, "Home node of the volumes (default: node.name of --to)");
+
   std::string can_method, can_volume;
   auto* auth = app.add_subcommand("auth", "Who am I, and what may I do");
   auth->require_subcommand(1);
@@ -179,8 +193,10 @@ int main(int argc, char** argv) {
   audit_cmd->require_subcommand(1);
   auto* averify = audit_cmd->add_subcommand("verify", "Check the audit log's HMAC chain and seal");
   auto* ashow = audit_cmd->add_subcommand("show", "Query the audit (or, with --denied, access) log");
+  averify->add_option("--config", audit_args.configs,
+                       "Server config (audit.dir, audit.key_file); repeat it for every node of a cluster");
+  ashow->add_option("--config", audit_args.config_file, "Server config (audit.dir, audit.key_file)");
   for (auto* c : {averify, ashow}) {
-    c->add_option("--config", audit_args.config_file, "Server config (audit.dir, audit.key_file)");
     c->add_option("--dir", audit_args.dir, "Log directory (default ./data/log/security)");
   }
   averify->add_option("--key-file", audit_args.key_file, "Chain key (default from --config)");
@@ -207,7 +223,9 @@ int main(int argc, char** argv) {
     if (group == "role") return role_command(g, name, role_arg);
     if (group == "auth") return auth_command(g, name, can_method, can_volume);
     if (group == "quota") return quota_command(g, name, qa);
+    if (group == "node") return node_command(g, name);
   }
+  if (migrate->parsed()) return store_migrate(ma);
   if (averify->parsed()) return audit_verify(audit_args);
   if (ashow->parsed()) {
     audit_args.output = g.output;

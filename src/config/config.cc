@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <set>
 
@@ -377,6 +379,96 @@ Result<QuotasConfig> parse_quotas(const YAML::Node& node, const std::string& fil
   return out;
 }
 
+Result<StoreConfig> parse_store(const YAML::Node& node, const std::string& file) {
+  RETURN_IF_ERROR(check_keys(node, file, "store", {"sqlite", "etcd"}));
+  StoreConfig out;
+  if (node["sqlite"] && node["etcd"]) return bad(file, "store", "name one of sqlite or etcd, not both");
+  if (node["sqlite"]) {
+    // The embedded default: the database is data_dir/volguard.db. Nothing to configure yet.
+    if (!node["sqlite"].IsNull() && !(node["sqlite"].IsMap() && node["sqlite"].size() == 0)) {
+      return bad(file, "store.sqlite", "takes no settings (the database is <data_dir>/volguard.db)");
+    }
+    return out;
+  }
+  if (!node["etcd"]) return out;
+  const auto& e = node["etcd"];
+  const std::string w = "store.etcd";
+  RETURN_IF_ERROR(check_keys(e, file, w,
+                             {"endpoints", "prefix", "tls", "username", "password_file", "timeout",
+                              "stale_after", "node_ttl"}));
+  out.etcd_enabled = true;
+  if (!e["endpoints"]) return bad(file, w + ".endpoints", "is required (host:port of each member)");
+  ASSIGN_OR_RETURN(out.etcd.endpoints, get_string_list(e["endpoints"], file, w + ".endpoints"));
+  if (out.etcd.endpoints.empty()) return bad(file, w + ".endpoints", "must name at least one member");
+  for (size_t i = 0; i < out.etcd.endpoints.size(); ++i) {
+    std::string& ep = out.etcd.endpoints[i];
+    for (const char* scheme : {"http://", "https://"}) {
+      if (ep.rfind(scheme, 0) == 0) ep = ep.substr(std::string(scheme).size());
+    }
+    const auto colon = ep.rfind(':');
+    if (ep.empty() || colon == std::string::npos || colon == 0 || !parse_count(ep.substr(colon + 1))) {
+      return bad(file, w + ".endpoints[" + std::to_string(i) + "]", "'" + ep + "' is not host:port");
+    }
+  }
+  if (e["prefix"]) {
+    ASSIGN_OR_RETURN(out.etcd.prefix, get_string(e["prefix"], file, w + ".prefix"));
+    if (out.etcd.prefix.empty() || out.etcd.prefix[0] != '/' || out.etcd.prefix.back() == '/') {
+      return bad(file, w + ".prefix", "'" + out.etcd.prefix + "' must start with / and not end with /");
+    }
+  }
+  if (e["tls"]) {
+    const auto& t = e["tls"];
+    RETURN_IF_ERROR(check_keys(t, file, w + ".tls", {"ca_file", "cert_file", "key_file"}));
+    if (t["ca_file"]) {
+      ASSIGN_OR_RETURN(out.etcd.ca_file, get_string(t["ca_file"], file, w + ".tls.ca_file"));
+    }
+    if (t["cert_file"]) {
+      ASSIGN_OR_RETURN(out.etcd.cert_file, get_string(t["cert_file"], file, w + ".tls.cert_file"));
+    }
+    if (t["key_file"]) {
+      ASSIGN_OR_RETURN(out.etcd.key_file, get_string(t["key_file"], file, w + ".tls.key_file"));
+    }
+    if (out.etcd.ca_file.empty()) return bad(file, w + ".tls.ca_file", "is required with tls");
+    if (out.etcd.cert_file.empty() != out.etcd.key_file.empty()) {
+      return bad(file, w + ".tls", "cert_file and key_file go together");
+    }
+  }
+  if (e["username"]) {
+    ASSIGN_OR_RETURN(out.etcd.username, get_string(e["username"], file, w + ".username"));
+  }
+  if (e["password_file"]) {
+    ASSIGN_OR_RETURN(out.etcd.password_file, get_string(e["password_file"], file, w + ".password_file"));
+  }
+  if (out.etcd.username.empty() != out.etcd.password_file.empty()) {
+    return bad(file, w, "username and password_file go together");
+  }
+  struct Bound {
+    const char* key;
+    std::chrono::seconds* value;
+  };
+  for (Bound b : {Bound{"timeout", &out.etcd.timeout}, Bound{"stale_after", &out.etcd.stale_after},
+                  Bound{"node_ttl", &out.etcd.node_ttl}}) {
+    if (!e[b.key]) continue;
+    ASSIGN_OR_RETURN(*b.value, get_duration(e[b.key], file, w + "." + b.key));
+    if (b.value->count() < 1 || b.value->count() > 3600) {
+      return bad(file, w + "." + b.key, "must be 1s..1h");
+    }
+  }
+  return out;
+}
+
+Result<NodeConfig> parse_node(const YAML::Node& node, const std::string& file) {
+  RETURN_IF_ERROR(check_keys(node, file, "node", {"name", "advertise"}));
+  NodeConfig out;
+  if (node["name"]) {
+    ASSIGN_OR_RETURN(out.name, get_string(node["name"], file, "node.name"));
+  }
+  if (node["advertise"]) {
+    ASSIGN_OR_RETURN(out.advertise, get_string(node["advertise"], file, "node.advertise"));
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* username_claim_name(UsernameClaim claim) {
@@ -401,7 +493,8 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
   try {
     RETURN_IF_ERROR(check_keys(
         root, file, "",
-        {"data_dir", "mount_roots", "nodes", "api", "security", "audit", "metrics", "limits", "quotas"}));
+        {"data_dir", "mount_roots", "nodes", "api", "security", "audit", "metrics", "limits", "quotas",
+         "store", "node"}));
     if (root["data_dir"]) {
       ASSIGN_OR_RETURN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
     }
@@ -480,6 +573,22 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     if (root["quotas"]) {
       ASSIGN_OR_RETURN(out.quotas, parse_quotas(root["quotas"], file));
     }
+    if (root["store"]) {
+      ASSIGN_OR_RETURN(out.store, parse_store(root["store"], file));
+    }
+    if (root["node"]) {
+      ASSIGN_OR_RETURN(out.node, parse_node(root["node"], file));
+    }
+    if (out.node.name.empty()) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof host - 1) == 0) out.node.name = host;
+      if (auto dot = out.node.name.find('.'); dot != std::string::npos) out.node.name.resize(dot);
+    }
+    if (!is_valid_name(out.node.name)) {
+      return bad(file, "node.name", "'" + out.node.name +
+                                        "' must be 1-128 of [A-Za-z0-9._-], not starting with '.' or '-'");
+    }
+    if (out.node.advertise.empty()) out.node.advertise = out.api.grpc;
     if (out.audit.dir.empty()) out.audit.dir = out.data_dir + "/log/security";
     if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");

@@ -103,6 +103,33 @@ struct QuotasConfig {
   QuotaLimits guest{.max_bytes = uint64_t{1} << 30, .max_volumes = 10, .max_snapshots = 10};
 };
 
+// The metadata store: SQLite in data_dir (one node, the default) or etcd (a cluster).
+struct EtcdConfig {
+  std::vector<std::string> endpoints;  // host:port of the members
+  std::string prefix = "/volguard";    // every key under it
+  std::string ca_file;                 // TLS to etcd: the members' CA (https when set)
+  std::string cert_file;               // client certificate, for etcd --client-cert-auth
+  std::string key_file;
+  std::string username;                // etcd auth; the password from a file, never inline
+  std::string password_file;
+  std::chrono::seconds timeout{2};      // per etcd call
+  std::chrono::seconds stale_after{3};  // past this without a confirmed-complete catalog,
+                                        // decisions are refused (metadata_stale)
+  std::chrono::seconds node_ttl{5};     // this node's liveness lease
+};
+
+struct StoreConfig {
+  bool etcd_enabled = false;
+  EtcdConfig etcd;
+};
+
+// This node in a cluster: its name (what other nodes and `node list` call it, and a volume's
+// home) and where other nodes reach its gRPC API to forward requests for its volumes.
+struct NodeConfig {
+  std::string name;       // default: the host name
+  std::string advertise;  // default: api.grpc
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   std::string data_dir = "./data";
@@ -117,6 +144,8 @@ struct Config {
   bool metrics_require_token = true;  // /metrics needs a token whose roles allow metrics.inspect
   LimitsConfig limits;
   QuotasConfig quotas;
+  StoreConfig store;
+  NodeConfig node;
 };
 
 // Parses YAML text; `file` names it in errors.

@@ -72,6 +72,7 @@ Result<std::unique_ptr<AuditRecorder>> AuditRecorder::open(const config::Config&
   r->fail_closed_ = config.audit.fail_closed;
   r->dir_ = config.audit.dir;
   r->metrics_ = metrics;
+  r->node_ = config.node.name;
   audit::Format format = config.audit.format == "json" ? audit::Format::kJson : audit::Format::kLogfmt;
   audit::LogOptions access{.path = config.audit.dir + "/" + kAccessLogName, .format = format,
                            .max_bytes = config.audit.max_bytes, .keep = config.audit.keep,
@@ -110,6 +111,11 @@ audit::Record AuditRecorder::base(const DecisionRecord& r, const std::string& le
   rec.add("reason", r.status.reason());
   rec.add("remote", r.remote);
   rec.add("request_id", r.request_id);
+  rec.add("node", node_);
+  // Cluster forwarding: the forwarding node records where it sent the call; the home node
+  // records who forwarded it (as that node claims; node-to-node mTLS would make it proven).
+  if (!r.forwarded_to.empty()) rec.add("forwarded_to", r.forwarded_to);
+  if (!r.forwarded_by.empty()) rec.add("forwarded_by", r.forwarded_by);
   return rec;
 }
 
@@ -228,6 +234,7 @@ Result<size_t> AuditRecorder::recover_intents(
                           "groups", "resource", "remote", "request_id"}) {
       rec.add(k, get(k));
     }
+    rec.add("node", node_);
     rec.add("intent", get("intent"));
     rec.add("outcome", "unknown");
     rec.add("intent_time", get("time"));
@@ -243,6 +250,7 @@ Status AuditRecorder::event(const std::string& msg, audit::Record fields, bool s
   rec.add("level", "info");
   rec.add("msg", msg);
   rec.add("method", "server");
+  rec.add("node", node_);
   for (size_t i = 0; i < fields.fields.size(); ++i) {
     rec.add_as(std::move(fields.fields[i].first), std::move(fields.fields[i].second), fields.kind(i));
   }

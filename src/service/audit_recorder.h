@@ -57,6 +57,7 @@ class AuditRecorder : public DecisionRecorder {
   std::string dir_;
   static constexpr uint64_t kMinFreeBytes = 64 * 1024;
   Metrics* metrics_ = nullptr;
+  std::string node_;  // this node's name: every record says where it was written
 };
 
 }  // namespace volguard::service

@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <ctime>
+
 #include "common/text.h"
+#include "common/version.h"
 #include "driver/driver.h"
 #include "identity/verifier.h"
 #include "store/store.h"
@@ -14,6 +17,29 @@ namespace {
 
 Status with_key(const config::Config& config, const char* key, const Status& s) {
   return Status(s.code(), s.reason(), config.file + ": " + key + ": " + s.message());
+}
+
+// SQLite in the data dir (one node), or etcd (a cluster) when the config names it.
+Result<std::unique_ptr<store::MetadataStore>> open_store(const config::Config& config) {
+  if (!config.store.etcd_enabled) return store::open_sqlite_store(config.data_dir + "/volguard.db");
+  const config::EtcdConfig& e = config.store.etcd;
+  store::EtcdStoreOptions options{.endpoints = e.endpoints,
+                                  .prefix = e.prefix,
+                                  .ca_file = e.ca_file,
+                                  .cert_file = e.cert_file,
+                                  .key_file = e.key_file,
+                                  .username = e.username,
+                                  .timeout = e.timeout,
+                                  .stale_after = e.stale_after,
+                                  .node_ttl = e.node_ttl};
+  if (!e.password_file.empty()) {
+    auto password = read_file(e.password_file);
+    if (!password) return with_key(config, "store.etcd.password_file", password.status());
+    options.password = std::string(trim_trailing_newlines(*password));
+  }
+  auto store = store::open_etcd_store(options);
+  if (!store) return with_key(config, "store.etcd", store.status());
+  return store;
 }
 
 }  // namespace
@@ -43,14 +69,25 @@ Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
   }
   // The audit trail before anything that could change state: no recorder, no server.
   ASSIGN_OR_RETURN(core->recorder_, AuditRecorder::open(config, &core->metrics_));
-  ASSIGN_OR_RETURN(auto store, store::open_sqlite_store(config.data_dir + "/volguard.db"));
+  ASSIGN_OR_RETURN(auto store, open_store(config));
+  {
+    store::NodeRecord self{.name = config.node.name,
+                           .grpc_address = config.node.advertise,
+                           .rest_address = config.api.rest,
+                           .started_at = static_cast<int64_t>(::time(nullptr)),
+                           .version = kVersion};
+    if (Status s = store->register_node(self); !s.is_ok()) {
+      return Status(s.code(), s.reason(), config.file + ": node: registering " + self.name + ": " + s.message());
+    }
+  }
   ASSIGN_OR_RETURN(auto driver, driver::open_local_driver(config.data_dir));
   core->volumes_ =
       std::make_unique<VolumeService>(config, std::move(store), std::move(driver), core->roles_);
   core->volumes_->register_methods(&core->table_);
   register_metrics_methods(&core->table_, &core->metrics_);
   core->pipeline_ = std::make_unique<Pipeline>(config.security, core->verifier_, core->table_,
-                                               *core->volumes_, core->roles_, *core->recorder_);
+                                               *core->volumes_, core->roles_, *core->recorder_,
+                                               *core->volumes_);
   RETURN_IF_ERROR(core->volumes_->recover());
   // Write-ahead audit: an intent a crash left open gets its outcome now ("unknown", with what
   // the reconciled store and disk hold), before any new request can be taken.

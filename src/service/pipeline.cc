@@ -63,13 +63,14 @@ std::string default_audit_message(const Call& call) {
 Pipeline::Pipeline(const config::SecurityConfig& security,
                    std::shared_ptr<const identity::TokenVerifier> verifier, const MethodTable& table,
                    const ResourceResolver& resolver, const RoleRegistry& roles,
-                   DecisionRecorder& recorder)
+                   DecisionRecorder& recorder, const Router& router)
     : security_(security),
       verifier_(std::move(verifier)),
       table_(table),
       resolver_(resolver),
       roles_(roles),
       recorder_(recorder),
+      router_(router),
       admins_{security.admin_groups} {
   request_prefix_ = random_hex(4);
 }
@@ -218,6 +219,7 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   record.method = call.method;
   record.request_id = call.request_id;
   record.remote = meta.remote;
+  record.forwarded_by = meta.forwarded_by;
   auto finish = [&](Status status) {
     record.status = status;
     record.resource = call.resource_for_log;
@@ -239,7 +241,8 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   call.who = &who;
   record.who = &who;
 
-  // 2-4. Roles, resources, ownership: the one decision.
+  // 2-4. Roles, resources, ownership: the one decision — on a catalog that can be trusted.
+  if (Status fresh = resolver_.catalog_fresh(meta.min_revision); !fresh.is_ok()) return finish(fresh);
   const auto& admins = admins_;
   bool enabled = security_.enabled;
   call.may = [&who, &admins, enabled](const store::VolumeRecord& v, Access need) {
@@ -252,7 +255,19 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
     return finish(d.status);
   }
 
-  // 5. The method's own work. A state change happens only after its intent is durable in the
+  // 5. Where it runs: a call about a volume homed on another node goes there, to be decided
+  //    again by that node; this node records its own decision and the outcome it was given.
+  auto home = router_.route(spec, call, request);
+  if (!home) return finish(home.status());
+  if (!home->empty() && !meta.forwarded_by.empty()) {
+    // Catalogs disagree about the home (one is behind): refuse rather than bounce the call.
+    return finish(Status(Code::kUnavailable, "misrouted",
+                         call.method + " was forwarded here by " + meta.forwarded_by +
+                             " but its home is node " + *home + "; retry"));
+  }
+  record.forwarded_to = *home;
+
+  // 6. The method's own work. A state change happens only after its intent is durable in the
   //    audit trail (write-ahead): if the record cannot be written, nothing is done.
   if (spec.mutates()) {
     if (Status ready = recorder_.audit_ready(); !ready.is_ok()) return finish(ready);
@@ -262,7 +277,8 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   }
   record.authorized = true;
   crash_point("after_intent", call.method);
-  Status result = spec.handler(call, request, response);
+  Status result = home->empty() ? spec.handler(call, request, response)
+                                : router_.forward(*home, spec, meta, request, response);
   crash_point("after_act", call.method);
   if (spec.mutates()) {
     record.resource = call.resource_for_log;

@@ -38,6 +38,32 @@ class ResourceResolver {
   // A snapshot's access is its volume's access now (null: its volume is gone, and only
   // ownership admins may act on it).
   virtual std::shared_ptr<const store::VolumeRecord> snapshot_volume(const store::SnapshotRecord& s) const = 0;
+  // OK when the catalog (and the roles) can be decided on: it holds every change through
+  // `min_revision` (the caller's own last write, possibly made on another node) and, in a
+  // cluster, was confirmed complete within the staleness bound. UNAVAILABLE `metadata_stale`
+  // otherwise: never decide on an old ACL.
+  virtual Status catalog_fresh(store::Revision min_revision) const = 0;
+  // The newest store revision this node has seen: what a reply reports (volguard-revision), so
+  // the caller can ask any node for a catalog at least that new.
+  virtual store::Revision seen_revision() const = 0;
+};
+
+struct RequestMeta;
+
+// Where a call runs. In a cluster a volume's data lives on its home node: a call about it that
+// reaches another node is forwarded there with the caller's own credentials, and the home node
+// runs the whole pipeline again (so no node acts for a caller beyond the caller's token).
+class Router {
+ public:
+  virtual ~Router() = default;
+  // The node that must run the call after it was decided here, or "" for this node.
+  [[nodiscard]] virtual Result<std::string> route(const MethodSpec& spec, const Call& call,
+                                                  const Message& request) const = 0;
+  // Runs the call on `node`: its reply, or its refusal as the home node gave it; UNAVAILABLE
+  // `node_unavailable` (naming the node) when it cannot be reached.
+  [[nodiscard]] virtual Status forward(const std::string& node, const MethodSpec& spec,
+                                       const RequestMeta& meta, const Message& request,
+                                       Message* response) const = 0;
 };
 
 // One record of a decision, for the access log and metrics (issue: audit trail).
@@ -53,6 +79,8 @@ struct DecisionRecord {
   double seconds = 0;
   std::string audit_message;  // for state changes
   std::string params;         // for state changes: the request as JSON (the intent record)
+  std::string forwarded_by;   // the node that forwarded this call here (as that node claims)
+  std::string forwarded_to;   // the home node this call was forwarded to
 };
 
 class DecisionRecorder {
@@ -85,6 +113,12 @@ struct CallDecision {
 struct RequestMeta {
   std::string authorization;  // the raw "authorization" header/metadata value, may be empty
   std::string remote;         // peer address
+  // Read-your-writes: the catalog must hold every change through this revision (metadata
+  // volguard-min-revision; 0: any).
+  store::Revision min_revision = 0;
+  // Set by a node forwarding to a volume's home (metadata volguard-forwarded-by): recorded, and
+  // the home node never forwards such a call again.
+  std::string forwarded_by;
 };
 
 // Whether `decide` explains (auth can-i: an empty ref skips its check, needs come from the
@@ -99,7 +133,7 @@ class Pipeline {
   // is then refused with issuer_unknown).
   Pipeline(const config::SecurityConfig& security, std::shared_ptr<const identity::TokenVerifier> verifier,
            const MethodTable& table, const ResourceResolver& resolver, const RoleRegistry& roles,
-           DecisionRecorder& recorder);
+           DecisionRecorder& recorder, const Router& router);
 
   Status invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
                 Message* response) const;
@@ -110,6 +144,7 @@ class Pipeline {
   bool security_enabled() const { return security_.enabled; }
   const config::SecurityConfig& security() const { return security_; }
   const MethodTable& table() const { return table_; }
+  store::Revision seen_revision() const { return resolver_.seen_revision(); }
   // Roles, then each resource named by `refs` (one per spec.resources entry) and the caller's
   // access to it. A caller without read access gets exactly the NOT_FOUND a missing resource
   // gets. Resolved records are added to `call` when given.
@@ -126,6 +161,7 @@ class Pipeline {
   const ResourceResolver& resolver_;
   const RoleRegistry& roles_;
   DecisionRecorder& recorder_;
+  const Router& router_;
   ownership::AdminPolicy admins_;
   mutable std::atomic<uint64_t> next_request_{1};
   std::string request_prefix_;

@@ -53,7 +53,8 @@ Status VolumeService::create_role(Call& call, const v1::RoleRequest& req, v1::Ro
                     "role " + role.name + " differs only by case from existing role " + r.name);
     }
   }
-  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}));
+  // Created only if absent in the store too: another node may have made it a moment ago.
+  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}, store::PutMode::kCreate));
   RETURN_IF_ERROR(rebuild_roles());
   to_spec(role, resp->mutable_role());
   return Status::ok();
@@ -89,7 +90,7 @@ Status VolumeService::update_role(Call& call, const v1::RoleRequest& req, v1::Ro
   if (!roles_.current()->find(role.name)) {
     return Status(Code::kNotFound, "role_not_found", "role '" + role.name + "' not found");
   }
-  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}));
+  RETURN_IF_ERROR(store_->put_role({role.name, policy::role_to_json(role)}, store::PutMode::kUpsert));
   RETURN_IF_ERROR(rebuild_roles());
   to_spec(role, resp->mutable_role());
   return Status::ok();

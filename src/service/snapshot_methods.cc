@@ -24,24 +24,21 @@ Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateReques
   rec.size_bytes = volume->size_bytes;
   // No ACL of its own: access is always the volume's, evaluated at request time.
   rec.created_at = now_unix();
+  rec.home_node = volume->home_node;
   ASSIGN_OR_RETURN(NameHold name, hold_name(snapshot_names_, &reserved_snapshot_names_, rec.name, "snapshot"));
   call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
   RETURN_IF_ERROR(store_->create_snapshot(rec));
   if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
-    log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
+    log_if_failed(store_->delete_snapshot(rec), "delete_snapshot", rec.id);
     return s;
   }
   rec.state = RecordState::kReady;
   if (auto s = store_->update_snapshot(rec); !s.is_ok()) {
     log_if_failed(driver_->remove_snapshot(rec.id), "remove_snapshot", rec.id);
-    log_if_failed(store_->delete_snapshot(rec.id), "delete_snapshot", rec.id);
+    log_if_failed(store_->delete_snapshot(rec), "delete_snapshot", rec.id);
     return s;
   }
-  {
-    std::unique_lock clock(catalog_mu_);
-    snapshots_[rec.id] = std::make_shared<const SnapshotRecord>(rec);
-    snapshot_names_[rec.name] = rec.id;
-  }
+  put_snapshot(std::make_shared<const SnapshotRecord>(rec));
   call.audit_message = "Snapshot " + rec.id + " of volume " + volume->id + " created";
   fill_snapshot(rec, volume->ownership, resp->mutable_snapshot());
   return Status::ok();
@@ -105,11 +102,9 @@ Status VolumeService::delete_snapshot(Call& call, const v1::SnapshotRef&, v1::Em
   }
   auto s = find_snapshot(id);
   if (!s) return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + id + "' not found");
-  RETURN_IF_ERROR(store_->delete_snapshot(s->id));
+  RETURN_IF_ERROR(store_->delete_snapshot(*s));
   log_if_failed(driver_->remove_snapshot(s->id), "remove_snapshot", s->id);
-  std::unique_lock lock(catalog_mu_);
-  snapshot_names_.erase(s->name);
-  snapshots_.erase(s->id);
+  erase_snapshot(*s);
   return Status::ok();
 }
 

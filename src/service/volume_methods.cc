@@ -20,6 +20,7 @@ Status VolumeService::create_volume(Call& call, const v1::CreateVolumeRequest& r
   RETURN_IF_ERROR(check_labels(req.labels()));
   VolumeRecord rec;
   rec.id = new_id();
+  rec.home_node = config_.node.name;  // the data is made on this node's disk
   rec.name = req.name();
   rec.size_bytes = *size;
   rec.fs = driver::fs_name(*fs_type);
@@ -74,6 +75,7 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
   RETURN_IF_ERROR(check_labels(req.labels()));
   VolumeRecord rec;
   rec.id = new_id();
+  rec.home_node = config_.node.name;  // the data is made on this node's disk
   rec.name = req.name();
   rec.created_at = now_unix();
   rec.labels = {req.labels().begin(), req.labels().end()};
@@ -143,8 +145,8 @@ Status VolumeService::delete_volume(Call& call, const v1::VolumeRef&, v1::Empty*
     log_if_failed(store_->update_volume(rec), "mark ready again after a failed remove:", rec.id);
     return s;
   }
-  RETURN_IF_ERROR(store_->delete_volume(rec.id));
-  erase_volume(rec.id);
+  RETURN_IF_ERROR(store_->delete_volume(rec));
+  erase_volume(rec);
   return Status::ok();
 }
 

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/crash_point.h"
 #include "common/text.h"
 #include "service/handler_support.h"
 
@@ -94,6 +95,9 @@ void VolumeService::sync_runtime(const std::string& id) {
 
 void VolumeService::put_volume(std::shared_ptr<const VolumeRecord> rec) {
   std::unique_lock lock(catalog_mu_);
+  auto& known = known_revision_["v/" + rec->id];
+  if (rec->revision < known) return;  // older than what the catalog has seen
+  known = rec->revision;
   if (auto it = volumes_.find(rec->id); it != volumes_.end() && it->second->name != rec->name) {
     volume_names_.erase(it->second->name);
   }
@@ -101,13 +105,37 @@ void VolumeService::put_volume(std::shared_ptr<const VolumeRecord> rec) {
   volumes_[rec->id] = std::move(rec);
 }
 
-void VolumeService::erase_volume(const std::string& id) {
+void VolumeService::erase_volume(const VolumeRecord& rec) {
   std::unique_lock lock(catalog_mu_);
-  if (auto it = volumes_.find(id); it != volumes_.end()) {
+  auto& known = known_revision_["v/" + rec.id];
+  known = std::max(known, rec.revision);
+  if (auto it = volumes_.find(rec.id); it != volumes_.end()) {
     volume_names_.erase(it->second->name);
     volumes_.erase(it);
   }
-  runtime_.erase(id);
+  runtime_.erase(rec.id);
+}
+
+void VolumeService::put_snapshot(std::shared_ptr<const SnapshotRecord> rec) {
+  std::unique_lock lock(catalog_mu_);
+  auto& known = known_revision_["s/" + rec->id];
+  if (rec->revision < known) return;
+  known = rec->revision;
+  if (auto it = snapshots_.find(rec->id); it != snapshots_.end() && it->second->name != rec->name) {
+    snapshot_names_.erase(it->second->name);
+  }
+  snapshot_names_[rec->name] = rec->id;
+  snapshots_[rec->id] = std::move(rec);
+}
+
+void VolumeService::erase_snapshot(const SnapshotRecord& rec) {
+  std::unique_lock lock(catalog_mu_);
+  auto& known = known_revision_["s/" + rec.id];
+  known = std::max(known, rec.revision);
+  if (auto it = snapshots_.find(rec.id); it != snapshots_.end()) {
+    snapshot_names_.erase(it->second->name);
+    snapshots_.erase(it);
+  }
 }
 
 void VolumeService::fill_volume(const VolumeRecord& rec, v1::Volume* out) const {
@@ -123,6 +151,7 @@ void VolumeService::fill_volume(const VolumeRecord& rec, v1::Volume* out) const 
   out->set_source_snapshot(rec.source_snapshot);
   out->set_created_at(rfc3339(rec.created_at));
   out->set_attached_node(rec.attached_node);
+  out->set_home_node(rec.home_node);
   std::shared_lock lock(catalog_mu_);
   if (auto it = runtime_.find(rec.id); it != runtime_.end()) {
     out->set_device(it->second.device);
@@ -273,24 +302,34 @@ bool VolumeService::migrate_legacy_groups(ownership::Ownership* o, const std::st
 }
 
 Status VolumeService::recover() {
+  // The revision the lists are read at or after: the watch replays from just past it, and the
+  // per-record revisions make a replayed change that the lists already hold a no-op.
+  ASSIGN_OR_RETURN(const store::Revision loaded_at, store_->current_revision());
   auto vols = store_->list_volumes();
   if (!vols) return vols.status();
   auto snaps = store_->list_snapshots();
   if (!snaps) return snaps.status();
   std::set<std::string> kept_volumes, kept_snapshots;
   for (const auto& s : *snaps) {
+    if (!is_home(s.home_node)) {
+      // Another node's: its data is on that node's disk, which that node reconciles.
+      if (s.state == RecordState::kReady) put_snapshot(std::make_shared<const SnapshotRecord>(s));
+      continue;
+    }
     if (s.state != RecordState::kReady || !driver_->snapshot_exists(s.id)) {
       spdlog::warn("recovery: removing {} snapshot {} ({})", store::state_name(s.state), s.id, s.name);
       log_if_failed(driver_->remove_snapshot(s.id), "remove_snapshot", s.id);
-      log_if_failed(store_->delete_snapshot(s.id), "delete_snapshot", s.id);
+      log_if_failed(store_->delete_snapshot(s), "delete_snapshot", s.id);
       continue;
     }
     kept_snapshots.insert(s.id);
-    auto rec = std::make_shared<const SnapshotRecord>(s);
-    snapshots_[s.id] = rec;
-    snapshot_names_[s.name] = s.id;
+    put_snapshot(std::make_shared<const SnapshotRecord>(s));
   }
   for (const auto& v : *vols) {
+    if (!is_home(v.home_node)) {
+      if (v.state == RecordState::kReady) put_volume(std::make_shared<const VolumeRecord>(v));
+      continue;
+    }
     auto st = driver_->status(v.id);
     bool on_disk = st.is_ok() && st->exists;
     if (v.state != RecordState::kReady || !on_disk) {
@@ -303,7 +342,7 @@ Status VolumeService::recover() {
         log_if_failed(driver_->detach(v.id), "detach", v.id);
         log_if_failed(driver_->remove(v.id), "remove", v.id);
       }
-      log_if_failed(store_->delete_volume(v.id), "delete_volume", v.id);
+      log_if_failed(store_->delete_volume(v), "delete_volume", v.id);
       continue;
     }
     kept_volumes.insert(v.id);
@@ -311,9 +350,11 @@ Status VolumeService::recover() {
     if (migrate_legacy_groups(&rec.ownership, "volume " + v.id + " (" + v.name + ")")) {
       RETURN_IF_ERROR(store_->update_volume(rec));
     }
-    volumes_[v.id] = std::make_shared<const VolumeRecord>(std::move(rec));
-    volume_names_[v.name] = v.id;
-    if (!st->device.empty() || !st->mount_path.empty()) runtime_[v.id] = {st->device, st->mount_path};
+    put_volume(std::make_shared<const VolumeRecord>(std::move(rec)));
+    if (!st->device.empty() || !st->mount_path.empty()) {
+      std::unique_lock lock(catalog_mu_);
+      runtime_[v.id] = {st->device, st->mount_path};
+    }
   }
   // Files with no record: left by a crash between the driver and the store.
   if (auto ids = driver_->volume_ids(); ids.is_ok()) {
@@ -332,7 +373,14 @@ Status VolumeService::recover() {
     }
   }
   RETURN_IF_ERROR(load_quotas());
-  return rebuild_roles();
+  RETURN_IF_ERROR(rebuild_roles());
+  if (!store_->shared()) return Status::ok();
+  {
+    ASSIGN_OR_RETURN(auto nodes, store_->list_nodes());
+    std::unique_lock lock(catalog_mu_);
+    for (auto& n : nodes) nodes_[n.name] = std::move(n);
+  }
+  return store_->watch(loaded_at + 1, [this](const store::Change& c) { apply_change(c); });
 }
 
 Result<VolumeService::NameHold> VolumeService::hold_name(const std::map<std::string, std::string>& listed,
@@ -353,13 +401,15 @@ Result<std::shared_ptr<const VolumeRecord>> VolumeService::make_volume(
   ASSIGN_OR_RETURN(NameHold name, hold_name(volume_names_, &reserved_names_, rec.name, "volume"));
   RETURN_IF_ERROR(store_->create_volume(rec));
   if (auto s = make_on_disk(rec.id); !s.is_ok()) {
-    log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
+    log_if_failed(store_->delete_volume(rec), "delete_volume", rec.id);
     return s;
   }
+  // Mid-create: the record says "creating" and the image exists (recovery must undo both).
+  crash_point("on_disk", "volume.make");
   rec.state = RecordState::kReady;
   if (auto s = store_->update_volume(rec); !s.is_ok()) {
     log_if_failed(driver_->remove(rec.id), "remove", rec.id);
-    log_if_failed(store_->delete_volume(rec.id), "delete_volume", rec.id);
+    log_if_failed(store_->delete_volume(rec), "delete_volume", rec.id);
     return s;
   }
   auto shared = std::make_shared<const VolumeRecord>(std::move(rec));
@@ -496,6 +546,9 @@ void VolumeService::register_methods(MethodTable* t) {
   t->add({.service = "role", .api = "delete", .grpc_path = "/volguard.v1.VolguardRole/Delete", .effect = kMutates},
          this, &VolumeService::delete_role);
 
+  // ---- node.* (cluster.cc): the cluster's nodes and their liveness.
+  t->add({.service = "node", .api = "enumerate", .grpc_path = "/volguard.v1.VolguardNode/Enumerate"},
+         this, &VolumeService::enumerate_nodes);
   // ---- identity.* (identity_methods.cc)
   t->add<Empty, VersionResponse>(
       {.service = "identity", .api = "version", .grpc_path = "/volguard.v1.VolguardIdentity/Version"},

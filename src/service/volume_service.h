@@ -22,11 +22,16 @@
 #include "store/store.h"
 #include "volguard.pb.h"
 
+namespace grpc {
+class Channel;
+}
+
 namespace volguard::service {
 
 using volguard::kVersion;
 
-class VolumeService : public ResourceResolver {
+// Also the cluster's router (cluster.cc): it knows each volume's home and each node's address.
+class VolumeService : public ResourceResolver, public Router {
  public:
   // `roles` is the registry the pipeline decides with; role changes are stored, then published
   // there. `store` and `driver` may be null only for a service that registers its methods and
@@ -35,7 +40,9 @@ class VolumeService : public ResourceResolver {
                 std::unique_ptr<driver::VolumeDriver> driver, RoleRegistry& roles);
 
   // Crash recovery: store and disk made to agree (half-made volumes removed), the in-memory
-  // catalog loaded, attach/mount state read from the host, roles loaded.
+  // catalog loaded, attach/mount state read from the host, roles loaded. Only this node's
+  // volumes are reconciled with its disk. Then, with a shared store, this node is registered
+  // and the catalog follows the store's watch from the revision it was loaded at.
   Status recover();
 
   void register_methods(MethodTable* table);
@@ -45,6 +52,15 @@ class VolumeService : public ResourceResolver {
   std::shared_ptr<const store::VolumeRecord> snapshot_volume(const store::SnapshotRecord& s) const override;
 
   size_t volume_count() const;
+
+  // ---- cluster (cluster.cc)
+  Status catalog_fresh(store::Revision min_revision) const override;
+  Result<std::string> route(const MethodSpec& spec, const Call& call, const Message& request) const override;
+  Status forward(const std::string& node, const MethodSpec& spec, const RequestMeta& meta,
+                 const Message& request, Message* response) const override;
+  const std::string& node_name() const { return config_.node.name; }
+  // What a reply reports as the revision the caller has now seen (read-your-writes).
+  store::Revision seen_revision() const override { return store_->seen_revision(); }
 
  private:
   // ---- volume.* (volume_methods.cc)
@@ -79,6 +95,8 @@ class VolumeService : public ResourceResolver {
   // ---- identity.* (identity_methods.cc)
   Status whoami(Call& call, const v1::Empty& req, v1::WhoAmIResponse* resp);
   Status capabilities(Call& call, const v1::CapabilitiesRequest& req, v1::CapabilitiesResponse* resp);
+  // ---- node.* (cluster.cc)
+  Status enumerate_nodes(Call& call, const v1::Empty& req, v1::NodeEnumerateResponse* resp);
   // ---- quota.* (quota_methods.cc)
   Status set_quota(Call& call, const v1::QuotaSetRequest& req, v1::QuotaResponse* resp);
   Status show_quota(Call& call, const v1::QuotaShowRequest& req, v1::QuotaResponse* resp);
@@ -143,10 +161,21 @@ class VolumeService : public ResourceResolver {
   // (The volume acted on itself is exempt: its own access was checked by the pipeline.)
   Result<driver::MountTarget> resolve_target(const Call& call, const std::string& path,
                                              const driver::ResolveOptions& options) const;
+  // The catalog's writers: handlers after their own store writes, and the store's watch with
+  // every change (this node's included). A record older than what the catalog holds for its id
+  // (or had before it was erased) is ignored, so the two can arrive in any order.
   void put_volume(std::shared_ptr<const store::VolumeRecord> rec);
+  void erase_volume(const store::VolumeRecord& rec);
+  void put_snapshot(std::shared_ptr<const store::SnapshotRecord> rec);
+  void erase_snapshot(const store::SnapshotRecord& rec);
+  void apply_change(const store::Change& change);
+  // Whether this node holds the volume's data: always with a store of its own (one node, even
+  // if its name changed since), else when the record names it.
+  bool is_home(const std::string& home_node) const {
+    return !store_->shared() || home_node == config_.node.name;
+  }
   Result<std::shared_ptr<const store::VolumeRecord>> make_volume(
       store::VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk);
-  void erase_volume(const std::string& id);
 
  public:
   // What is on record now for an intent's resource ("volume/<id>", "snapshot/<id>") or, before
@@ -183,6 +212,12 @@ class VolumeService : public ResourceResolver {
     std::string mount_path;
   };
   std::map<std::string, Runtime> runtime_;  // attach/mount state by volume id (sync_runtime)
+  // The revision of the last record put or erased, by "v/<id>" and "s/<id>"; kept after an
+  // erase so that a late, older put cannot bring a deleted record back.
+  std::map<std::string, store::Revision> known_revision_;
+  std::map<std::string, store::NodeRecord> nodes_;  // the cluster's nodes, fed by the watch
+  mutable std::mutex channels_mu_;
+  mutable std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;  // by node address
 
   std::mutex op_locks_mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> op_locks_;

@@ -113,14 +113,30 @@ struct Migration {
   int to;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}};
+// Revisions and homes (the cluster work): the revision a row was last written at, guarding
+// writes the way etcd's mod_revision does; the node holding a volume's data; the node itself.
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE volumes ADD COLUMN home_node TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN mod_revision INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN home_node TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN mod_revision INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS nodes (
+  name         TEXT PRIMARY KEY NOT NULL,
+  grpc_address TEXT NOT NULL,
+  rest_address TEXT NOT NULL,
+  started_at   INTEGER NOT NULL,
+  version      TEXT NOT NULL
+);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].to;
 
 constexpr const char* kVolumeColumns =
     "id, name, size_bytes, fs, labels, ownership, state, source_volume, source_snapshot, "
-    "created_at, charged_groups, charged_guest, attached_node";
+    "created_at, charged_groups, charged_guest, attached_node, home_node, mod_revision";
 constexpr const char* kSnapshotColumns =
-    "id, name, volume_id, size_bytes, ownership, state, created_at";
+    "id, name, volume_id, size_bytes, ownership, state, created_at, home_node, mod_revision";
 
 struct DbCloser {
   // close_v2 tolerates statements still alive, so a destruction-order slip cannot leak the file.
@@ -193,6 +209,11 @@ std::string in_quotes(std::string_view s) {
 Status name_taken(std::string_view kind, std::string_view name) {
   return Status(Code::kAlreadyExists, "name_taken",
                 std::string(kind) + " name " + in_quotes(name) + " is already taken");
+}
+
+Status revision_conflict(std::string_view kind, std::string_view id) {
+  return Status(Code::kAborted, "revision_conflict",
+                std::string(kind) + " " + in_quotes(id) + " was changed by another request; retry");
 }
 
 Status not_found(std::string_view kind, std::string_view id) {
@@ -301,13 +322,14 @@ class SqliteStore final : public MetadataStore {
     return std::unique_ptr<MetadataStore>(std::move(store));
   }
 
-  Status create_volume(const VolumeRecord& v) override {
+  Status create_volume(VolumeRecord& v) override {
     ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
     ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
     ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
     std::lock_guard lock(mu_);
     StmtUse q(insert_volume_.get());
-    bind_volume(q, v, labels, own, groups);
+    const Revision next = revision_ + 1;
+    bind_volume(q, v, labels, own, groups, next);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return Status(Code::kAlreadyExists, "name_taken",
@@ -316,25 +338,29 @@ class SqliteStore final : public MetadataStore {
     }
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
     if (rc != SQLITE_DONE) return error("creating volume " + in_quotes(v.name));
+    v.revision = revision_ = next;
     return Status::ok();
   }
 
-  Status update_volume(const VolumeRecord& v) override {
+  Status update_volume(VolumeRecord& v) override {
     ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
     ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
     ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
     std::lock_guard lock(mu_);
     StmtUse q(update_volume_.get());
-    bind_volume(q, v, labels, own, groups);
+    const Revision next = revision_ + 1;
+    bind_volume(q, v, labels, own, groups, next);
+    q.int64(16, v.revision);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
     if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
-    if (sqlite3_changes(db_.get()) == 0) return not_found("volume", v.id);
+    if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(volume_exists_.get(), "volume", v.id);
+    v.revision = revision_ = next;
     return Status::ok();
   }
 
-  Status delete_volume(const std::string& id) override {
-    return delete_by_key(delete_volume_.get(), "volume", id);
+  Status delete_volume(const VolumeRecord& v) override {
+    return delete_by_key(delete_volume_.get(), volume_exists_.get(), "volume", v.id, v.revision);
   }
 
   Result<std::vector<VolumeRecord>> list_volumes() override {
@@ -367,16 +393,19 @@ class SqliteStore final : public MetadataStore {
       v.charged_groups = std::move(*groups);
       v.charged_guest = q.col_int64(11) != 0;
       v.attached_node = q.col_text(12);
+      v.home_node = q.col_text(13);
+      v.revision = q.col_int64(14);
       out.push_back(std::move(v));
     }
     return out;
   }
 
-  Status create_snapshot(const SnapshotRecord& s) override {
+  Status create_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
     std::lock_guard lock(mu_);
     StmtUse q(insert_snapshot_.get());
-    bind_snapshot(q, s, own);
+    const Revision next = revision_ + 1;
+    bind_snapshot(q, s, own, next);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
       return Status(Code::kAlreadyExists, "name_taken",
@@ -385,23 +414,29 @@ class SqliteStore final : public MetadataStore {
     }
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
     if (rc != SQLITE_DONE) return error("creating snapshot " + in_quotes(s.name));
+    s.revision = revision_ = next;
     return Status::ok();
   }
 
-  Status update_snapshot(const SnapshotRecord& s) override {
+  Status update_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
     std::lock_guard lock(mu_);
     StmtUse q(update_snapshot_.get());
-    bind_snapshot(q, s, own);
+    const Revision next = revision_ + 1;
+    bind_snapshot(q, s, own, next);
+    q.int64(10, s.revision);
     int rc = q.step();
     if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
     if (rc != SQLITE_DONE) return error("updating snapshot " + in_quotes(s.id));
-    if (sqlite3_changes(db_.get()) == 0) return not_found("snapshot", s.id);
+    if (sqlite3_changes(db_.get()) == 0) {
+      return missing_or_changed(snapshot_exists_.get(), "snapshot", s.id);
+    }
+    s.revision = revision_ = next;
     return Status::ok();
   }
 
-  Status delete_snapshot(const std::string& id) override {
-    return delete_by_key(delete_snapshot_.get(), "snapshot", id);
+  Status delete_snapshot(const SnapshotRecord& s) override {
+    return delete_by_key(delete_snapshot_.get(), snapshot_exists_.get(), "snapshot", s.id, s.revision);
   }
 
   Result<std::vector<SnapshotRecord>> list_snapshots() override {
@@ -424,22 +459,33 @@ class SqliteStore final : public MetadataStore {
       if (!state) return corrupt("snapshot", s.id, "state");
       s.state = *state;
       s.created_at = q.col_int64(6);
+      s.home_node = q.col_text(7);
+      s.revision = q.col_int64(8);
       out.push_back(std::move(s));
     }
     return out;
   }
 
-  Status put_role(const RoleRecord& r) override {
+  Status put_role(const RoleRecord& r, PutMode mode) override {
     std::lock_guard lock(mu_);
-    StmtUse q(put_role_.get());
+    StmtUse q(mode == PutMode::kCreate ? insert_role_.get() : upsert_role_.get());
     q.text(1, r.name);
     q.text(2, r.json);
-    if (q.step() != SQLITE_DONE) return error("storing role " + in_quotes(r.name));
+    int rc = q.step();
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return Status(Code::kAlreadyExists, "role_exists", "role " + in_quotes(r.name) + " already exists");
+    }
+    if (rc != SQLITE_DONE) return error("storing role " + in_quotes(r.name));
     return Status::ok();
   }
 
   Status delete_role(const std::string& name) override {
-    return delete_by_key(delete_role_.get(), "role", name);
+    std::lock_guard lock(mu_);
+    StmtUse q(delete_role_.get());
+    q.text(1, name);
+    if (q.step() != SQLITE_DONE) return error("deleting role " + in_quotes(name));
+    if (sqlite3_changes(db_.get()) == 0) return not_found("role", name);
+    return Status::ok();
   }
 
   Result<std::vector<RoleRecord>> list_roles() override {
@@ -499,6 +545,52 @@ class SqliteStore final : public MetadataStore {
     return out;
   }
 
+  Status register_node(const NodeRecord& self) override {
+    std::lock_guard lock(mu_);
+    StmtUse q(put_node_.get());
+    q.text(1, self.name);
+    q.text(2, self.grpc_address);
+    q.text(3, self.rest_address);
+    q.int64(4, self.started_at);
+    q.text(5, self.version);
+    if (q.step() != SQLITE_DONE) return error("registering node " + in_quotes(self.name));
+    self_ = self.name;
+    return Status::ok();
+  }
+
+  Result<std::vector<NodeRecord>> list_nodes() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_nodes_.get());
+    std::vector<NodeRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing nodes");
+      NodeRecord n{.name = q.col_text(0),
+                   .grpc_address = q.col_text(1),
+                   .rest_address = q.col_text(2),
+                   .started_at = q.col_int64(3),
+                   .version = q.col_text(4)};
+      // One writer: the node that registered in this process is the one alive; rows left by a
+      // database copied from elsewhere are not.
+      n.alive = n.name == self_;
+      out.push_back(std::move(n));
+    }
+    return out;
+  }
+
+  Result<Revision> current_revision() override {
+    std::lock_guard lock(mu_);
+    return revision_;
+  }
+  bool shared() const override { return false; }
+  Status watch(Revision, ChangeHandler) override { return Status::ok(); }
+  Status fresh(Revision, std::chrono::milliseconds) const override { return Status::ok(); }
+  Revision seen_revision() const override {
+    std::lock_guard lock(mu_);
+    return revision_;
+  }
+
  private:
   SqliteStore(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
 
@@ -551,22 +643,28 @@ class SqliteStore final : public MetadataStore {
       std::string sql;
     };
     const Spec specs[] = {
-        {&insert_volume_, "INSERT INTO volumes (" + vol_cols +
-                              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"},
+        {&insert_volume_,
+         "INSERT INTO volumes (" + vol_cols +
+             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"},
         {&update_volume_,
          "UPDATE volumes SET name = ?2, size_bytes = ?3, fs = ?4, labels = ?5, ownership = ?6, "
          "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10, "
-         "charged_groups = ?11, charged_guest = ?12, attached_node = ?13 WHERE id = ?1"},
-        {&delete_volume_, "DELETE FROM volumes WHERE id = ?1"},
+         "charged_groups = ?11, charged_guest = ?12, attached_node = ?13, home_node = ?14, "
+         "mod_revision = ?15 WHERE id = ?1 AND mod_revision = ?16"},
+        {&delete_volume_, "DELETE FROM volumes WHERE id = ?1 AND mod_revision = ?2"},
+        {&volume_exists_, "SELECT 1 FROM volumes WHERE id = ?1"},
         {&list_volumes_, "SELECT " + vol_cols + " FROM volumes ORDER BY created_at, id"},
         {&insert_snapshot_,
-         "INSERT INTO snapshots (" + snap_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+         "INSERT INTO snapshots (" + snap_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
         {&update_snapshot_,
          "UPDATE snapshots SET name = ?2, volume_id = ?3, size_bytes = ?4, ownership = ?5, "
-         "state = ?6, created_at = ?7 WHERE id = ?1"},
-        {&delete_snapshot_, "DELETE FROM snapshots WHERE id = ?1"},
+         "state = ?6, created_at = ?7, home_node = ?8, mod_revision = ?9 "
+         "WHERE id = ?1 AND mod_revision = ?10"},
+        {&delete_snapshot_, "DELETE FROM snapshots WHERE id = ?1 AND mod_revision = ?2"},
+        {&snapshot_exists_, "SELECT 1 FROM snapshots WHERE id = ?1"},
         {&list_snapshots_, "SELECT " + snap_cols + " FROM snapshots ORDER BY created_at, id"},
-        {&put_role_,
+        {&insert_role_, "INSERT INTO roles (name, json) VALUES (?1, ?2)"},
+        {&upsert_role_,
          "INSERT INTO roles (name, json) VALUES (?1, ?2) "
          "ON CONFLICT (name) DO UPDATE SET json = excluded.json"},
         {&delete_role_, "DELETE FROM roles WHERE name = ?1"},
@@ -579,6 +677,13 @@ class SqliteStore final : public MetadataStore {
         {&delete_quota_, "DELETE FROM quotas WHERE kind = ?1 AND name = ?2"},
         {&list_quotas_, "SELECT kind, name, max_bytes, max_volumes, max_snapshots FROM quotas "
                         "ORDER BY kind, name"},
+        {&put_node_,
+         "INSERT INTO nodes (name, grpc_address, rest_address, started_at, version) "
+         "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
+         "grpc_address = excluded.grpc_address, rest_address = excluded.rest_address, "
+         "started_at = excluded.started_at, version = excluded.version"},
+        {&list_nodes_, "SELECT name, grpc_address, rest_address, started_at, version FROM nodes "
+                       "ORDER BY name"},
     };
     for (const Spec& spec : specs) {
       sqlite3_stmt* raw = nullptr;
@@ -587,6 +692,13 @@ class SqliteStore final : public MetadataStore {
       spec.target->reset(raw);
       if (rc != SQLITE_OK) return error("preparing statement");
     }
+    // Every write takes a revision above every row's: a record's revision only grows, which is
+    // all a guarded write compares.
+    auto highest = query_text(
+        "SELECT MAX(COALESCE((SELECT MAX(mod_revision) FROM volumes), 0), "
+        "COALESCE((SELECT MAX(mod_revision) FROM snapshots), 0))");
+    if (!highest) return highest.status();
+    revision_ = static_cast<Revision>(parse_count(*highest).value_or(0));
     return Status::ok();
   }
 
@@ -602,7 +714,8 @@ class SqliteStore final : public MetadataStore {
   }
 
   static void bind_volume(StmtUse& q, const VolumeRecord& v, const std::string& labels,
-                          const std::string& own, const std::string& charged_groups) {
+                          const std::string& own, const std::string& charged_groups,
+                          Revision revision) {
     q.text(1, v.id);
     q.text(2, v.name);
     q.uint64(3, v.size_bytes);
@@ -616,9 +729,12 @@ class SqliteStore final : public MetadataStore {
     q.text(11, charged_groups);
     q.int64(12, v.charged_guest ? 1 : 0);
     q.text(13, v.attached_node);
+    q.text(14, v.home_node);
+    q.int64(15, revision);
   }
 
-  static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own) {
+  static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own,
+                            Revision revision) {
     q.text(1, s.id);
     q.text(2, s.name);
     q.text(3, s.volume_id);
@@ -626,16 +742,32 @@ class SqliteStore final : public MetadataStore {
     q.text(5, own);
     q.text(6, state_name(s.state));
     q.int64(7, s.created_at);
+    q.text(8, s.home_node);
+    q.int64(9, revision);
   }
 
-  Status delete_by_key(sqlite3_stmt* stmt, std::string_view kind, const std::string& key) {
+  // A guarded delete of `key` at `revision`.
+  Status delete_by_key(sqlite3_stmt* stmt, sqlite3_stmt* exists, std::string_view kind,
+                       const std::string& key, Revision revision) {
     std::lock_guard lock(mu_);
     StmtUse q(stmt);
     q.text(1, key);
+    q.int64(2, revision);
     if (q.step() != SQLITE_DONE)
       return error("deleting " + std::string(kind) + " " + in_quotes(key));
-    if (sqlite3_changes(db_.get()) == 0) return not_found(kind, key);
+    if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(exists, kind, key);
     return Status::ok();
+  }
+
+  // After a guarded write changed nothing: was the row gone, or at another revision? Callers
+  // hold mu_.
+  Status missing_or_changed(sqlite3_stmt* exists, std::string_view kind, const std::string& key) {
+    StmtUse q(exists);
+    q.text(1, key);
+    int rc = q.step();
+    if (rc == SQLITE_ROW) return revision_conflict(kind, key);
+    if (rc != SQLITE_DONE) return error("reading " + std::string(kind) + " " + in_quotes(key));
+    return not_found(kind, key);
   }
 
   // Callers hold mu_ (or are in open()): sqlite3_errmsg reports the connection's last error.
@@ -659,11 +791,14 @@ class SqliteStore final : public MetadataStore {
   // Declared before the statements: members die in reverse order, so statements are
   // finalized before the connection closes.
   DbPtr db_;
-  StmtPtr insert_volume_, update_volume_, delete_volume_, list_volumes_;
-  StmtPtr insert_snapshot_, update_snapshot_, delete_snapshot_, list_snapshots_;
-  StmtPtr put_role_, delete_role_, list_roles_;
+  StmtPtr insert_volume_, update_volume_, delete_volume_, volume_exists_, list_volumes_;
+  StmtPtr insert_snapshot_, update_snapshot_, delete_snapshot_, snapshot_exists_, list_snapshots_;
+  StmtPtr insert_role_, upsert_role_, delete_role_, list_roles_;
   StmtPtr put_quota_, delete_quota_, list_quotas_;
-  std::mutex mu_;
+  StmtPtr put_node_, list_nodes_;
+  mutable std::mutex mu_;
+  Revision revision_ = 0;  // GUARDED_BY(mu_): the highest revision written
+  std::string self_;       // GUARDED_BY(mu_): the node registered by this process
 };
 
 }  // namespace

@@ -62,8 +62,33 @@ class FakeVerifier : public identity::TokenVerifier {
 };
 
 // Volumes and snapshots by id or name; a snapshot's access is its volume's, as in VolumeService.
-class FakeResolver : public ResourceResolver {
+// Also the router: a volume with a home_node is routed there, and forward() records the call
+// and answers `forward_result`.
+class FakeResolver : public ResourceResolver, public Router {
  public:
+  Status fresh = Status::ok();  // what catalog_fresh answers
+  mutable store::Revision asked_revision = -1;  // the last min_revision asked for
+  Status forward_result = Status::ok();
+  mutable std::vector<std::string> forwarded;  // "<node> <method> forwarded_by=<claimed>"
+
+  Status catalog_fresh(store::Revision min_revision) const override {
+    asked_revision = min_revision;
+    return fresh;
+  }
+  store::Revision seen_revision() const override { return 42; }
+  Result<std::string> route(const MethodSpec& spec, const Call& call, const Message&) const override {
+    for (const auto& check : spec.resources) {
+      if (check.kind != ResourceKind::kVolume) continue;
+      if (const auto& v = call.volume(check.name)) return v->home_node;
+    }
+    return std::string();
+  }
+  Status forward(const std::string& node, const MethodSpec& spec, const RequestMeta& meta, const Message&,
+                 Message*) const override {
+    forwarded.push_back(node + " " + spec.key() + " forwarded_by=" + meta.forwarded_by);
+    return forward_result;
+  }
+
   void put(store::VolumeRecord v) {
     auto rec = std::make_shared<const store::VolumeRecord>(std::move(v));
     volumes_[rec->id] = rec;

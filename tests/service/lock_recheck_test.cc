@@ -131,7 +131,7 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   auto verifier = std::make_shared<TableVerifier>(std::map<std::string, identity::Identity>{
       {"alice", testing::person("alice", {"system.user"})},
       {"node-1", testing::person("node-1", {"system.node"})}});
-  Pipeline pipeline(config.security, verifier, table, volumes, roles, recorder);
+  Pipeline pipeline(config.security, verifier, table, volumes, roles, recorder, volumes);
   auto as = [](const char* token) { return RequestMeta{.authorization = std::string("Bearer ") + token}; };
 
   v1::CreateVolumeRequest create;

@@ -98,7 +98,7 @@ class PipelineTest : public ::testing::Test {
   const Pipeline& pipeline() {
     if (!pipeline_) {
       pipeline_ =
-          std::make_unique<Pipeline>(security_, verifier_, table_, resolver_, roles_, recorder_);
+          std::make_unique<Pipeline>(security_, verifier_, table_, resolver_, roles_, recorder_, resolver_);
     }
     return *pipeline_;
   }

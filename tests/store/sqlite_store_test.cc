@@ -129,6 +129,28 @@ class SqliteStoreTest : public ::testing::Test {
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return r.is_ok() ? *r : std::vector<SnapshotRecord>{};
   }
+  // Writes of temporaries (the store sets the revision on the record it is given).
+  Status create(VolumeRecord v) { return store_->create_volume(v); }
+  Status create(SnapshotRecord s) { return store_->create_snapshot(s); }
+  Status update(VolumeRecord v) { return store_->update_volume(v); }
+  Status update(SnapshotRecord s) { return store_->update_snapshot(s); }
+  // The stored record with this id, at its current revision (a bare one naming the id if none).
+  VolumeRecord stored_volume(const std::string& id) {
+    for (auto& v : volumes()) {
+      if (v.id == id) return v;
+    }
+    VolumeRecord v;
+    v.id = id;
+    return v;
+  }
+  SnapshotRecord stored_snapshot(const std::string& id) {
+    for (auto& sn : snapshots()) {
+      if (sn.id == id) return sn;
+    }
+    SnapshotRecord sn;
+    sn.id = id;
+    return sn;
+  }
   std::vector<RoleRecord> roles() {
     auto r = store_->list_roles();
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
@@ -197,7 +219,7 @@ TEST_F(SqliteStoreTest, EveryStateRoundTripsAndIsStoredAsText) {
 }
 
 TEST_F(SqliteStoreTest, LabelsAndOwnershipAreJsonText) {
-  ASSERT_TRUE(store_->create_volume(full_volume()).is_ok());
+  ASSERT_TRUE(create(full_volume()).is_ok());
   EXPECT_EQ(raw_query(path_, "SELECT json_extract(labels, '$.app') FROM volumes"), "postgres");
   EXPECT_EQ(raw_query(path_, "SELECT json_extract(ownership, '$.owner') FROM volumes"),
             "https://idp.example/alice");
@@ -207,7 +229,7 @@ TEST_F(SqliteStoreTest, SqlMetacharactersAreStoredLiterally) {
   VolumeRecord v = volume("id'; DROP TABLE volumes; --", "name\"); DELETE FROM volumes; --");
   v.labels = {{"k'", "v'\"`"}};
   ASSERT_TRUE(store_->create_volume(v).is_ok());
-  ASSERT_TRUE(store_->create_volume(volume("other", "other")).is_ok());
+  ASSERT_TRUE(create(volume("other", "other")).is_ok());
   auto got = volumes();
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0], v);
@@ -217,13 +239,13 @@ TEST_F(SqliteStoreTest, PersistsAcrossReopen) {
   VolumeRecord v = full_volume();
   SnapshotRecord s = full_snapshot();
   ASSERT_TRUE(store_->create_volume(v).is_ok());
-  ASSERT_TRUE(store_->create_volume(volume("gone", "gone")).is_ok());
+  ASSERT_TRUE(create(volume("gone", "gone")).is_ok());
   ASSERT_TRUE(store_->create_snapshot(s).is_ok());
-  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"rules":[]})"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"rules":[]}, PutMode::kUpsert)"}).is_ok());
   v.state = RecordState::kDeleting;
   v.labels["new"] = "label";
   ASSERT_TRUE(store_->update_volume(v).is_ok());
-  ASSERT_TRUE(store_->delete_volume("gone").is_ok());
+  ASSERT_TRUE(store_->delete_volume(stored_volume("gone")).is_ok());
 
   reopen();
   EXPECT_EQ(volumes(), std::vector<VolumeRecord>{v});
@@ -231,7 +253,7 @@ TEST_F(SqliteStoreTest, PersistsAcrossReopen) {
   EXPECT_EQ(roles(), (std::vector<RoleRecord>{{"ops.viewer", R"({"rules":[]})"}}));
 
   // A reopened store keeps enforcing the constraints of the existing schema.
-  Status dup = store_->create_volume(volume("vol-new", v.name));
+  Status dup = create(volume("vol-new", v.name));
   EXPECT_EQ(dup.code(), Code::kAlreadyExists);
   reopen();  // and reopening an existing file twice is harmless
   EXPECT_EQ(volumes().size(), 1u);
@@ -252,7 +274,7 @@ TEST_F(SqliteStoreTest, DuplicateVolumeNameIsAlreadyExists) {
 TEST_F(SqliteStoreTest, DuplicateVolumeIdIsAlreadyExists) {
   VolumeRecord first = volume("vol-1", "data");
   ASSERT_TRUE(store_->create_volume(first).is_ok());
-  Status s = store_->create_volume(volume("vol-1", "other"));
+  Status s = create(volume("vol-1", "other"));
   EXPECT_EQ(s.code(), Code::kAlreadyExists);
   EXPECT_EQ(s.reason(), "name_taken");
   EXPECT_NE(s.message().find("'other'"), std::string::npos) << s.message();
@@ -263,11 +285,11 @@ TEST_F(SqliteStoreTest, DuplicateVolumeIdIsAlreadyExists) {
 TEST_F(SqliteStoreTest, DuplicateSnapshotNameOrIdIsAlreadyExists) {
   SnapshotRecord first = snapshot("snap-1", "nightly");
   ASSERT_TRUE(store_->create_snapshot(first).is_ok());
-  Status by_name = store_->create_snapshot(snapshot("snap-2", "nightly"));
+  Status by_name = create(snapshot("snap-2", "nightly"));
   EXPECT_EQ(by_name.code(), Code::kAlreadyExists);
   EXPECT_EQ(by_name.reason(), "name_taken");
   EXPECT_NE(by_name.message().find("'nightly'"), std::string::npos) << by_name.message();
-  Status by_id = store_->create_snapshot(snapshot("snap-1", "weekly"));
+  Status by_id = create(snapshot("snap-1", "weekly"));
   EXPECT_EQ(by_id.code(), Code::kAlreadyExists);
   EXPECT_EQ(by_id.reason(), "name_taken");
   EXPECT_NE(by_id.message().find("'snap-1'"), std::string::npos) << by_id.message();
@@ -275,18 +297,18 @@ TEST_F(SqliteStoreTest, DuplicateSnapshotNameOrIdIsAlreadyExists) {
 }
 
 TEST_F(SqliteStoreTest, VolumesAndSnapshotsHaveSeparateNamespaces) {
-  EXPECT_TRUE(store_->create_volume(volume("same-id", "same-name")).is_ok());
-  EXPECT_TRUE(store_->create_snapshot(snapshot("same-id", "same-name")).is_ok());
+  EXPECT_TRUE(create(volume("same-id", "same-name")).is_ok());
+  EXPECT_TRUE(create(snapshot("same-id", "same-name")).is_ok());
 }
 
 TEST_F(SqliteStoreTest, MissingRecordsAreNotFound) {
-  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
-  ASSERT_TRUE(store_->create_snapshot(snapshot("snap-1", "nightly")).is_ok());
+  ASSERT_TRUE(create(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(create(snapshot("snap-1", "nightly")).is_ok());
   const Status results[] = {
-      store_->update_volume(volume("vol-missing", "x")),
-      store_->delete_volume("vol-missing"),
-      store_->update_snapshot(snapshot("snap-missing", "x")),
-      store_->delete_snapshot("snap-missing"),
+      update(volume("vol-missing", "x")),
+      store_->delete_volume(stored_volume("vol-missing")),
+      update(snapshot("snap-missing", "x")),
+      store_->delete_snapshot(stored_snapshot("snap-missing")),
   };
   for (const Status& s : results) {
     EXPECT_EQ(s.code(), Code::kNotFound) << s.to_string();
@@ -297,28 +319,97 @@ TEST_F(SqliteStoreTest, MissingRecordsAreNotFound) {
   EXPECT_EQ(volumes().size(), 1u);
   EXPECT_EQ(snapshots().size(), 1u);
   // A deleted record is gone for good: a second delete is NOT_FOUND too.
-  EXPECT_TRUE(store_->delete_volume("vol-1").is_ok());
-  EXPECT_EQ(store_->delete_volume("vol-1").code(), Code::kNotFound);
-  EXPECT_TRUE(store_->delete_snapshot("snap-1").is_ok());
-  EXPECT_EQ(store_->delete_snapshot("snap-1").code(), Code::kNotFound);
+  EXPECT_TRUE(store_->delete_volume(stored_volume("vol-1")).is_ok());
+  EXPECT_EQ(store_->delete_volume(stored_volume("vol-1")).code(), Code::kNotFound);
+  EXPECT_TRUE(store_->delete_snapshot(stored_snapshot("snap-1")).is_ok());
+  EXPECT_EQ(store_->delete_snapshot(stored_snapshot("snap-1")).code(), Code::kNotFound);
   EXPECT_TRUE(volumes().empty());
   EXPECT_TRUE(snapshots().empty());
 }
 
 TEST_F(SqliteStoreTest, UpdateReplacesTheWholeRecord) {
-  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(create(volume("vol-1", "data")).is_ok());
   VolumeRecord v = full_volume();
   v.id = "vol-1";
+  v.revision = stored_volume("vol-1").revision;
   ASSERT_TRUE(store_->update_volume(v).is_ok());
   EXPECT_EQ(volumes(), std::vector<VolumeRecord>{v});
   // Writing identical values is still a successful update, not NOT_FOUND.
   EXPECT_TRUE(store_->update_volume(v).is_ok());
 
-  ASSERT_TRUE(store_->create_snapshot(snapshot("snap-1", "nightly")).is_ok());
+  ASSERT_TRUE(create(snapshot("snap-1", "nightly")).is_ok());
   SnapshotRecord s = full_snapshot();
   s.id = "snap-1";
+  s.revision = stored_snapshot("snap-1").revision;
   ASSERT_TRUE(store_->update_snapshot(s).is_ok());
   EXPECT_EQ(snapshots(), std::vector<SnapshotRecord>{s});
+}
+
+// Several writers (the cluster's contract, kept by SQLite too): a write made on a record read
+// before another write changed it loses, and says so; nothing is changed by the loser.
+TEST_F(SqliteStoreTest, StaleWritesAreRevisionConflicts) {
+  VolumeRecord v = volume("vol-1", "data");
+  ASSERT_TRUE(store_->create_volume(v).is_ok());
+  ASSERT_GT(v.revision, 0);
+  VolumeRecord first = v, second = v;
+  first.labels["by"] = "first";
+  ASSERT_TRUE(store_->update_volume(first).is_ok());
+  EXPECT_GT(first.revision, v.revision);
+  second.labels["by"] = "second";
+  Status lost = store_->update_volume(second);
+  EXPECT_EQ(lost.code(), Code::kAborted) << lost.to_string();
+  EXPECT_EQ(lost.reason(), "revision_conflict");
+  EXPECT_EQ(volumes()[0].labels.at("by"), "first");
+  Status stale_delete = store_->delete_volume(v);
+  EXPECT_EQ(stale_delete.code(), Code::kAborted);
+  EXPECT_EQ(volumes().size(), 1u);
+  EXPECT_TRUE(store_->delete_volume(first).is_ok());
+
+  SnapshotRecord sn = snapshot("snap-1", "nightly");
+  ASSERT_TRUE(store_->create_snapshot(sn).is_ok());
+  SnapshotRecord old = sn;
+  sn.size_bytes = 9;
+  ASSERT_TRUE(store_->update_snapshot(sn).is_ok());
+  EXPECT_EQ(store_->update_snapshot(old).reason(), "revision_conflict");
+  EXPECT_EQ(store_->delete_snapshot(old).reason(), "revision_conflict");
+  EXPECT_TRUE(store_->delete_snapshot(sn).is_ok());
+}
+
+// Revisions only grow, across reopen too: a record's next write is always above its last.
+TEST_F(SqliteStoreTest, RevisionsGrowAcrossReopen) {
+  VolumeRecord v = volume("vol-1", "data");
+  ASSERT_TRUE(store_->create_volume(v).is_ok());
+  const Revision before = v.revision;
+  reopen();
+  EXPECT_EQ(store_->current_revision().value(), before);
+  VolumeRecord w = volume("vol-2", "more");
+  ASSERT_TRUE(store_->create_volume(w).is_ok());
+  EXPECT_GT(w.revision, before);
+  EXPECT_FALSE(store_->shared());
+  EXPECT_TRUE(store_->fresh(1000, std::chrono::milliseconds(0)).is_ok()) << "one writer: always fresh";
+}
+
+TEST_F(SqliteStoreTest, RoleCreateRefusesAnExistingRole) {
+  ASSERT_TRUE(store_->put_role({"ops.viewer", "{}"}, PutMode::kCreate).is_ok());
+  Status again = store_->put_role({"ops.viewer", R"({"x":1})"}, PutMode::kCreate);
+  EXPECT_EQ(again.code(), Code::kAlreadyExists);
+  EXPECT_EQ(again.reason(), "role_exists");
+  EXPECT_EQ(roles()[0].json, "{}");
+  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"x":1})"}, PutMode::kUpsert).is_ok());
+  EXPECT_EQ(roles()[0].json, R"({"x":1})");
+}
+
+TEST_F(SqliteStoreTest, TheRegisteredNodeIsTheLiveOne) {
+  ASSERT_TRUE(store_->register_node({.name = "node-a", .grpc_address = "127.0.0.1:1", .started_at = 5}).is_ok());
+  reopen();
+  ASSERT_TRUE(store_->register_node({.name = "node-b", .grpc_address = "127.0.0.1:2", .started_at = 6}).is_ok());
+  auto nodes = store_->list_nodes().value();
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].name, "node-a");
+  EXPECT_FALSE(nodes[0].alive) << "registered by an earlier process";
+  EXPECT_EQ(nodes[1].name, "node-b");
+  EXPECT_TRUE(nodes[1].alive);
+  EXPECT_EQ(nodes[1].grpc_address, "127.0.0.1:2");
 }
 
 TEST_F(SqliteStoreTest, RenameCollisionIsAlreadyExists) {
@@ -336,7 +427,7 @@ TEST_F(SqliteStoreTest, RenameCollisionIsAlreadyExists) {
   // Renaming to a free name works, and frees the old one.
   renamed.name = "gamma";
   ASSERT_TRUE(store_->update_volume(renamed).is_ok());
-  EXPECT_TRUE(store_->create_volume(volume("vol-c", "beta", 3)).is_ok());
+  EXPECT_TRUE(create(volume("vol-c", "beta", 3)).is_ok());
 
   SnapshotRecord sa = snapshot("snap-a", "alpha", 1);
   SnapshotRecord sb = snapshot("snap-b", "beta", 2);
@@ -350,29 +441,29 @@ TEST_F(SqliteStoreTest, RenameCollisionIsAlreadyExists) {
 }
 
 TEST_F(SqliteStoreTest, ListsOrderByCreatedAtThenId) {
-  ASSERT_TRUE(store_->create_volume(volume("c", "n1", 20)).is_ok());
-  ASSERT_TRUE(store_->create_volume(volume("b", "n2", 10)).is_ok());
-  ASSERT_TRUE(store_->create_volume(volume("a", "n3", 20)).is_ok());
-  ASSERT_TRUE(store_->create_volume(volume("z", "n4", -5)).is_ok());
+  ASSERT_TRUE(create(volume("c", "n1", 20)).is_ok());
+  ASSERT_TRUE(create(volume("b", "n2", 10)).is_ok());
+  ASSERT_TRUE(create(volume("a", "n3", 20)).is_ok());
+  ASSERT_TRUE(create(volume("z", "n4", -5)).is_ok());
   std::vector<std::string> ids;
   for (const auto& v : volumes()) ids.push_back(v.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"z", "b", "a", "c"}));
 
-  ASSERT_TRUE(store_->create_snapshot(snapshot("y", "n1", 7)).is_ok());
-  ASSERT_TRUE(store_->create_snapshot(snapshot("x", "n2", 7)).is_ok());
-  ASSERT_TRUE(store_->create_snapshot(snapshot("w", "n3", 9)).is_ok());
+  ASSERT_TRUE(create(snapshot("y", "n1", 7)).is_ok());
+  ASSERT_TRUE(create(snapshot("x", "n2", 7)).is_ok());
+  ASSERT_TRUE(create(snapshot("w", "n3", 9)).is_ok());
   ids.clear();
   for (const auto& s : snapshots()) ids.push_back(s.id);
   EXPECT_EQ(ids, (std::vector<std::string>{"x", "y", "w"}));
 }
 
 TEST_F(SqliteStoreTest, RolesUpsertDeleteList) {
-  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":1})"}).is_ok());
-  ASSERT_TRUE(store_->put_role({"app.admin", R"({"a":1})"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":1}, PutMode::kUpsert)"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"app.admin", R"({"a":1}, PutMode::kUpsert)"}).is_ok());
   EXPECT_EQ(roles(),
             (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":1})"}}));
   // Put again replaces instead of failing.
-  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":2})"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":2}, PutMode::kUpsert)"}).is_ok());
   EXPECT_EQ(roles(),
             (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":2})"}}));
   ASSERT_TRUE(store_->delete_role("app.admin").is_ok());
@@ -384,7 +475,7 @@ TEST_F(SqliteStoreTest, RolesUpsertDeleteList) {
 }
 
 TEST_F(SqliteStoreTest, FileIsInWalMode) {
-  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(create(volume("vol-1", "data")).is_ok());
   // The store's connection is still open, so its WAL has not been checkpointed away.
   EXPECT_TRUE(fs::exists(path_ + "-wal"));
   EXPECT_EQ(raw_query(path_, "PRAGMA journal_mode"), "wal");
@@ -476,12 +567,12 @@ TEST_F(SqliteStoreTest, UnreadableValuesAreRefusedAtWriteTime) {
   EXPECT_EQ(l.code(), Code::kInvalidArgument);
   EXPECT_EQ(l.reason(), "bad_labels");
 
-  ASSERT_TRUE(store_->create_volume(volume("vol-3", "ok")).is_ok());
+  ASSERT_TRUE(create(volume("vol-3", "ok")).is_ok());
   EXPECT_EQ(volumes().size(), 1u);
 }
 
 TEST_F(SqliteStoreTest, CorruptRowIsReportedNotMisread) {
-  ASSERT_TRUE(store_->create_volume(volume("vol-1", "data")).is_ok());
+  ASSERT_TRUE(create(volume("vol-1", "data")).is_ok());
   raw_exec(path_, "UPDATE volumes SET labels = '[1,2]'");
   auto r = store_->list_volumes();
   ASSERT_FALSE(r.is_ok());
@@ -498,7 +589,7 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAllSucceed) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
         std::string suffix = std::to_string(t) + "-" + std::to_string(i);
-        if (!store_->create_volume(volume("vol-" + suffix, "name-" + suffix, i)).is_ok()) {
+        if (!create(volume("vol-" + suffix, "name-" + suffix, i)).is_ok()) {
           ++failures[t];
         }
         // Readers interleave with writers on the same connection.

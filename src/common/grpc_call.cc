@@ -1,0 +1,52 @@
+#include "common/grpc_call.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <future>
+
+namespace volguard {
+
+Status grpc_unary_call(const std::shared_ptr<grpc::Channel>& channel, const std::string& path,
+                       const google::protobuf::Message& request, google::protobuf::Message* response,
+                       const GrpcCallOptions& options) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  std::string bytes;
+  request.SerializeToString(&bytes);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request_buf(&slice, 1);
+  grpc::ByteBuffer response_buf;
+  ctx.set_deadline(std::chrono::system_clock::now() + options.timeout);
+  for (const auto& [k, v] : options.metadata) ctx.AddMetadata(k, v);
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, path, grpc::StubOptions(), &request_buf, &response_buf,
+                 [&done](grpc::Status s) { done.set_value(std::move(s)); });
+  grpc::Status s = done.get_future().get();
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  if (options.trailers != nullptr) {
+    for (auto& [key, value] : *options.trailers) {
+      if (auto it = trailers.find(key); it != trailers.end()) value.assign(it->second.data(), it->second.size());
+    }
+  }
+  if (s.ok()) {
+    std::vector<grpc::Slice> slices;
+    std::string out;
+    if (response_buf.Dump(&slices).ok()) {
+      for (const auto& sl : slices) out.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    if (!response->ParseFromString(out)) {
+      return Status(Code::kInternal, "bad_response", "server reply is not a " + response->GetTypeName());
+    }
+    return Status::ok();
+  }
+  std::string reason;
+  if (auto it = trailers.find("volguard-reason"); it != trailers.end()) {
+    reason.assign(it->second.data(), it->second.size());
+  }
+  if (reason.empty() && s.error_code() == grpc::StatusCode::UNAVAILABLE) reason = "unavailable";
+  if (reason.empty() && s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) reason = "deadline_exceeded";
+  return Status(static_cast<Code>(s.error_code()), reason, s.error_message());
+}
+
+}  // namespace volguard
