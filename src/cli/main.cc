@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   auto* csi_cmd = app.add_subcommand("csi", "Serve the CSI v1 plugin (Identity, Controller, Node)");
   csi_cmd->add_option("--endpoint", csi_opts.endpoint, "unix:///csi/csi.sock")->required();
   csi_cmd->add_option("--node-id", csi_opts.node_id, "This node's id")->required();
+  csi_cmd->add_option("--volguard-node", csi_opts.volguard_node,
+                      "The volguard node this node plugin is on, reported as its topology "
+                      "volguard.io/node (default: --node-id)");
   csi_cmd->add_option("--server", csi_opts.server, "volguard server gRPC address")->required();
   csi_cmd->add_option("--tls-ca", csi_opts.tls_ca, "CA certificate: use TLS to the server");
   csi_cmd->add_option("--node-token-file", csi_opts.node_token_file,

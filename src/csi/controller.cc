@@ -9,6 +9,7 @@
 
 #include "common/text.h"
 #include "csi/internal.h"
+#include "csi/topology.h"
 #include "driver/driver.h"
 #include "volguard.pb.h"
 
@@ -135,6 +136,13 @@ Result<int64_t> size_for(const v1::CapacityRange& r, const std::string& fs) {
   return size;
 }
 
+// Where the volume is accessible from: its home node; none when unknown (then the CO may use
+// it from any node).
+void set_home(const std::string& home, v1::Volume* to) {
+  to->clear_accessible_topology();
+  if (!home.empty()) (*to->add_accessible_topology()->mutable_segments())[kTopologyKey] = home;
+}
+
 void fill_volume(const vg::Volume& from, v1::Volume* to) {
   to->set_volume_id(from.id());
   to->set_capacity_bytes(static_cast<int64_t>(from.size_bytes()));
@@ -145,6 +153,17 @@ void fill_volume(const vg::Volume& from, v1::Volume* to) {
   } else if (!from.source_volume().empty()) {
     to->mutable_content_source()->mutable_volume()->set_volume_id(from.source_volume());
   }
+  set_home(from.home_node(), to);
+}
+
+// The volume CreateVolume answers with. The server fills home_node where the data is on
+// another node than the one asked; "" means the node asked, which for a new volume is the one
+// the plugin asked for (`asked`, "" when it asked for none: then no topology is claimed). A
+// clone or restore asks for none: it lives with its source, and only the server's answer says
+// where.
+void fill_created(const vg::Volume& from, const std::string& asked, v1::Volume* to) {
+  fill_volume(from, to);
+  if (from.home_node().empty()) set_home(asked, to);
 }
 
 void fill_snapshot(const vg::Snapshot& from, v1::Snapshot* to) {
@@ -201,6 +220,10 @@ class ControllerService final : public v1::Controller::Service {
     if (auto s = check_range(req->capacity_range()); !s.ok()) return s;
     const std::string token = token_of(req->secrets());
     const std::string name = volguard_name(req->name());
+    // The home node: where the CO wants the volume (with WaitForFirstConsumer, the node its pod
+    // was scheduled to). A requirement naming no volguard node is refused before the server.
+    auto home = choose_home_node(req->accessibility_requirements());
+    if (!home) return to_grpc(home.status(), token);
 
     vg::VolumeResponse made;
     Status s;
@@ -233,11 +256,14 @@ class ControllerService final : public v1::Controller::Service {
       for (const auto& [k, v] : params.labels) (*create.mutable_labels())[k] = v;
       for (const auto& [g, a] : params.groups) (*create.mutable_groups())[g] = a;
       create.set_public_(params.public_access);
+      create.set_home_node(*home);
       s = backend_->call(token, kVol + "Create", create, &made);
     }
-    if (s.code() == Code::kAlreadyExists) return existing(token, name, *req, params, fs, resp);
+    // Only a new volume is asked for a home; a clone's is its source's.
+    const std::string asked = from_source ? "" : *home;
+    if (s.code() == Code::kAlreadyExists) return existing(token, name, *req, params, fs, asked, resp);
     if (!s.is_ok()) return to_grpc(s, token);
-    fill_volume(made.volume(), resp->mutable_volume());
+    fill_created(made.volume(), asked, resp->mutable_volume());
     return grpc::Status::OK;
   }
 
@@ -352,7 +378,9 @@ class ControllerService final : public v1::Controller::Service {
   }
 
   // The free space of the server's volume directory (no secrets in CSI: the controller's
-  // credential), within that credential's quotas if it has any.
+  // credential), within that credential's quotas if it has any. An accessible_topology is
+  // accepted and not told apart: the server the controller asks answers for itself (capacity
+  // tracking, which asks per node, is not deployed).
   grpc::Status GetCapacity(ServerContext*, const v1::GetCapacityRequest*,
                            v1::GetCapacityResponse* resp) override {
     const std::string token = backend_->controller_token();
@@ -544,10 +572,12 @@ class ControllerService final : public v1::Controller::Service {
   }
 
   // The name exists: the same request made it before (idempotent retry) or it is another
-  // volume (ALREADY_EXISTS). Compared: owner, size within the range, fs, labels, grants, source.
+  // volume (ALREADY_EXISTS). Compared: owner, size within the range, fs, labels, grants, source,
+  // and its home node against the requisite topology.
   grpc::Status existing(const std::string& token, const std::string& name,
                         const v1::CreateVolumeRequest& req, const Params& params,
-                        const std::string& fs, v1::CreateVolumeResponse* resp) {
+                        const std::string& fs, const std::string& asked,
+                        v1::CreateVolumeResponse* resp) {
     vg::VolumeResponse seen;
     if (Status s = inspect(token, name, &seen); !s.is_ok()) {
       // Taken by a volume this tenant may not see: the name is all it learns (the server's
@@ -599,11 +629,18 @@ class ControllerService final : public v1::Controller::Service {
     } else if (why.empty() && (!v.source_snapshot().empty() || !v.source_volume().empty())) {
       why = "it was made from another volume or snapshot";
     }
+    // Its data cannot move: a home outside requisite cannot be made accessible from there.
+    // (A home the server does not report, "", is the server asked: nothing to compare.)
+    if (why.empty() && !v.home_node().empty() &&
+        !meets_requisite(req.accessibility_requirements(), v.home_node())) {
+      why = "its home node " + v.home_node() + " is not in the requisite topology (" +
+            kTopologyKey + ")";
+    }
     if (!why.empty()) {
       return grpc::Status(StatusCode::ALREADY_EXISTS,
                           "volume " + name + " exists and is incompatible: " + why);
     }
-    fill_volume(v, resp->mutable_volume());
+    fill_created(v, asked, resp->mutable_volume());
     return grpc::Status::OK;
   }
 

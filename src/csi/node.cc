@@ -14,6 +14,7 @@
 
 #include "common/mountinfo.h"
 #include "csi/internal.h"
+#include "csi/topology.h"
 #include "volguard.pb.h"
 
 namespace volguard::csi {
@@ -201,6 +202,10 @@ class NodeService final : public v1::Node::Service {
   grpc::Status NodeGetInfo(ServerContext*, const v1::NodeGetInfoRequest*,
                            v1::NodeGetInfoResponse* resp) override {
     resp->set_node_id(backend_->options().node_id);
+    // Where this node is: the volguard node whose server holds the volumes it mounts
+    // (Plugin::start filled it in from node_id when not given).
+    (*resp->mutable_accessible_topology()->mutable_segments())[kTopologyKey] =
+        backend_->options().volguard_node;
     return grpc::Status::OK;
   }
 

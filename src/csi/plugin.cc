@@ -18,6 +18,7 @@
 #include "common/openssl.h"
 #include "common/text.h"
 #include "csi/internal.h"
+#include "csi/topology.h"
 #include "volguard.pb.h"
 
 namespace volguard::csi {
@@ -117,6 +118,10 @@ class IdentityService final : public v1::Identity::Service {
                                      v1::GetPluginCapabilitiesResponse* resp) override {
     resp->add_capabilities()->mutable_service()->set_type(
         v1::PluginCapability::Service::CONTROLLER_SERVICE);
+    // A volume's data is on one volguard node: NodeGetInfo and CreateVolume say which
+    // (volguard.io/node), and the CO schedules its pods there.
+    resp->add_capabilities()->mutable_service()->set_type(
+        v1::PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS);
     // ONLINE: an unmounted ext4 volume is grown by the controller (ControllerExpandVolume, as
     // the tenant); a mounted one, and xfs (which grows only mounted), by NodeExpandVolume on the
     // node where it is mounted. A mounted ext4 needs CAP_SYS_RESOURCE in the server (the
@@ -148,7 +153,8 @@ std::unique_ptr<v1::Identity::Service> make_identity(std::shared_ptr<Backend> ba
   return std::make_unique<IdentityService>(std::move(backend));
 }
 
-Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
+Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& given) {
+  PluginOptions options = given;
   const std::string prefix = "unix://";
   if (options.endpoint.rfind(prefix, 0) != 0 || options.endpoint.size() <= prefix.size()) {
     return Status(Code::kInvalidArgument, "invalid_endpoint",
@@ -156,6 +162,15 @@ Result<std::unique_ptr<Plugin>> Plugin::start(const PluginOptions& options) {
   }
   if (options.node_id.empty()) {
     return Status(Code::kInvalidArgument, "invalid_node_id", "node id is required");
+  }
+  if (options.volguard_node.empty()) options.volguard_node = options.node_id;
+  // NodeGetInfo reports it as a topology segment, which kubelet makes a node label of: a value
+  // neither would take is refused here, not at registration.
+  if (!is_valid_topology_value(options.volguard_node)) {
+    return Status(Code::kInvalidArgument, "invalid_volguard_node",
+                  "volguard node \"" + options.volguard_node +
+                      "\" is not a valid topology value (1-63 characters: letters, digits, '-', '_', "
+                      "'.', alphanumeric at both ends); give one with --volguard-node");
   }
   std::unique_ptr<Plugin> p(new Plugin());
   p->socket_path_ = options.endpoint.substr(prefix.size());
@@ -224,8 +239,10 @@ int run_plugin(const PluginOptions& options) {
     spdlog::error("csi: {}", plugin.status().to_string());
     return 2;
   }
-  spdlog::info("csi: {} {} serving {} for node {} (server {})", kPluginName, kVendorVersion,
-               options.endpoint, options.node_id, options.server);
+  spdlog::info("csi: {} {} serving {} for node {}, volguard node {} (server {})", kPluginName,
+               kVendorVersion, options.endpoint, options.node_id,
+               options.volguard_node.empty() ? options.node_id : options.volguard_node,
+               options.server);
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("csi: signal {}: stopping", sig);

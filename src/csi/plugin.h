@@ -27,6 +27,9 @@ inline constexpr const char* kTokenSecret = "auth-token";
 struct PluginOptions {
   std::string endpoint;  // "unix:///csi/csi.sock"
   std::string node_id;
+  // The volguard node this node plugin is on (the node whose server holds the volumes it
+  // mounts), reported by NodeGetInfo as its topology {volguard.io/node: name}; "" = node_id.
+  std::string volguard_node;
   std::string server;  // volguard gRPC address, "127.0.0.1:9020"
   std::string tls_ca;  // empty = plaintext to the server
   // This node's own credential (a token with role system.node whose username is node_id),
@@ -41,7 +44,9 @@ struct PluginOptions {
 
 class Plugin {
  public:
-  // Binds the unix socket (a stale socket file is replaced) and starts serving.
+  // Binds the unix socket (a stale socket file is replaced) and starts serving. Refuses an
+  // endpoint that is not unix://, an empty node id, and a volguard node name (volguard_node,
+  // else node_id) that is not a valid topology value.
   static Result<std::unique_ptr<Plugin>> start(const PluginOptions& options);
   ~Plugin();
   Plugin(const Plugin&) = delete;

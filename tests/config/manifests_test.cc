@@ -732,6 +732,49 @@ std::string env_field_path(const YAML::Node& c, const std::string& name) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Topology: each volume is pinned to the volguard node holding its data (volguard.io/node).
+
+Problems check_topology(const Manifests& m) {
+  Problems p;
+  for (const auto& sc : m.of_kind("StorageClass")) {
+    if (str(sc["provisioner"]) != kDriver) continue;
+    // Immediate would provision before the pod is scheduled, on any node; the pod would follow.
+    const std::string mode = str(sc["volumeBindingMode"]);
+    if (mode != "WaitForFirstConsumer") {
+      p.push_back("StorageClass/" + str(sc["metadata"]["name"]) + ": volumeBindingMode is '" +
+                  mode + "', not WaitForFirstConsumer");
+    }
+  }
+  for (const auto& c : containers(m)) {
+    const auto [image, tag] = split_image(str(c.c["image"]));
+    const auto args = args_of(c.c);
+    if (image == "csi-provisioner") {
+      // Topology (GA) is on by default from v5.0.0 (for drivers advertising
+      // VOLUME_ACCESSIBILITY_CONSTRAINTS); before, only with the feature gate.
+      std::string gates = flag_value(args, "--feature-gates");
+      std::transform(gates.begin(), gates.end(), gates.begin(), ::tolower);
+      if (gates.find("topology=false") != std::string::npos) {
+        p.push_back(c.where + ": --feature-gates turns Topology off");
+      } else if (parse_version(tag) < Version{5, 0, 0} &&
+                 gates.find("topology=true") == std::string::npos) {
+        p.push_back(c.where + ": csi-provisioner " + tag +
+                    " needs --feature-gates=Topology=true (the default from v5.0.0)");
+      }
+    }
+    // The node plugin reports the volguard node its server serves: the pod's own node.
+    if (image == "volguard" && !args.empty() && args[0] == "csi" &&
+        c.where.rfind("DaemonSet/", 0) == 0) {
+      const std::string node = flag_value(args, "--volguard-node");
+      if (node != "$(NODE_NAME)" || env_field_path(c.c, "NODE_NAME") != "spec.nodeName") {
+        p.push_back(c.where + ": --volguard-node is '" + node +
+                    "', not $(NODE_NAME) from spec.nodeName");
+      }
+    }
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tests on the shipped manifests.
 
 TEST(ManifestsTest, ParseWithTheExpectedKinds) {
@@ -983,6 +1026,20 @@ TEST(ManifestsTest, NodePluginHasItsOwnNodeCredential) {
   EXPECT_FALSE((*ds)["spec"]["template"]["spec"]["automountServiceAccountToken"].as<bool>());
 }
 
+TEST(ManifestsTest, VolumesArePinnedToTheirNodeByTopology) {
+  const Manifests m = load_all();
+  const Problems p = check_topology(m);
+  EXPECT_TRUE(p.empty()) << join(p);
+  // The name the node plugin reports is the one its server serves (nodes: [spec.nodeName]).
+  const auto cs = containers(m);
+  const Container* plugin = container(cs, "DaemonSet/volguard/csi-plugin");
+  ASSERT_NE(plugin, nullptr);
+  EXPECT_EQ(flag_value(args_of(plugin->c), "--volguard-node"),
+            flag_value(args_of(plugin->c), "--node-id"));
+  const std::string docs = read_text(kSource + "/docs/kubernetes.md");
+  EXPECT_NE(docs.find("## Topology"), std::string::npos);
+}
+
 TEST(ManifestsTest, ControllerUsesTheReadOnlyControllerCredentialAsNonRoot) {
   const Manifests m = load_all();
   const auto cs = containers(m);
@@ -1137,6 +1194,65 @@ TEST(ManifestsCheckTest, CatchesUnpinnedImagesAndMissingResources) {
   EXPECT_EQ(res.find("csi-provisioner"), std::string::npos) << res;
   EXPECT_NE(join(check_probes(m)).find("Deployment/ctl/plugin: no livenessProbe"),
             std::string::npos);
+}
+
+TEST(ManifestsCheckTest, CatchesTopologyThatIsNotWired) {
+  const Manifests m = load_text(std::string(kController) + R"(
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ctl2, namespace: kube-system}
+spec:
+  template:
+    spec:
+      containers:
+        - name: csi-provisioner
+          image: registry.k8s.io/sig-storage/csi-provisioner:v5.3.0
+          args: [--csi-address=/csi/csi.sock, --feature-gates=Topology=False]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds, namespace: kube-system}
+spec:
+  template:
+    spec:
+      containers:
+        - name: csi-plugin
+          image: volguard:0.2.0
+          args: [csi, --node-id, $(NODE_NAME)]
+          env: [{name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: now}
+provisioner: csi.volguard.io
+volumeBindingMode: Immediate
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: unset}
+provisioner: csi.volguard.io
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: others}
+provisioner: other.example.com
+volumeBindingMode: Immediate
+)");
+  const Problems p = check_topology(m);
+  const std::string all = join(p);
+  EXPECT_NE(all.find("StorageClass/now: volumeBindingMode is 'Immediate'"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("StorageClass/unset: volumeBindingMode is ''"), std::string::npos) << all;
+  EXPECT_NE(all.find("Deployment/ctl/csi-provisioner: csi-provisioner v4.0.0 needs "
+                     "--feature-gates=Topology=true"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("Deployment/ctl2/csi-provisioner: --feature-gates turns Topology off"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("DaemonSet/ds/csi-plugin: --volguard-node is ''"), std::string::npos) << all;
+  EXPECT_EQ(p.size(), 5u) << all;  // not the other driver's class, nor the controller's plugin
 }
 
 TEST(ManifestsCheckTest, CatchesMissingSidecarRbac) {

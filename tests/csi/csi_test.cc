@@ -2,6 +2,8 @@
 // plugin's unix socket with the generated CSI stubs exactly as the sidecars and kubelet would.
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <yaml-cpp/yaml.h>
 #include <stdlib.h>
@@ -11,9 +13,11 @@
 
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "audit/audit.h"
 #include "csi.grpc.pb.h"
@@ -103,6 +107,19 @@ class CsiTest : public ::testing::Test {
     Status s = admin_.call("/volguard.v1.VolguardVolume/Inspect", ref, &out);
     EXPECT_TRUE(s.is_ok() || s.code() == Code::kNotFound) << s.to_string();
     return s.is_ok();
+  }
+
+  // Stops this test's plugin and starts one with `options` on the same socket.
+  void restart_plugin(const csi::PluginOptions& options) {
+    plugin_.reset();
+    options_ = options;
+    auto plugin = csi::Plugin::start(options_);
+    ASSERT_TRUE(plugin.is_ok()) << plugin.status().to_string();
+    plugin_ = std::move(plugin).value();
+    auto channel = grpc::CreateChannel(options_.endpoint, grpc::InsecureChannelCredentials());
+    identity_ = ::csi::v1::Identity::NewStub(channel);
+    controller_ = ::csi::v1::Controller::NewStub(channel);
+    node_ = ::csi::v1::Node::NewStub(channel);
   }
 
   template <typename Req>
@@ -998,6 +1015,422 @@ TEST_F(CsiTest, GetCapacityIsTheServersVolumeDirectory) {
   // Same filesystem, measured a moment apart: within 64 MiB.
   EXPECT_LT(std::llabs(cap.available_capacity() - expected), 64 * kMiB)
       << cap.available_capacity() << " vs " << expected;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topology: volumes live on one volguard node (their home), nodes and volumes are placed by the
+// segment volguard.io/node.
+
+constexpr const char* kNodeKey = "volguard.io/node";
+
+::csi::v1::Topology node_topology(const std::string& node) {
+  ::csi::v1::Topology t;
+  (*t.mutable_segments())[kNodeKey] = node;
+  return t;
+}
+
+::csi::v1::TopologyRequirement requirement(const std::vector<std::string>& requisite,
+                                           const std::vector<std::string>& preferred) {
+  ::csi::v1::TopologyRequirement r;
+  for (const auto& n : requisite) *r.add_requisite() = node_topology(n);
+  for (const auto& n : preferred) *r.add_preferred() = node_topology(n);
+  return r;
+}
+
+// The single node a volume's accessible_topology names; "" when it has none; "?" when it is not
+// exactly one {volguard.io/node: X}.
+std::string home_of(const ::csi::v1::Volume& v) {
+  if (v.accessible_topology_size() == 0) return "";
+  if (v.accessible_topology_size() != 1 || v.accessible_topology(0).segments_size() != 1) return "?";
+  auto it = v.accessible_topology(0).segments().find(kNodeKey);
+  return it == v.accessible_topology(0).segments().end() ? "?" : it->second;
+}
+
+TEST_F(CsiTest, NodeGetInfoReportsTheVolguardNodeAndTheCapabilityIsAdvertised) {
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::GetPluginCapabilitiesResponse caps;
+    ASSERT_TRUE(identity_->GetPluginCapabilities(&ctx, {}, &caps).ok());
+    std::set<int> services;
+    for (const auto& c : caps.capabilities()) {
+      if (c.has_service()) services.insert(c.service().type());
+    }
+    EXPECT_TRUE(services.count(::csi::v1::PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS));
+    EXPECT_TRUE(services.count(::csi::v1::PluginCapability::Service::CONTROLLER_SERVICE));
+  }
+  // Without --volguard-node: the CSI node id.
+  {
+    grpc::ClientContext ctx;
+    ::csi::v1::NodeGetInfoResponse info;
+    ASSERT_TRUE(node_->NodeGetInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.node_id(), "node-1");
+    ASSERT_TRUE(info.has_accessible_topology());
+    EXPECT_EQ(info.accessible_topology().segments_size(), 1);
+    EXPECT_EQ(info.accessible_topology().segments().at(kNodeKey), "node-1");
+  }
+  // A name that is no valid topology value (kubelet makes a node label of it) is refused at
+  // start, not reported.
+  for (const std::string& bad : {std::string("not a name"), std::string(64, 'n'), std::string("-x")}) {
+    csi::PluginOptions o = options_;
+    o.volguard_node = bad;
+    o.endpoint = "unix://" + dir_ + "/other.sock";
+    auto refused = csi::Plugin::start(o);
+    ASSERT_FALSE(refused.is_ok()) << bad;
+    EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(refused.status().message().find("volguard node"), std::string::npos)
+        << refused.status().message();
+  }
+  {
+    csi::PluginOptions o = options_;
+    o.node_id = std::string(70, 'n');  // a node id too long to be a label: a name must be given
+    o.endpoint = "unix://" + dir_ + "/other.sock";
+    EXPECT_FALSE(csi::Plugin::start(o).is_ok());
+  }
+  // With --volguard-node: that name; the CSI node id is unchanged.
+  csi::PluginOptions o = options_;
+  o.volguard_node = "storage-a";
+  restart_plugin(o);
+  grpc::ClientContext ctx;
+  ::csi::v1::NodeGetInfoResponse info;
+  ASSERT_TRUE(node_->NodeGetInfo(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.node_id(), "node-1");
+  EXPECT_EQ(info.accessible_topology().segments().at(kNodeKey), "storage-a");
+}
+
+// A proxy in front of the real server: the test sees every request the plugin sent, as the
+// server received it, and may rewrite the home_node of the volumes the server answers with —
+// standing in for a clustered server that places volumes on other nodes (today's server
+// ignores CreateVolumeRequest.home_node and answers home_node "").
+class RecordingProxy final : public grpc::CallbackGenericService {
+ public:
+  explicit RecordingProxy(int upstream_port)
+      : channel_(grpc::CreateChannel("127.0.0.1:" + std::to_string(upstream_port),
+                                     grpc::InsecureChannelCredentials())) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterCallbackGenericService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~RecordingProxy() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // The requests received for a method ("/volguard.v1.VolguardVolume/Create"), oldest first.
+  template <typename M>
+  std::vector<M> received(const std::string& method) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<M> out;
+    auto it = received_.find(method);
+    if (it == received_.end()) return out;
+    for (const auto& bytes : it->second) {
+      M m;
+      EXPECT_TRUE(m.ParseFromString(bytes)) << method;
+      out.push_back(m);
+    }
+    return out;
+  }
+  size_t count(const std::string& method) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = received_.find(method);
+    return it == received_.end() ? 0 : it->second.size();
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_.clear();
+  }
+  // Every volume the server answers with (Create, Clone, Inspect, Update, Enumerate) gets this
+  // home_node; "" passes the server's own answer through.
+  void report_home(const std::string& node) {
+    std::lock_guard<std::mutex> lock(mu_);
+    home_ = node;
+  }
+
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+    return new Call(this, ctx);
+  }
+
+ private:
+  static std::string bytes_of(const grpc::ByteBuffer& buf) {
+    std::vector<grpc::Slice> slices;
+    std::string out;
+    if (buf.Dump(&slices).ok()) {
+      for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+    return out;
+  }
+  static grpc::ByteBuffer buffer_of(const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    return grpc::ByteBuffer(&slice, 1);
+  }
+
+  void record(const std::string& method, const grpc::ByteBuffer& request) {
+    std::lock_guard<std::mutex> lock(mu_);
+    received_[method].push_back(bytes_of(request));
+  }
+
+  void rewrite(const std::string& method, grpc::ByteBuffer* response) {
+    std::string home;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      home = home_;
+    }
+    if (home.empty()) return;
+    const std::string vol = "/volguard.v1.VolguardVolume/";
+    std::string out;
+    if (method == vol + "Create" || method == vol + "Clone" || method == vol + "Inspect" ||
+        method == vol + "Update") {
+      vg::VolumeResponse r;
+      ASSERT_TRUE(r.ParseFromString(bytes_of(*response)));
+      r.mutable_volume()->set_home_node(home);
+      r.SerializeToString(&out);
+    } else if (method == vol + "Enumerate") {
+      vg::EnumerateResponse r;
+      ASSERT_TRUE(r.ParseFromString(bytes_of(*response)));
+      for (auto& v : *r.mutable_volumes()) v.set_home_node(home);
+      r.SerializeToString(&out);
+    } else {
+      return;
+    }
+    *response = buffer_of(out);
+  }
+
+  // One unary call, forwarded as is (bytes and bearer token) and answered with the server's
+  // reply, or its status and volguard-reason trailer.
+  class Call final : public grpc::ServerGenericBidiReactor {
+   public:
+    Call(RecordingProxy* proxy, grpc::GenericCallbackServerContext* ctx)
+        : proxy_(proxy), ctx_(ctx), stub_(proxy->channel_) {
+      StartRead(&request_);
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
+        return;
+      }
+      const std::string method = ctx_->method();
+      proxy_->record(method, request_);
+      const auto& md = ctx_->client_metadata();
+      if (auto it = md.find("authorization"); it != md.end()) {
+        upstream_.AddMetadata("authorization", std::string(it->second.data(), it->second.size()));
+      }
+      stub_.UnaryCall(&upstream_, method, grpc::StubOptions(), &request_, &response_,
+                      [this, method](grpc::Status s) {
+                        if (!s.ok()) {
+                          const auto& trailers = upstream_.GetServerTrailingMetadata();
+                          if (auto it = trailers.find("volguard-reason"); it != trailers.end()) {
+                            ctx_->AddTrailingMetadata("volguard-reason",
+                                                      std::string(it->second.data(), it->second.size()));
+                          }
+                          Finish(s);
+                          return;
+                        }
+                        proxy_->rewrite(method, &response_);
+                        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+                      });
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    RecordingProxy* proxy_;
+    grpc::GenericCallbackServerContext* ctx_;
+    grpc::GenericStub stub_;
+    grpc::ClientContext upstream_;
+    grpc::ByteBuffer request_, response_;
+  };
+
+  std::shared_ptr<grpc::Channel> channel_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<std::string>> received_;
+  std::string home_;
+};
+
+const std::string kCreatePath = "/volguard.v1.VolguardVolume/Create";
+const std::string kClonePath = "/volguard.v1.VolguardVolume/Clone";
+
+// The controller plugin talks to the server through the RecordingProxy.
+class CsiTopologyTest : public CsiTest {
+ protected:
+  void SetUp() override {
+    CsiTest::SetUp();
+    if (HasFatalFailure()) return;
+    proxy_ = std::make_unique<RecordingProxy>(srv_->grpc_port());
+    csi::PluginOptions o = options_;
+    o.server = proxy_->address();
+    restart_plugin(o);
+  }
+  void TearDown() override {
+    plugin_.reset();
+    proxy_.reset();
+    CsiTest::TearDown();
+  }
+
+  grpc::Status create_in(const std::string& name, const ::csi::v1::TopologyRequirement& where,
+                         ::csi::v1::CreateVolumeResponse* out,
+                         const ::csi::v1::VolumeContentSource* source = nullptr) {
+    ::csi::v1::CreateVolumeRequest req;
+    req.set_name(name);
+    *req.add_volume_capabilities() = mount_cap();
+    req.mutable_capacity_range()->set_required_bytes(16 * kMiB);
+    *req.mutable_accessibility_requirements() = where;
+    if (source) *req.mutable_volume_content_source() = *source;
+    with_token(&req, alice_);
+    grpc::ClientContext ctx;
+    return controller_->CreateVolume(&ctx, req, out);
+  }
+
+  std::unique_ptr<RecordingProxy> proxy_;
+};
+
+// Refusals first: a requirement without volguard's key never reaches the server.
+TEST_F(CsiTopologyTest, CreateVolumeRefusesARequirementWithoutTheVolguardKey) {
+  ::csi::v1::CreateVolumeResponse made;
+  ::csi::v1::TopologyRequirement zone;
+  (*zone.add_requisite()->mutable_segments())["topology.kubernetes.io/zone"] = "z1";
+  grpc::Status s = create_in("pvc-zone", zone, &made);
+  expect_code(s, grpc::StatusCode::INVALID_ARGUMENT, "requisite without volguard.io/node");
+  EXPECT_NE(s.error_message().find("volguard.io/node"), std::string::npos) << s.error_message();
+  ::csi::v1::TopologyRequirement host;
+  (*host.add_preferred()->mutable_segments())["kubernetes.io/hostname"] = "node-1";
+  s = create_in("pvc-host", host, &made);
+  expect_code(s, grpc::StatusCode::INVALID_ARGUMENT, "preferred without volguard.io/node");
+  EXPECT_NE(s.error_message().find("volguard.io/node"), std::string::npos) << s.error_message();
+  EXPECT_EQ(proxy_->count(kCreatePath), 0u) << "a refused requirement reached the server";
+  EXPECT_FALSE(server_volume_exists("pvc-zone"));
+  EXPECT_FALSE(server_volume_exists("pvc-host"));
+}
+
+TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
+  // Preferred first: the server is asked for node-2.
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create_in("pvc-pref", requirement({"node-1", "node-2"}, {"node-2", "node-1"}), &made).ok());
+  auto sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].home_node(), "node-2");
+  // Today's server leaves home_node empty (the volume is on the node asked): the plugin reports
+  // the node it asked for.
+  EXPECT_EQ(inspect_as_admin(made.volume().volume_id()).home_node(), "");
+  EXPECT_EQ(home_of(made.volume()), "node-2");
+
+  // A preferred node outside requisite is passed over for the requisite one.
+  proxy_->clear();
+  ASSERT_TRUE(create_in("pvc-req", requirement({"node-1"}, {"node-9"}), &made).ok());
+  sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].home_node(), "node-1");
+  EXPECT_EQ(home_of(made.volume()), "node-1");
+
+  // No requirement: the server picks ("" sent) and, answering none, no topology is claimed.
+  proxy_->clear();
+  ASSERT_TRUE(create_in("pvc-any", {}, &made).ok());
+  sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].home_node(), "");
+  EXPECT_EQ(made.volume().accessible_topology_size(), 0);
+
+  // The home the server answers is the one reported, whatever was asked.
+  proxy_->report_home("node-7");
+  ASSERT_TRUE(create_in("pvc-server", requirement({}, {"node-2"}), &made).ok());
+  EXPECT_EQ(home_of(made.volume()), "node-7");
+  ASSERT_TRUE(create_in("pvc-server-any", {}, &made).ok());
+  EXPECT_EQ(home_of(made.volume()), "node-7");
+  // ControllerGetVolume and ListVolumes report it too.
+  {
+    ::csi::v1::ControllerGetVolumeRequest req;
+    req.set_volume_id(made.volume().volume_id());
+    ::csi::v1::ControllerGetVolumeResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ControllerGetVolume(&ctx, req, &resp).ok());
+    EXPECT_EQ(home_of(resp.volume()), "node-7");
+  }
+  {
+    ::csi::v1::ListVolumesResponse list;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
+    ASSERT_GE(list.entries_size(), 1);
+    for (const auto& e : list.entries()) EXPECT_EQ(home_of(e.volume()), "node-7");
+  }
+  // GetCapacity takes a topology (the server's free space either way).
+  {
+    ::csi::v1::GetCapacityRequest req;
+    *req.mutable_accessible_topology() = node_topology("node-1");
+    ::csi::v1::GetCapacityResponse cap;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->GetCapacity(&ctx, req, &cap).ok());
+    EXPECT_GT(cap.available_capacity(), 0);
+  }
+}
+
+// CSI: a volume of that name that exists but is incompatible with the accessibility
+// requirements is ALREADY_EXISTS.
+TEST_F(CsiTopologyTest, IdempotentCreateRefusesAnExistingVolumeOutsideRequisite) {
+  ::csi::v1::CreateVolumeResponse made, again;
+  ASSERT_TRUE(create_in("pvc-home", requirement({"node-2"}, {}), &made).ok());
+  const std::string id = made.volume().volume_id();
+  // The server holds it on node-2 (as a clustered server honouring home_node would say).
+  proxy_->report_home("node-2");
+  grpc::Status s = create_in("pvc-home", requirement({"node-1"}, {}), &again);
+  expect_code(s, grpc::StatusCode::ALREADY_EXISTS, "existing volume outside requisite");
+  EXPECT_NE(s.error_message().find("node-2"), std::string::npos) << s.error_message();
+  s = create_in("pvc-home", requirement({"node-1"}, {"node-1"}), &again);
+  expect_code(s, grpc::StatusCode::ALREADY_EXISTS, "existing volume outside requisite+preferred");
+  // The same requirement, one naming node-2 among others, or none: the same volume.
+  for (const auto& where : {requirement({"node-2"}, {}), requirement({"node-1", "node-2"}, {"node-1"}),
+                            ::csi::v1::TopologyRequirement()}) {
+    again.Clear();
+    s = create_in("pvc-home", where, &again);
+    ASSERT_TRUE(s.ok()) << s.error_message() << " for " << where.DebugString();
+    EXPECT_EQ(again.volume().volume_id(), id);
+    EXPECT_EQ(home_of(again.volume()), "node-2");
+  }
+  // Preferred alone is a wish: an existing volume elsewhere still matches.
+  again.Clear();
+  ASSERT_TRUE(create_in("pvc-home", requirement({}, {"node-1"}), &again).ok());
+  EXPECT_EQ(again.volume().volume_id(), id);
+  EXPECT_EQ(home_of(again.volume()), "node-2");
+  // Today's server (home_node ""): the retry reports the node it names, as the first call did.
+  proxy_->report_home("");
+  again.Clear();
+  ASSERT_TRUE(create_in("pvc-home", requirement({"node-2"}, {}), &again).ok());
+  EXPECT_EQ(again.volume().volume_id(), id);
+  EXPECT_EQ(home_of(again.volume()), "node-2");
+}
+
+// A clone or a restored snapshot lives where its source's data is: the server decides (no
+// home_node is sent) and the plugin reports the home it answers.
+TEST_F(CsiTopologyTest, CloneAndRestoreReportTheHomeTheServerAnswers) {
+  ::csi::v1::CreateVolumeResponse src, clone;
+  ASSERT_TRUE(create_in("pvc-source", requirement({"node-1"}, {}), &src).ok());
+  ::csi::v1::VolumeContentSource from;
+  from.mutable_volume()->set_volume_id(src.volume().volume_id());
+  proxy_->clear();
+  proxy_->report_home("node-3");
+  ASSERT_TRUE(create_in("pvc-clone", requirement({}, {"node-1"}), &clone, &from).ok());
+  EXPECT_EQ(proxy_->count(kCreatePath), 0u);
+  EXPECT_EQ(proxy_->count(kClonePath), 1u);
+  EXPECT_EQ(home_of(clone.volume()), "node-3");
+  // From a snapshot, likewise.
+  ::csi::v1::CreateSnapshotRequest snap_req;
+  snap_req.set_source_volume_id(src.volume().volume_id());
+  snap_req.set_name("topo-snap");
+  with_token(&snap_req, alice_);
+  ::csi::v1::CreateSnapshotResponse snap;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateSnapshot(&ctx, snap_req, &snap).ok());
+  }
+  ::csi::v1::VolumeContentSource from_snap;
+  from_snap.mutable_snapshot()->set_snapshot_id(snap.snapshot().snapshot_id());
+  ::csi::v1::CreateVolumeResponse restored;
+  ASSERT_TRUE(create_in("pvc-restore", requirement({}, {"node-1"}), &restored, &from_snap).ok());
+  EXPECT_EQ(home_of(restored.volume()), "node-3");
+  // Today's server answers no home for a clone: none is claimed (the plugin asked for none).
+  proxy_->report_home("");
+  ::csi::v1::CreateVolumeResponse clone2;
+  ASSERT_TRUE(create_in("pvc-clone2", requirement({}, {"node-1"}), &clone2, &from).ok());
+  EXPECT_EQ(clone2.volume().accessible_topology_size(), 0);
 }
 
 }  // namespace
