@@ -72,19 +72,22 @@ void VolumeService::apply_change(const store::Change& c) {
 
 Result<std::string> VolumeService::route(const MethodSpec& spec, const Call& call,
                                          const Message& request) const {
-  if (!store_->shared()) return std::string();
   std::string home;
   std::string what;
   if (const auto* create = dynamic_cast<const v1::CreateVolumeRequest*>(&request)) {
     home = create->home_node();
     what = "home_node";
     if (!home.empty() && home != node_name()) {
+      // A volume asked for elsewhere is never quietly made here (Kubernetes would schedule its
+      // pods on the node it asked for, where the data would not be).
       std::shared_lock lock(catalog_mu_);
-      if (!nodes_.count(home)) {
+      if (!store_->shared() || !nodes_.count(home)) {
         return Status(Code::kInvalidArgument, "node_unknown",
                       "home_node: '" + home + "' is not a node of this cluster (volguard node list)");
       }
     }
+  } else if (!store_->shared()) {
+    return std::string();  // one node: every volume is here
   } else {
     // The first resource named: the volume (or the snapshot's volume) whose data the call is
     // about. A clone runs where its source is.
