@@ -1,10 +1,22 @@
-// A small client of etcd's v3 gRPC API (KV, Watch, Lease), over the gRPC library volguard
-// already links. The messages are the subset declared in proto/etcd.proto with etcd's own
-// package and field numbers. The store (store/etcd_store.cc) is its one user.
+// A small client of etcd's v3 gRPC API (KV, Watch, Lease, Auth), over the gRPC library volguard
+// already links. The messages are the subset declared in proto/etcd_rpc.proto (package
+// etcdserverpb) and proto/etcd_kv.proto (package mvccpb) with etcd's own package and field
+// numbers. The store (store/etcd_store.cc) is its one user.
 //
 // Endpoints: one channel per endpoint; a call that fails with UNAVAILABLE or DEADLINE_EXCEEDED
 // moves on to the next endpoint (a member that lost its quorum answers nothing within the
-// deadline; a killed member refuses the connection). Every call carries a deadline.
+// deadline; a killed member refuses the connection). Every call carries a deadline (`timeout`
+// per attempt, so at worst one timeout per endpoint) and etcd's require-leader metadata (a member
+// without a leader refuses at once). A write (a txn with a put or delete) moves on only when the
+// failed attempt certainly did nothing (refused for want of a leader, or never sent); otherwise
+// it fails with "may or may not have been applied": retrying a compare-and-swap elsewhere could
+// apply it twice or report a lost compare for a write that succeeded. The caller re-reads.
+//
+// Errors: member(s) unreachable or without quorum → UNAVAILABLE, reason `store_unavailable`,
+// the message naming each endpoint tried and etcd's (or gRPC's) error text. Any other refusal by
+// etcd → etcd's gRPC code, reason `store_error`; credentials refused → UNAUTHENTICATED,
+// `store_auth_failed`; bad options → INVALID_ARGUMENT, `invalid_store_config`. Messages carry
+// keys and endpoint names, never values.
 #pragma once
 
 #include <chrono>
@@ -64,6 +76,9 @@ struct ClientOptions {
   std::string username;  // etcd auth (Auth.Authenticate → token metadata), empty = none
   std::string password;
   std::chrono::milliseconds timeout{2000};  // deadline of each call
+  // The key current_revision() reads (it need not exist). With etcd auth on, one the user may
+  // read. Default: the smallest key, "\0".
+  std::string revision_key = std::string(1, '\0');
 };
 
 // The end of the range of every key starting with `prefix` (etcd's prefix convention).
@@ -84,20 +99,29 @@ struct WatchCallbacks {
   std::function<void(int64_t revision)> on_progress;
   // The stream broke (member down, leader lost, network): the watch reconnects by itself (next
   // endpoint, from the revision after the last one delivered) and keeps calling on_progress.
+  // Called once per outage: when a working stream breaks, or when the first stream cannot be
+  // had; not again for each failed reconnection until a stream has worked again.
   std::function<void(const Status& why)> on_broken;
   // The start revision was compacted away: events were lost; the caller must reload. The watch
   // restarts from `current_revision` + 1 after this returns.
   std::function<void(int64_t current_revision)> on_compacted;
 };
 
+// Only on_events is required. on_progress is only called after a linearizable read confirmed
+// it (etcd before 3.4.25 may send a progress response ahead of queued events, etcd issue 15220),
+// so progress stops as soon as the cluster loses its quorum; events already delivered may be
+// followed by an on_progress for the same revision.
 class Watch {
  public:
-  virtual ~Watch() = default;  // stops the thread; no callback runs after it returns
+  // Stops the thread; no callback runs after it returns. Not to be called from a callback.
+  virtual ~Watch() = default;
 };
 
 // Keeps `key` = `value` under a lease of `ttl` for as long as it lives, renewing every ttl/3;
 // after a lapse (etcd unreachable past the ttl) a new lease is granted and the key put again.
-// Destroyed: the lease is revoked (the key disappears at once).
+// Destroyed: the lease is revoked (the key disappears at once), best effort within one timeout.
+// A lapse is etcd answering a renewal with TTL 0; while etcd has no leader, leases do not expire
+// (a new leader extends them), so a short outage keeps the lease and the key as they were.
 class LeasedKey {
  public:
   virtual ~LeasedKey() = default;
@@ -115,7 +139,8 @@ class Client {
                                               int64_t* revision = nullptr) = 0;
   virtual Result<TxnResult> txn(const std::vector<Compare>& compares, const std::vector<Op>& success,
                                 const std::vector<Op>& failure) = 0;
-  // The store's current revision (a linearizable read: fails without a quorum).
+  // The store's current revision (a linearizable read of options.revision_key: fails without a
+  // quorum).
   virtual Result<int64_t> current_revision() = 0;
 
   // Watches every key under `prefix` from `start_revision` (inclusive) on its own thread, with
@@ -125,6 +150,7 @@ class Client {
                                                WatchCallbacks callbacks,
                                                std::chrono::milliseconds progress_interval) = 0;
 
+  // Grants the lease and puts the key before returning (an error when that fails).
   virtual Result<std::unique_ptr<LeasedKey>> keep(const std::string& key, const std::string& value,
                                                   std::chrono::seconds ttl) = 0;
 };
