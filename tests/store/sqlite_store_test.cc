@@ -241,7 +241,7 @@ TEST_F(SqliteStoreTest, PersistsAcrossReopen) {
   ASSERT_TRUE(store_->create_volume(v).is_ok());
   ASSERT_TRUE(create(volume("gone", "gone")).is_ok());
   ASSERT_TRUE(store_->create_snapshot(s).is_ok());
-  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"rules":[]}, PutMode::kUpsert)"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"ops.viewer", R"({"rules":[]})"}, PutMode::kUpsert).is_ok());
   v.state = RecordState::kDeleting;
   v.labels["new"] = "label";
   ASSERT_TRUE(store_->update_volume(v).is_ok());
@@ -458,12 +458,12 @@ TEST_F(SqliteStoreTest, ListsOrderByCreatedAtThenId) {
 }
 
 TEST_F(SqliteStoreTest, RolesUpsertDeleteList) {
-  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":1}, PutMode::kUpsert)"}).is_ok());
-  ASSERT_TRUE(store_->put_role({"app.admin", R"({"a":1}, PutMode::kUpsert)"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":1})"}, PutMode::kUpsert).is_ok());
+  ASSERT_TRUE(store_->put_role({"app.admin", R"({"a":1})"}, PutMode::kUpsert).is_ok());
   EXPECT_EQ(roles(),
             (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":1})"}}));
   // Put again replaces instead of failing.
-  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":2}, PutMode::kUpsert)"}).is_ok());
+  ASSERT_TRUE(store_->put_role({"system.view", R"({"v":2})"}, PutMode::kUpsert).is_ok());
   EXPECT_EQ(roles(),
             (std::vector<RoleRecord>{{"app.admin", R"({"a":1})"}, {"system.view", R"({"v":2})"}}));
   ASSERT_TRUE(store_->delete_role("app.admin").is_ok());
@@ -498,7 +498,8 @@ TEST_F(SqliteStoreTest, DatabaseFilesAreOwnerOnly) {
   auto r = open_sqlite_store(fresh);
   ::umask(old);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  ASSERT_TRUE((*r)->create_volume(volume("vol-1", "data")).is_ok());
+  VolumeRecord first = volume("vol-1", "data");
+  ASSERT_TRUE((*r)->create_volume(first).is_ok());
   ASSERT_TRUE(fs::exists(fresh + "-wal"));
   ASSERT_TRUE(fs::exists(fresh + "-shm"));
   for (const std::string& f : {fresh, fresh + "-wal", fresh + "-shm"}) {
@@ -667,7 +668,7 @@ PRAGMA user_version = 1;
     sqlite3_close(db);
   }
   reopen();
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "4");
   auto vols = volumes();
   ASSERT_EQ(vols.size(), 1u);
   EXPECT_EQ(vols[0].name, "legacy");
@@ -676,6 +677,8 @@ PRAGMA user_version = 1;
   EXPECT_TRUE(vols[0].charged_groups.empty());
   EXPECT_FALSE(vols[0].charged_guest);
   EXPECT_EQ(vols[0].attached_node, "");  // v3: attached for no node
+  EXPECT_EQ(vols[0].home_node, "");      // v4: no home (one node: every volume is here)
+  EXPECT_EQ(vols[0].revision, 0);        // v4: written before revisions
   EXPECT_EQ(roles().size(), 1u);
   // The new columns and table work on the migrated file.
   VolumeRecord updated = vols[0];
@@ -684,7 +687,7 @@ PRAGMA user_version = 1;
   ASSERT_TRUE(store_->update_volume(updated).is_ok());
   ASSERT_TRUE(store_->put_quota({QuotaKind::kUser, "test.local/alice", 0, 3, 0}).is_ok());
   reopen();  // a second open runs no step again
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "4");
   ASSERT_EQ(volumes().size(), 1u);
   EXPECT_EQ(volumes()[0], updated);
   auto quotas = store_->list_quotas();
