@@ -38,19 +38,19 @@ std::chrono::system_clock::time_point to_system(Clock::time_point t) {
 bool Canceller::enter(grpc::ClientContext* ctx) {
   std::lock_guard lock(mu_);
   if (cancelled_) return false;
-  current_ = ctx;
+  current_.push_back(ctx);
   return true;
 }
 
-void Canceller::leave() {
+void Canceller::leave(grpc::ClientContext* ctx) {
   std::lock_guard lock(mu_);
-  current_ = nullptr;
+  std::erase(current_, ctx);
 }
 
 void Canceller::cancel() {
   std::lock_guard lock(mu_);
   cancelled_ = true;
-  if (current_ != nullptr) current_->TryCancel();
+  for (auto* ctx : current_) ctx->TryCancel();
   cv_.notify_all();
 }
 
@@ -161,7 +161,7 @@ Result<std::string> Core::token(Endpoint& ep, Clock::time_point deadline, Cancel
     return Status(Code::kCancelled, kReasonUnavailable, "etcd call cancelled");
   }
   grpc::Status s = ep.auth->Authenticate(&ctx, req, &resp);
-  if (canceller != nullptr) canceller->leave();
+  if (canceller != nullptr) canceller->leave(&ctx);
   if (s.ok()) {
     token_ = resp.token();
     return token_;
@@ -233,7 +233,7 @@ Status Core::call(const char* what, Retry retry, const Attempt& attempt, Cancell
                       std::string("etcd ") + what + " cancelled");
       }
       s = attempt(ep, &ctx);
-      if (canceller != nullptr) canceller->leave();
+      if (canceller != nullptr) canceller->leave(&ctx);
       if (s.ok()) {
         preferred_.store(i);
         return Status::ok();

@@ -116,8 +116,9 @@ Status LeasedKeyImpl::keep_alive(Endpoint& ep) {
   if (!canceller_.enter(&ctx)) return Status::ok();
   struct Leave {
     Canceller& c;
-    ~Leave() { c.leave(); }
-  } leave{canceller_};
+    grpc::ClientContext* ctx;
+    ~Leave() { c.leave(ctx); }
+  } leave{canceller_, &ctx};
 
   Stream stream(&ctx);
   auto fail = [&](const std::string& what) {

@@ -78,8 +78,9 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
   if (!canceller_.enter(&ctx)) return {Status::ok(), false};
   struct Leave {
     Canceller& c;
-    ~Leave() { c.leave(); }
-  } leave{canceller_};
+    grpc::ClientContext* ctx;
+    ~Leave() { c.leave(ctx); }
+  } leave{canceller_, &ctx};
 
   Stream stream(&ctx);
   auto fail = [&](const std::string& what) -> Outcome {
