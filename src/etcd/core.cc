@@ -16,7 +16,8 @@ constexpr const char* kReasonConfig = "invalid_store_config";
 Result<std::string> read_file(const std::string& what, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status(Code::kInvalidArgument, kReasonConfig, "cannot read the etcd " + what + " " + path);
+    return Status(Code::kInvalidArgument, kReasonConfig,
+                  "cannot read the etcd " + what + " " + path);
   }
   std::ostringstream out;
   out << in.rdbuf();
@@ -205,7 +206,8 @@ Status Core::call(const char* what, Retry retry, const Attempt& attempt, Cancell
   const size_t start = preferred_.load();
   for (size_t k = 0; k < n; ++k) {
     if (canceller != nullptr && canceller->cancelled()) {
-      return Status(Code::kCancelled, kReasonUnavailable, std::string("etcd ") + what + " cancelled");
+      return Status(Code::kCancelled, kReasonUnavailable,
+                    std::string("etcd ") + what + " cancelled");
     }
     auto now = Clock::now();
     if (now >= until) break;
@@ -276,8 +278,8 @@ bool Core::is_unavailable(const grpc::Status& s) {
 bool Core::is_token_error(const grpc::Status& s) {
   const auto& m = s.error_message();
   return s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-         m == "etcdserver: invalid auth token" || m == "etcdserver: revision of auth store is old" ||
-         m == "etcdserver: user name is empty";
+         m == "etcdserver: invalid auth token" ||
+         m == "etcdserver: revision of auth store is old" || m == "etcdserver: user name is empty";
 }
 
 bool Core::is_not_applied(const grpc::Status& s) {

@@ -45,6 +45,11 @@ WatchImpl::WatchImpl(std::shared_ptr<Core> core, std::string prefix, int64_t sta
 }
 
 WatchImpl::~WatchImpl() {
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    // Joining itself would hang forever: fail loudly instead.
+    spdlog::critical("etcd watch destroyed from its own callback");
+    std::terminate();
+  }
   canceller_.cancel();
   thread_.join();
 }
@@ -137,7 +142,12 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
     }
 
     if (resp.created()) {
-      if (resp.canceled()) return fail("etcd refused the watch: " + resp.cancel_reason());
+      if (resp.canceled()) {
+        // etcd 3.4 refuses a watch whose token expired as "permission denied" (some 3.4 releases
+        // say "invalid auth token"): authenticate again before the next try.
+        core_->invalidate_token(token);
+        return fail("etcd refused the watch: " + resp.cancel_reason());
+      }
       created = true;
       healthy_ = true;
       broken_reported_ = false;
@@ -240,6 +250,7 @@ void WatchImpl::progress(int64_t revision) {
     spdlog::debug("etcd watch: no progress: {}", s.message());
     return;
   }
+  if (resp.responses_size() != req.success_size()) return;
   int i = 0;
   int64_t count_last = last > 0 ? resp.responses(i++).response_range().count() : 0;
   int64_t count_now = resp.responses(i++).response_range().count();
