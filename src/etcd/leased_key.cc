@@ -117,7 +117,11 @@ Status LeasedKeyImpl::keep_alive(Endpoint& ep) {
     return unavailable("not connected");
   grpc::ClientContext ctx;
   std::string token;
-  RETURN_IF_ERROR(core_->prepare(ep, &ctx, Clock::time_point::max(), &canceller_, &token));
+  if (Status p = core_->prepare(ep, &ctx, Clock::time_point::max(), &canceller_, &token);
+      !p.is_ok()) {
+    alive_ = false;
+    return p;
+  }
   if (!canceller_.enter(&ctx)) return Status::ok();
   struct Leave {
     Canceller& c;

@@ -109,8 +109,11 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
   if (!stream.write(create)) return fail("the watch could not be sent");
 
   bool created = false;
-  // No answer to creation, or to a progress request, within this long: the member is gone.
-  const auto silence_limit = std::max<Clock::duration>(timeout, interval_) + interval_;
+  // Nothing at all (no creation ack, no progress response, no event) for this long after a
+  // request: the member or the path to it is gone (a killed member is seen at once; this is for
+  // a frozen one or a partition). Events count: a newer etcd holds a progress response back
+  // while the watch catches up.
+  const auto silence_limit = Clock::duration(timeout) + interval_;
   auto waiting_since = Clock::now();  // for the creation ack, then for a progress response
   bool waiting = true;
   auto next_progress = Clock::time_point::max();
@@ -138,6 +141,7 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
         continue;
       }
       case Stream::Next::kMessage:
+        if (waiting) waiting_since = Clock::now();
         break;
     }
 
