@@ -17,7 +17,8 @@ class BidiStream {
  public:
   using Stream = grpc::ClientAsyncReaderWriter<Request, Response>;
   // Makes the (not yet started) call: e.g. stub->PrepareAsyncWatch(ctx, cq).
-  using Prepare = std::function<std::unique_ptr<Stream>(grpc::ClientContext*, grpc::CompletionQueue*)>;
+  using Prepare =
+      std::function<std::unique_ptr<Stream>(grpc::ClientContext*, grpc::CompletionQueue*)>;
   using Deadline = std::chrono::system_clock::time_point;
 
   enum class Next { kMessage, kTimeout, kEnded };

@@ -45,10 +45,18 @@ std::vector<KeyValue> to_kvs(const etcdserverpb::RangeResponse& r) {
 void to_compare(const Compare& c, etcdserverpb::Compare* out) {
   out->set_key(c.key);
   switch (c.result) {
-    case Compare::Result::kEqual: out->set_result(etcdserverpb::Compare::EQUAL); break;
-    case Compare::Result::kGreater: out->set_result(etcdserverpb::Compare::GREATER); break;
-    case Compare::Result::kLess: out->set_result(etcdserverpb::Compare::LESS); break;
-    case Compare::Result::kNotEqual: out->set_result(etcdserverpb::Compare::NOT_EQUAL); break;
+    case Compare::Result::kEqual:
+      out->set_result(etcdserverpb::Compare::EQUAL);
+      break;
+    case Compare::Result::kGreater:
+      out->set_result(etcdserverpb::Compare::GREATER);
+      break;
+    case Compare::Result::kLess:
+      out->set_result(etcdserverpb::Compare::LESS);
+      break;
+    case Compare::Result::kNotEqual:
+      out->set_result(etcdserverpb::Compare::NOT_EQUAL);
+      break;
   }
   switch (c.target) {
     case Compare::Target::kVersion:
@@ -111,9 +119,9 @@ class ClientImpl : public Client {
     req.set_key(key);
     req.set_range_end(range_end);
     etcdserverpb::RangeResponse resp;
-    RETURN_IF_ERROR(core_->call("range", Retry::kAlways, [&](Endpoint& ep, grpc::ClientContext* ctx) {
-      return ep.kv->Range(ctx, req, &resp);
-    }));
+    RETURN_IF_ERROR(core_->call(
+        "range", Retry::kAlways,
+        [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Range(ctx, req, &resp); }));
     if (revision != nullptr) *revision = resp.header().revision();
     return to_kvs(resp);
   }
@@ -143,9 +151,9 @@ class ClientImpl : public Client {
     req.set_key(core_->options().revision_key);
     req.set_count_only(true);
     etcdserverpb::RangeResponse resp;
-    RETURN_IF_ERROR(core_->call("range", Retry::kAlways, [&](Endpoint& ep, grpc::ClientContext* ctx) {
-      return ep.kv->Range(ctx, req, &resp);
-    }));
+    RETURN_IF_ERROR(core_->call(
+        "range", Retry::kAlways,
+        [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.kv->Range(ctx, req, &resp); }));
     return resp.header().revision();
   }
 
@@ -155,11 +163,15 @@ class ClientImpl : public Client {
     if (!callbacks.on_events) {
       return Status(Code::kInvalidArgument, "invalid_watch", "a watch needs on_events");
     }
-    if (progress_interval.count() <= 0) {
-      return Status(Code::kInvalidArgument, "invalid_watch", "the progress interval must be positive");
+    if (start_revision < 1) {
+      return Status(Code::kInvalidArgument, "invalid_watch", "a watch starts at a revision >= 1");
     }
-    return std::unique_ptr<Watch>(new internal::WatchImpl(
-        core_, prefix, start_revision, std::move(callbacks), progress_interval));
+    if (progress_interval.count() <= 0) {
+      return Status(Code::kInvalidArgument, "invalid_watch",
+                    "the progress interval must be positive");
+    }
+    return std::unique_ptr<Watch>(new internal::WatchImpl(core_, prefix, start_revision,
+                                                          std::move(callbacks), progress_interval));
   }
 
   Result<std::unique_ptr<LeasedKey>> keep(const std::string& key, const std::string& value,

@@ -128,6 +128,7 @@ class LeasedKey {
   virtual bool alive() const = 0;  // the last renewal succeeded
 };
 
+// Thread-safe. A Watch or LeasedKey may outlive the Client that made it.
 class Client {
  public:
   static Result<std::unique_ptr<Client>> open(const ClientOptions& options);
@@ -137,13 +138,14 @@ class Client {
   // not null, receives the store's revision at the read (header.revision).
   virtual Result<std::vector<KeyValue>> range(const std::string& key, const std::string& range_end,
                                               int64_t* revision = nullptr) = 0;
-  virtual Result<TxnResult> txn(const std::vector<Compare>& compares, const std::vector<Op>& success,
-                                const std::vector<Op>& failure) = 0;
+  virtual Result<TxnResult> txn(const std::vector<Compare>& compares,
+                                const std::vector<Op>& success, const std::vector<Op>& failure) = 0;
   // The store's current revision (a linearizable read of options.revision_key: fails without a
   // quorum).
   virtual Result<int64_t> current_revision() = 0;
 
-  // Watches every key under `prefix` from `start_revision` (inclusive) on its own thread, with
+  // Watches every key under `prefix` (every key when empty) from `start_revision` (inclusive,
+  // >= 1; typically the revision of the caller's last read + 1) on its own thread, with
   // etcd's require-leader metadata (a member that loses its leader ends the stream, so no view
   // goes quietly stale) and a progress request every `progress_interval`.
   virtual Result<std::unique_ptr<Watch>> watch(const std::string& prefix, int64_t start_revision,

@@ -16,7 +16,8 @@ constexpr const char* kReasonConfig = "invalid_store_config";
 Result<std::string> read_file(const std::string& what, const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status(Code::kInvalidArgument, kReasonConfig, "cannot read the etcd " + what + " " + path);
+    return Status(Code::kInvalidArgument, kReasonConfig,
+                  "cannot read the etcd " + what + " " + path);
   }
   std::ostringstream out;
   out << in.rdbuf();
@@ -38,19 +39,19 @@ std::chrono::system_clock::time_point to_system(Clock::time_point t) {
 bool Canceller::enter(grpc::ClientContext* ctx) {
   std::lock_guard lock(mu_);
   if (cancelled_) return false;
-  current_ = ctx;
+  current_.push_back(ctx);
   return true;
 }
 
-void Canceller::leave() {
+void Canceller::leave(grpc::ClientContext* ctx) {
   std::lock_guard lock(mu_);
-  current_ = nullptr;
+  std::erase(current_, ctx);
 }
 
 void Canceller::cancel() {
   std::lock_guard lock(mu_);
   cancelled_ = true;
-  if (current_ != nullptr) current_->TryCancel();
+  for (auto* ctx : current_) ctx->TryCancel();
   cv_.notify_all();
 }
 
@@ -161,7 +162,7 @@ Result<std::string> Core::token(Endpoint& ep, Clock::time_point deadline, Cancel
     return Status(Code::kCancelled, kReasonUnavailable, "etcd call cancelled");
   }
   grpc::Status s = ep.auth->Authenticate(&ctx, req, &resp);
-  if (canceller != nullptr) canceller->leave();
+  if (canceller != nullptr) canceller->leave(&ctx);
   if (s.ok()) {
     token_ = resp.token();
     return token_;
@@ -205,7 +206,8 @@ Status Core::call(const char* what, Retry retry, const Attempt& attempt, Cancell
   const size_t start = preferred_.load();
   for (size_t k = 0; k < n; ++k) {
     if (canceller != nullptr && canceller->cancelled()) {
-      return Status(Code::kCancelled, kReasonUnavailable, std::string("etcd ") + what + " cancelled");
+      return Status(Code::kCancelled, kReasonUnavailable,
+                    std::string("etcd ") + what + " cancelled");
     }
     auto now = Clock::now();
     if (now >= until) break;
@@ -233,7 +235,7 @@ Status Core::call(const char* what, Retry retry, const Attempt& attempt, Cancell
                       std::string("etcd ") + what + " cancelled");
       }
       s = attempt(ep, &ctx);
-      if (canceller != nullptr) canceller->leave();
+      if (canceller != nullptr) canceller->leave(&ctx);
       if (s.ok()) {
         preferred_.store(i);
         return Status::ok();
@@ -276,8 +278,8 @@ bool Core::is_unavailable(const grpc::Status& s) {
 bool Core::is_token_error(const grpc::Status& s) {
   const auto& m = s.error_message();
   return s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
-         m == "etcdserver: invalid auth token" || m == "etcdserver: revision of auth store is old" ||
-         m == "etcdserver: user name is empty";
+         m == "etcdserver: invalid auth token" ||
+         m == "etcdserver: revision of auth store is old" || m == "etcdserver: user name is empty";
 }
 
 bool Core::is_not_applied(const grpc::Status& s) {

@@ -38,9 +38,10 @@ struct Endpoint {
 // a destructor cancels, the worker sees it at once instead of after a deadline.
 class Canceller {
  public:
-  // Registers `ctx` as the call in flight; false when already cancelled (then don't start it).
+  // Registers `ctx` as a call in flight (a stream and, within it, a unary call may both be);
+  // false when already cancelled (then don't start it).
   bool enter(grpc::ClientContext* ctx);
-  void leave();
+  void leave(grpc::ClientContext* ctx);
   void cancel();
   bool cancelled() const;
   // Sleeps `d` unless cancelled first; false when cancelled.
@@ -49,7 +50,7 @@ class Canceller {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  grpc::ClientContext* current_ = nullptr;
+  std::vector<grpc::ClientContext*> current_;
   bool cancelled_ = false;
 };
 

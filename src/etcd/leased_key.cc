@@ -10,7 +10,8 @@ namespace volguard::etcd::internal {
 
 namespace {
 
-using Stream = BidiStream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>;
+using Stream =
+    BidiStream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>;
 
 constexpr auto kBackoff = std::chrono::milliseconds(200);
 
@@ -44,7 +45,9 @@ LeasedKeyImpl::~LeasedKeyImpl() {
   etcdserverpb::LeaseRevokeResponse resp;
   Status s = core_->call(
       "lease revoke", Retry::kAlways,
-      [&](Endpoint& ep, grpc::ClientContext* ctx) { return ep.lease->LeaseRevoke(ctx, req, &resp); },
+      [&](Endpoint& ep, grpc::ClientContext* ctx) {
+        return ep.lease->LeaseRevoke(ctx, req, &resp);
+      },
       nullptr, Clock::now() + core_->options().timeout);
   if (!s.is_ok()) spdlog::debug("etcd: lease not revoked (it expires by itself): {}", s.message());
 }
@@ -107,17 +110,24 @@ Status LeasedKeyImpl::keep_alive(Endpoint& ep) {
   const auto period = std::chrono::duration_cast<Clock::duration>(ttl_) / 3;
   auto unavailable = [&](const std::string& what) {
     alive_ = false;
-    return Status(Code::kUnavailable, kReasonUnavailable, "etcd keepalive on " + ep.address + ": " + what);
+    return Status(Code::kUnavailable, kReasonUnavailable,
+                  "etcd keepalive on " + ep.address + ": " + what);
   };
-  if (!core_->connected(ep, Clock::now() + timeout, &canceller_)) return unavailable("not connected");
+  if (!core_->connected(ep, Clock::now() + timeout, &canceller_))
+    return unavailable("not connected");
   grpc::ClientContext ctx;
   std::string token;
-  RETURN_IF_ERROR(core_->prepare(ep, &ctx, Clock::time_point::max(), &canceller_, &token));
+  if (Status p = core_->prepare(ep, &ctx, Clock::time_point::max(), &canceller_, &token);
+      !p.is_ok()) {
+    alive_ = false;
+    return p;
+  }
   if (!canceller_.enter(&ctx)) return Status::ok();
   struct Leave {
     Canceller& c;
-    ~Leave() { c.leave(); }
-  } leave{canceller_};
+    grpc::ClientContext* ctx;
+    ~Leave() { c.leave(ctx); }
+  } leave{canceller_, &ctx};
 
   Stream stream(&ctx);
   auto fail = [&](const std::string& what) {

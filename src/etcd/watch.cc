@@ -45,6 +45,11 @@ WatchImpl::WatchImpl(std::shared_ptr<Core> core, std::string prefix, int64_t sta
 }
 
 WatchImpl::~WatchImpl() {
+  if (std::this_thread::get_id() == thread_.get_id()) {
+    // Joining itself would hang forever: fail loudly instead.
+    spdlog::critical("etcd watch destroyed from its own callback");
+    std::terminate();
+  }
   canceller_.cancel();
   thread_.join();
 }
@@ -78,8 +83,9 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
   if (!canceller_.enter(&ctx)) return {Status::ok(), false};
   struct Leave {
     Canceller& c;
-    ~Leave() { c.leave(); }
-  } leave{canceller_};
+    grpc::ClientContext* ctx;
+    ~Leave() { c.leave(ctx); }
+  } leave{canceller_, &ctx};
 
   Stream stream(&ctx);
   auto fail = [&](const std::string& what) -> Outcome {
@@ -103,8 +109,11 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
   if (!stream.write(create)) return fail("the watch could not be sent");
 
   bool created = false;
-  // No answer to creation, or to a progress request, within this long: the member is gone.
-  const auto silence_limit = std::max<Clock::duration>(timeout, interval_) + interval_;
+  // Nothing at all (no creation ack, no progress response, no event) for this long after a
+  // request: the member or the path to it is gone (a killed member is seen at once; this is for
+  // a frozen one or a partition). Events count: a newer etcd holds a progress response back
+  // while the watch catches up.
+  const auto silence_limit = Clock::duration(timeout) + interval_;
   auto waiting_since = Clock::now();  // for the creation ack, then for a progress response
   bool waiting = true;
   auto next_progress = Clock::time_point::max();
@@ -132,11 +141,17 @@ WatchImpl::Outcome WatchImpl::run_stream(Endpoint& ep) {
         continue;
       }
       case Stream::Next::kMessage:
+        if (waiting) waiting_since = Clock::now();
         break;
     }
 
     if (resp.created()) {
-      if (resp.canceled()) return fail("etcd refused the watch: " + resp.cancel_reason());
+      if (resp.canceled()) {
+        // etcd 3.4 refuses a watch whose token expired as "permission denied" (some 3.4 releases
+        // say "invalid auth token"): authenticate again before the next try.
+        core_->invalidate_token(token);
+        return fail("etcd refused the watch: " + resp.cancel_reason());
+      }
       created = true;
       healthy_ = true;
       broken_reported_ = false;
@@ -239,6 +254,7 @@ void WatchImpl::progress(int64_t revision) {
     spdlog::debug("etcd watch: no progress: {}", s.message());
     return;
   }
+  if (resp.responses_size() != req.success_size()) return;
   int i = 0;
   int64_t count_last = last > 0 ? resp.responses(i++).response_range().count() : 0;
   int64_t count_now = resp.responses(i++).response_range().count();

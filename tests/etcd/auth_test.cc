@@ -15,9 +15,8 @@ void etcdctl(const EtcdCluster& cluster, const std::string& args) {
 
 TEST(Auth, TokenOnEveryCallAndRenewedWhenExpired) {
   // Simple tokens that expire after 1 s of disuse, to see the client authenticate again.
-  EtcdCluster cluster(EtcdCluster::Options{.members = 1,
-                                           .extra_args = {"--auth-token", "simple",
-                                                          "--auth-token-ttl", "1"}});
+  EtcdCluster cluster(EtcdCluster::Options{
+      .members = 1, .extra_args = {"--auth-token", "simple", "--auth-token-ttl", "1"}});
   ASSERT_NO_FATAL_FAILURE(etcdctl(cluster, "user add root:rootpw --interactive=false"));
   ASSERT_NO_FATAL_FAILURE(etcdctl(cluster, "user grant-role root root"));
   ASSERT_NO_FATAL_FAILURE(etcdctl(cluster, "auth enable"));

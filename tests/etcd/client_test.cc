@@ -60,11 +60,12 @@ TEST(Client, RangeAndTxn) {
   EXPECT_EQ(rev, r1->revision);
 
   // A mod_revision guard, and a value compare.
-  auto r3 = c->txn({Compare{.key = "k/one", .target = Compare::Target::kMod, .number = r1->revision}},
-                   {Op{.type = Op::Type::kPut, .key = "k/one", .value = "v3"},
-                    Op{.type = Op::Type::kPut, .key = "k/two", .value = "x"},
-                    Op{.type = Op::Type::kGet, .key = "k/", .range_end = prefix_end("k/")}},
-                   {});
+  auto r3 =
+      c->txn({Compare{.key = "k/one", .target = Compare::Target::kMod, .number = r1->revision}},
+             {Op{.type = Op::Type::kPut, .key = "k/one", .value = "v3"},
+              Op{.type = Op::Type::kPut, .key = "k/two", .value = "x"},
+              Op{.type = Op::Type::kGet, .key = "k/", .range_end = prefix_end("k/")}},
+             {});
   ASSERT_TRUE(r3.is_ok()) << r3.status().to_string();
   EXPECT_TRUE(r3->succeeded);
   ASSERT_EQ(r3->ranges.size(), 1u);
@@ -85,8 +86,8 @@ TEST(Client, RangeAndTxn) {
   EXPECT_EQ((*all)[1].key, "k/two");
 
   // Delete a range; the revision moves on.
-  auto r5 = c->txn({}, {Op{.type = Op::Type::kDelete, .key = "k/", .range_end = prefix_end("k/")}},
-                   {});
+  auto r5 =
+      c->txn({}, {Op{.type = Op::Type::kDelete, .key = "k/", .range_end = prefix_end("k/")}}, {});
   ASSERT_TRUE(r5.is_ok());
   auto none = c->range("k/", prefix_end("k/"));
   ASSERT_TRUE(none.is_ok());
@@ -96,8 +97,10 @@ TEST(Client, RangeAndTxn) {
   EXPECT_EQ(*now, r5->revision);
 
   // An error from etcd itself (the same key twice in one txn) is not "unavailable".
-  auto dup = c->txn({}, {Op{.type = Op::Type::kPut, .key = "d", .value = "1"},
-                         Op{.type = Op::Type::kPut, .key = "d", .value = "2"}}, {});
+  auto dup = c->txn({},
+                    {Op{.type = Op::Type::kPut, .key = "d", .value = "1"},
+                     Op{.type = Op::Type::kPut, .key = "d", .value = "2"}},
+                    {});
   ASSERT_FALSE(dup.is_ok());
   EXPECT_EQ(dup.status().code(), Code::kInvalidArgument);
   EXPECT_EQ(dup.status().reason(), "store_error");
@@ -124,12 +127,12 @@ TEST(Client, ModRevisionGuardHasOneWinnerPerRound) {
       auto kvs = clients[w]->range("cas", "");
       int64_t mod = kvs.is_ok() && kvs->size() == 1 ? (*kvs)[0].mod_revision : -1;
       sync.arrive_and_wait();  // both have read before either writes
-      auto r = clients[w]->txn(
-          {Compare{.key = "cas", .target = Compare::Target::kMod, .number = mod}},
-          {Op{.type = Op::Type::kPut,
-              .key = "cas",
-              .value = "w" + std::to_string(w) + "r" + std::to_string(round)}},
-          {});
+      auto r =
+          clients[w]->txn({Compare{.key = "cas", .target = Compare::Target::kMod, .number = mod}},
+                          {Op{.type = Op::Type::kPut,
+                              .key = "cas",
+                              .value = "w" + std::to_string(w) + "r" + std::to_string(round)}},
+                          {});
       std::lock_guard lock(mu);
       if (!r.is_ok()) {
         errors.push_back(r.status().to_string());
@@ -235,12 +238,14 @@ TEST(Client, QuorumLostAndRegained) {
         return r.is_ok();
       },
       15s, 100ms))
-      << last.to_string() << "\n" << cluster.logs();
+      << last.to_string() << "\n"
+      << cluster.logs();
   size_t progress_before = rec.progress_count();
   ASSERT_TRUE(eventually(
       [&] {
         auto ev = rec.events();
-        return !ev.empty() && ev.back().kv.key == "q/back" && rec.progress_count() > progress_before;
+        return !ev.empty() && ev.back().kv.key == "q/back" &&
+               rec.progress_count() > progress_before;
       },
       10s))
       << rec.broken_reasons();

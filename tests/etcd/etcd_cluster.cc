@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -13,7 +14,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -76,6 +76,7 @@ EtcdCluster::EtcdCluster(Options options) : options_(std::move(options)) {
     members_[i].name = "m" + std::to_string(i);
     members_[i].log_file = dir_ + "/m" + std::to_string(i) + ".log";
   }
+  if (options_.tls) make_certificates();
   // A port taken between picking and binding makes a member exit: new ports, fresh data dirs.
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (try_start_all()) return;
@@ -103,11 +104,38 @@ EtcdCluster::~EtcdCluster() {
   }
 }
 
+void EtcdCluster::make_certificates() {
+  std::string tls = dir_ + "/tls";
+  fs::create_directories(tls);
+  auto run = [](const std::string& cmd) {
+    if (std::system((cmd + " >/dev/null 2>&1").c_str()) != 0) {
+      throw std::runtime_error("failed: " + cmd);
+    }
+  };
+  auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  };
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+  run("openssl req -x509" + ec + " -keyout " + tls + "/ca.key -out " + tls +
+      "/ca.pem -days 2 -subj /CN=volguard-test-ca");
+  write(tls + "/server.ext",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n");
+  write(tls + "/client.ext", "extendedKeyUsage=clientAuth\n");
+  for (const std::string name : {"server", "client"}) {
+    run("openssl req" + ec + " -keyout " + tls + "/" + name + ".key -out " + tls + "/" + name +
+        ".csr -subj /CN=" + name);
+    run("openssl x509 -req -in " + tls + "/" + name + ".csr -CA " + tls + "/ca.pem -CAkey " + tls +
+        "/ca.key -CAcreateserial -days 2 -out " + tls + "/" + name + ".pem -extfile " + tls + "/" +
+        name + ".ext");
+  }
+}
+
 void EtcdCluster::pick_ports() {
-  auto ports = free_ports(2 * size());
+  auto ports = free_ports(3 * size());
   for (int i = 0; i < size(); ++i) {
-    members_[i].client_port = ports[2 * i];
-    members_[i].peer_port = ports[2 * i + 1];
+    members_[i].client_port = ports[3 * i];
+    members_[i].peer_port = ports[3 * i + 1];
+    members_[i].tls_port = ports[3 * i + 2];
     members_[i].data_dir = dir_ + "/m" + std::to_string(i) + ".etcd";
   }
 }
@@ -119,20 +147,42 @@ void EtcdCluster::spawn(int i) {
   for (const auto& o : members_) {
     initial += (initial.empty() ? "" : ",") + o.name + "=" + url(o.peer_port);
   }
+  std::string client_urls = url(m.client_port);
+  if (options_.tls) client_urls += ",https://127.0.0.1:" + std::to_string(m.tls_port);
   std::vector<std::string> args = {kEtcd,
-                                   "--name", m.name,
-                                   "--data-dir", m.data_dir,
-                                   "--listen-client-urls", url(m.client_port),
-                                   "--advertise-client-urls", url(m.client_port),
-                                   "--listen-peer-urls", url(m.peer_port),
-                                   "--initial-advertise-peer-urls", url(m.peer_port),
-                                   "--initial-cluster", initial,
-                                   "--initial-cluster-state", "new",
-                                   "--initial-cluster-token", token_,
-                                   "--heartbeat-interval", "50",
-                                   "--election-timeout", "500",
-                                   "--logger", "zap",
-                                   "--log-outputs", m.log_file};
+                                   "--name",
+                                   m.name,
+                                   "--data-dir",
+                                   m.data_dir,
+                                   "--listen-client-urls",
+                                   client_urls,
+                                   "--advertise-client-urls",
+                                   url(m.client_port),
+                                   "--listen-peer-urls",
+                                   url(m.peer_port),
+                                   "--initial-advertise-peer-urls",
+                                   url(m.peer_port),
+                                   "--initial-cluster",
+                                   initial,
+                                   "--initial-cluster-state",
+                                   "new",
+                                   "--initial-cluster-token",
+                                   token_,
+                                   "--heartbeat-interval",
+                                   "50",
+                                   "--election-timeout",
+                                   "500",
+                                   "--logger",
+                                   "zap",
+                                   "--log-outputs",
+                                   m.log_file};
+  if (options_.tls) {
+    for (const char* a : {"--cert-file", "/tls/server.pem", "--key-file", "/tls/server.key",
+                          "--trusted-ca-file", "/tls/ca.pem"}) {
+      args.push_back(a[0] == '/' ? dir_ + a : a);
+    }
+    args.push_back("--client-cert-auth");
+  }
   for (const auto& a : options_.extra_args) args.push_back(a);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -194,6 +244,10 @@ std::vector<std::string> EtcdCluster::endpoints() const { return endpoints_from(
 
 std::string EtcdCluster::endpoint(int i) const {
   return "127.0.0.1:" + std::to_string(members_[i].client_port);
+}
+
+std::string EtcdCluster::tls_endpoint(int i) const {
+  return "127.0.0.1:" + std::to_string(members_[i].tls_port);
 }
 
 std::vector<std::string> EtcdCluster::endpoints_from(int first) const {

@@ -21,6 +21,10 @@ class EtcdCluster {
   struct Options {
     int members = 3;
     std::vector<std::string> extra_args;  // added to every member's command line
+    // Also serve clients over TLS with client certificates required (a CA, a server and a client
+    // certificate made with the openssl command), on a second port: tls_endpoint(i). The plain
+    // port stays for the fixture's own health checks.
+    bool tls = false;
   };
 
   // Starts the members and waits until every one reports healthy; throws std::runtime_error
@@ -37,6 +41,12 @@ class EtcdCluster {
   std::string endpoint(int i) const;
   // The same, starting with member `first` (a client prefers its first endpoint).
   std::vector<std::string> endpoints_from(int first) const;
+
+  // With Options::tls: the TLS client endpoint and the files a client needs.
+  std::string tls_endpoint(int i) const;
+  std::string ca_file() const { return dir_ + "/tls/ca.pem"; }
+  std::string client_cert_file() const { return dir_ + "/tls/client.pem"; }
+  std::string client_key_file() const { return dir_ + "/tls/client.key"; }
 
   void kill(int i);   // SIGKILL, waits for the process to be gone
   void stop(int i);   // SIGTERM (SIGKILL after 10 s), waits for the process to be gone
@@ -63,12 +73,14 @@ class EtcdCluster {
     std::string name;
     int client_port = 0;
     int peer_port = 0;
+    int tls_port = 0;
     std::string data_dir;
     std::string log_file;
     pid_t pid = -1;
   };
 
   void pick_ports();
+  void make_certificates();
   void spawn(int i);
   void wait_gone(int i, std::chrono::milliseconds grace);
   bool try_start_all();
