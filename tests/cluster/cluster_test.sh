@@ -185,8 +185,8 @@ for i in "${down[@]}"; do etcd_member_kill "$work/etcd" "$i"; done
 set +e; on a "$ALICE" volume create no-quorum --size 16M > nq.out 2>&1; rc=$?; set -e
 [ "$rc" != 0 ] || fail "a write was accepted without a quorum"
 grep -Eq 'store_unavailable|metadata_stale' nq.out || fail "no clear reason without a quorum: $(cat nq.out)"
-stale() { on b "$ALICE" volume inspect v1 2>&1 | grep -q metadata_stale; }
-took=$(within 8000 stale) || fail "reads were not refused as stale without a quorum"
+stale() { local out; out=$(on b "$ALICE" volume inspect v1 2>&1) || true; grep -q metadata_stale <<< "$out"; }
+took=$(within 8000 stale) || fail "reads were not refused as stale without a quorum: $(on b "$ALICE" volume inspect v1 2>&1 | tail -3)"
 echo "   decisions refused (metadata_stale) ${took} ms after quorum loss"
 for i in "${down[@]}"; do etcd_member_start "$work/etcd" "$i"; done
 took=$(within 20000 on a "$ALICE" volume create quorum-back --size 16M) || fail "service did not resume"
@@ -205,7 +205,7 @@ set +e; on b "$ALICE" volume create half --size 16M > half.out 2>&1; set -e
 wait "${pid[b]}" 2>/dev/null || true
 kill -0 "${pid[b]}" 2>/dev/null && fail "node b did not die mid-create"
 unset "pid[b]"
-na() { on a "$ALICE" volume inspect on-b 2>&1 | grep -q 'node_unavailable.*node b\|node_unavailable.*b'; }
+na() { local out; out=$(on a "$ALICE" volume inspect on-b 2>&1) || true; grep -q 'node_unavailable.*node b' <<< "$out"; }
 took=$(within 8000 na) || fail "on-b not reported node_unavailable while b is down: $(on a "$ALICE" volume inspect on-b 2>&1)"
 echo "   b's volume node_unavailable ${took} ms after b died"
 ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /volguard-test/names/volume/half | grep -q . ||
