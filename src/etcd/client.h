@@ -16,7 +16,7 @@
 // the message naming each endpoint tried and etcd's (or gRPC's) error text. Any other refusal by
 // etcd → etcd's gRPC code, reason `store_error`; credentials refused → UNAUTHENTICATED,
 // `store_auth_failed`; bad options → INVALID_ARGUMENT, `invalid_store_config`. Messages carry
-// keys and endpoint names, never values.
+// the operation, endpoint names and etcd's text, never a value (nor a key).
 #pragma once
 
 #include <chrono>

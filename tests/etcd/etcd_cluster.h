@@ -3,8 +3,10 @@
 // election 500 ms) so that elections take well under a second.
 //
 // Members are started with PR_SET_PDEATHSIG(SIGKILL): if the test process dies (crash, ctest
-// timeout), the kernel kills them; the destructor kills them too. The parent is the thread that
-// started the member: call start() from the test's main thread, not from a thread that ends.
+// timeout), the kernel kills them; the destructor kills them too. The dir left behind by such a
+// death is removed by the next cluster's constructor (its owner.pid names a dead process). The
+// parent is the thread that started the member: call start() from the test's main thread, not from
+// a thread that ends.
 #pragma once
 
 #include <sys/types.h>
