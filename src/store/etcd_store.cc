@@ -195,8 +195,9 @@ class EtcdStore final : public MetadataStore {
   Status create_volume(VolumeRecord& v) override {
     ASSIGN_OR_RETURN(const std::string value, encode(v));
     const std::string key = vol_key(v.id), name = name_key("volume", v.name);
-    ASSIGN_OR_RETURN(auto r, txn({absent(key), absent(name)}, {put(key, value), put(name, v.id)},
-                                 {get(key), get(name)}));
+    auto attempt = txn({absent(key), absent(name)}, {put(key, value), put(name, v.id)}, {get(key), get(name)});
+    if (!attempt) return settle_put(attempt.status(), key, value, &v.revision);
+    const auto& r = *attempt;
     if (!r.succeeded) {
       if (!r.ranges[0].empty()) {
         return Status(Code::kAlreadyExists, "name_taken", "volume id '" + v.id + "' is already in use");
@@ -222,7 +223,9 @@ class EtcdStore final : public MetadataStore {
       ops.push_back(put(name_key("volume", v.name), v.id));
       ops.push_back(del(name_key("volume", stored.name)));
     }
-    ASSIGN_OR_RETURN(auto r, txn(cmp, ops, {get(key), get(name_key("volume", v.name))}));
+    auto attempt = txn(cmp, ops, {get(key), get(name_key("volume", v.name))});
+    if (!attempt) return settle_put(attempt.status(), key, value, &v.revision);
+    const auto& r = *attempt;
     if (!r.succeeded) return why_not("volume", v.id, v.revision, r, stored.name != v.name ? v.name : "");
     v.revision = r.revision;
     return Status::ok();
@@ -230,8 +233,10 @@ class EtcdStore final : public MetadataStore {
 
   Status delete_volume(const VolumeRecord& v) override {
     const std::string key = vol_key(v.id);
-    ASSIGN_OR_RETURN(auto r, txn({at_revision(key, v.revision)}, {del(key), del(name_key("volume", v.name))},
-                                 {get(key), get(name_key("volume", v.name))}));
+    auto attempt = txn({at_revision(key, v.revision)}, {del(key), del(name_key("volume", v.name))},
+                       {get(key), get(name_key("volume", v.name))});
+    if (!attempt) return settle_delete(attempt.status(), key);
+    const auto& r = *attempt;
     if (!r.succeeded) return why_not("volume", v.id, v.revision, r, "");
     return Status::ok();
   }
@@ -250,8 +255,9 @@ class EtcdStore final : public MetadataStore {
   Status create_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string value, encode(s));
     const std::string key = snap_key(s.id), name = name_key("snapshot", s.name);
-    ASSIGN_OR_RETURN(auto r, txn({absent(key), absent(name)}, {put(key, value), put(name, s.id)},
-                                 {get(key), get(name)}));
+    auto attempt = txn({absent(key), absent(name)}, {put(key, value), put(name, s.id)}, {get(key), get(name)});
+    if (!attempt) return settle_put(attempt.status(), key, value, &s.revision);
+    const auto& r = *attempt;
     if (!r.succeeded) {
       return Status(Code::kAlreadyExists, "name_taken", "snapshot name '" + s.name + "' is already taken");
     }
@@ -263,7 +269,9 @@ class EtcdStore final : public MetadataStore {
     ASSIGN_OR_RETURN(const std::string value, encode(s));
     const std::string key = snap_key(s.id);
     // A snapshot's name never changes after its create (no rename method).
-    ASSIGN_OR_RETURN(auto r, txn({at_revision(key, s.revision)}, {put(key, value)}, {get(key)}));
+    auto attempt = txn({at_revision(key, s.revision)}, {put(key, value)}, {get(key)});
+    if (!attempt) return settle_put(attempt.status(), key, value, &s.revision);
+    const auto& r = *attempt;
     if (!r.succeeded) return why_not("snapshot", s.id, s.revision, r, "");
     s.revision = r.revision;
     return Status::ok();
@@ -271,8 +279,9 @@ class EtcdStore final : public MetadataStore {
 
   Status delete_snapshot(const SnapshotRecord& s) override {
     const std::string key = snap_key(s.id);
-    ASSIGN_OR_RETURN(auto r, txn({at_revision(key, s.revision)}, {del(key), del(name_key("snapshot", s.name))},
-                                 {get(key)}));
+    auto attempt = txn({at_revision(key, s.revision)}, {del(key), del(name_key("snapshot", s.name))}, {get(key)});
+    if (!attempt) return settle_delete(attempt.status(), key);
+    const auto& r = *attempt;
     if (!r.succeeded) return why_not("snapshot", s.id, s.revision, r, "");
     return Status::ok();
   }
@@ -485,6 +494,25 @@ class EtcdStore final : public MetadataStore {
     return Status(Code::kAborted, "revision_conflict", kind + " '" + id + "' changed; retry");
   }
 
+  // A write that failed may still have been applied (a timeout or a dropped connection: the
+  // client cannot tell, and does not retry a compare-and-swap elsewhere). Settled by reading
+  // the key back: our value there → it was applied (its revision); otherwise the error stands.
+  Status settle_put(const Status& failed, const std::string& key, const std::string& value, Revision* revision) {
+    if (failed.code() != Code::kUnavailable) return failed;
+    auto back = client_->range(key, "");
+    if (!back || back->empty() || (*back)[0].value != value) return failed;
+    note((*back)[0].mod_revision);
+    *revision = (*back)[0].mod_revision;
+    spdlog::info("etcd: a write to {} reported '{}' but was applied (read back)", key, failed.message());
+    return Status::ok();
+  }
+  Status settle_delete(const Status& failed, const std::string& key) {
+    if (failed.code() != Code::kUnavailable) return failed;
+    auto back = client_->range(key, "");
+    if (!back || !back->empty()) return failed;
+    return Status::ok();
+  }
+
   Result<etcd::TxnResult> txn(const std::vector<Compare>& cmp, const std::vector<Op>& success,
                               const std::vector<Op>& failure) {
     ASSIGN_OR_RETURN(auto r, client_->txn(cmp, success, failure));
@@ -618,6 +646,8 @@ Result<std::unique_ptr<MetadataStore>> open_etcd_store(const EtcdStoreOptions& o
                                      .username = options.username,
                                      .password = options.password,
                                      .timeout = options.timeout};
+  // The key the revision probe reads: under our prefix, which an etcd user for volguard may read.
+  client_options.revision_key = options.prefix + "/";
   ASSIGN_OR_RETURN(auto client, etcd::Client::open(client_options));
   auto store = std::make_unique<EtcdStore>(options, std::move(client));
   // Reachable with a quorum now, or the node does not start: a cluster node with no truth to
