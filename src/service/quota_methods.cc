@@ -53,6 +53,7 @@ std::string limits_text(const QuotaLimits& l) {
 }  // namespace
 
 Status VolumeService::load_quotas() {
+  std::lock_guard reload(reload_mu_);
   auto stored = store_->list_quotas();
   if (!stored) return stored.status();
   quotas_.load(*stored);
@@ -196,6 +197,7 @@ Status VolumeService::set_quota(Call& call, const v1::QuotaSetRequest& req, v1::
     // it overrides the configured default.
     if (l != QuotaLimits{} || subject->kind == QuotaKind::kGuest) next = l;
   }
+  std::unique_lock reload(reload_mu_);  // store and publish as one, against a watch reload
   if (next) {
     store::QuotaRecord rec{subject->kind, subject->name, next->max_bytes, next->max_volumes,
                            next->max_snapshots};
@@ -205,6 +207,7 @@ Status VolumeService::set_quota(Call& call, const v1::QuotaSetRequest& req, v1::
     return s;
   }
   quotas_.put(*subject, next);
+  reload.unlock();
   call.audit_message =
       "Quota of " + subject->text() +
       (next ? " set: " + limits_text(*next)

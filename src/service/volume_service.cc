@@ -256,6 +256,7 @@ Result<driver::MountTarget> VolumeService::resolve_target(
 }
 
 Status VolumeService::rebuild_roles() {
+  std::lock_guard reload(reload_mu_);
   auto stored = store_->list_roles();
   if (!stored) return stored.status();
   std::vector<policy::Role> roles = policy::default_roles();

@@ -38,6 +38,8 @@ class VolumeService : public ResourceResolver, public Router {
   // is never called (the table test).
   VolumeService(const config::Config& config, std::unique_ptr<store::MetadataStore> store,
                 std::unique_ptr<driver::VolumeDriver> driver, RoleRegistry& roles);
+  // The store first: its watch thread calls into the catalog, which must outlive it.
+  ~VolumeService() override { store_.reset(); }
 
   // Crash recovery: store and disk made to agree (half-made volumes removed), the in-memory
   // catalog loaded, attach/mount state read from the host, roles loaded. Only this node's
@@ -223,6 +225,9 @@ class VolumeService : public ResourceResolver, public Router {
   std::map<std::string, std::shared_ptr<std::mutex>> op_locks_;
 
   std::mutex roles_mu_;  // serialises role changes
+  // Serialises each read-the-store-then-publish of roles and quotas (a handler's and the
+  // watch's): a publish never replaces a newer read with an older one.
+  std::mutex reload_mu_;
 
   QuotaBook quotas_{config_.quotas.guest};
   std::mutex quota_set_mu_;  // serialises quota.set: read, merge, store, publish
