@@ -35,6 +35,8 @@ void VolumeService::apply_change(const store::Change& c) {
         // A volume in the making is not served anywhere until it is ready (its name is already
         // claimed in the store, which is what refuses a second create).
         put_volume(std::make_shared<const store::VolumeRecord>(*c.volume));
+      } else if (c.volume && is_home(c.volume->home_node)) {
+        remove_abandoned(c);
       }
       return;
     case Kind::kSnapshot:
@@ -45,6 +47,8 @@ void VolumeService::apply_change(const store::Change& c) {
         erase_snapshot(gone);
       } else if (c.snapshot && c.snapshot->state != RecordState::kCreating) {
         put_snapshot(std::make_shared<const store::SnapshotRecord>(*c.snapshot));
+      } else if (c.snapshot && is_home(c.snapshot->home_node)) {
+        remove_abandoned(c);
       }
       return;
     case Kind::kRole:
@@ -67,6 +71,22 @@ void VolumeService::apply_change(const store::Change& c) {
       }
       return;
     }
+  }
+}
+
+void VolumeService::remove_abandoned(const store::Change& c) {
+  {
+    std::shared_lock lock(catalog_mu_);
+    if (creating_ids_.count(c.key)) return;  // a create in flight here: it finishes or undoes it
+  }
+  // Only the record: its create failed at this first step, before anything reached the disk.
+  Status s = c.volume ? store_->delete_volume(*c.volume) : store_->delete_snapshot(*c.snapshot);
+  if (s.is_ok()) {
+    spdlog::warn("cluster: removed {} {} ({}), left 'creating' by a create that had failed", c.volume ? "volume" : "snapshot",
+                 c.key, c.volume ? c.volume->name : c.snapshot->name);
+  } else if (s.code() != Code::kNotFound && s.reason() != "revision_conflict") {
+    spdlog::error("cluster: {} {} left 'creating' by a failed create could not be removed ({}); the node's "
+                  "next start removes it", c.volume ? "volume" : "snapshot", c.key, s.message());
   }
 }
 

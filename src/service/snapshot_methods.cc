@@ -27,6 +27,7 @@ Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateReques
   rec.home_node = volume->home_node;
   ASSIGN_OR_RETURN(NameHold name, hold_name(snapshot_names_, &reserved_snapshot_names_, rec.name, "snapshot"));
   call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
+  CreatingId creating(this, rec.id);
   RETURN_IF_ERROR(store_->create_snapshot(rec));
   if (auto s = driver_->snapshot(volume->id, rec.id); !s.is_ok()) {
     log_if_failed(store_->delete_snapshot(rec), "delete_snapshot", rec.id);

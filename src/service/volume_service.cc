@@ -400,6 +400,7 @@ Result<VolumeService::NameHold> VolumeService::hold_name(const std::map<std::str
 Result<std::shared_ptr<const VolumeRecord>> VolumeService::make_volume(
     VolumeRecord rec, const std::function<Status(const std::string& id)>& make_on_disk) {
   ASSIGN_OR_RETURN(NameHold name, hold_name(volume_names_, &reserved_names_, rec.name, "volume"));
+  CreatingId creating(this, rec.id);
   RETURN_IF_ERROR(store_->create_volume(rec));
   if (auto s = make_on_disk(rec.id); !s.is_ok()) {
     log_if_failed(store_->delete_volume(rec), "delete_volume", rec.id);

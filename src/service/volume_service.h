@@ -171,6 +171,27 @@ class VolumeService : public ResourceResolver, public Router {
   void put_snapshot(std::shared_ptr<const store::SnapshotRecord> rec);
   void erase_snapshot(const store::SnapshotRecord& rec);
   void apply_change(const store::Change& change);
+  // A "creating" record homed here with no create in flight: a create that failed while etcd
+  // could not say whether its first write applied (no quorum), and that etcd applied later.
+  // Removed (guarded by its revision) so that its name is free again; it never had data.
+  void remove_abandoned(const store::Change& change);
+  class CreatingId {  // an id in creating_ids_ for as long as it lives
+   public:
+    CreatingId(VolumeService* service, std::string id) : service_(service), id_(std::move(id)) {
+      std::unique_lock lock(service_->catalog_mu_);
+      service_->creating_ids_.insert(id_);
+    }
+    ~CreatingId() {
+      std::unique_lock lock(service_->catalog_mu_);
+      service_->creating_ids_.erase(id_);
+    }
+    CreatingId(const CreatingId&) = delete;
+    CreatingId& operator=(const CreatingId&) = delete;
+
+   private:
+    VolumeService* service_;
+    std::string id_;
+  };
   // Whether this node holds the volume's data: always with a store of its own (one node, even
   // if its name changed since), else when the record names it.
   bool is_home(const std::string& home_node) const {
@@ -206,6 +227,9 @@ class VolumeService : public ResourceResolver, public Router {
   std::map<std::string, std::shared_ptr<const store::VolumeRecord>> volumes_;  // by id
   std::map<std::string, std::string> volume_names_;                           // name -> id
   std::set<std::string> reserved_names_;  // creates in flight
+  // Ids of this node's creates in flight (volumes and snapshots): a record "creating" on this
+  // node's home that is not among them is what a failed create left behind (cluster.cc).
+  std::set<std::string> creating_ids_;
   std::map<std::string, std::shared_ptr<const store::SnapshotRecord>> snapshots_;
   std::map<std::string, std::string> snapshot_names_;
   std::set<std::string> reserved_snapshot_names_;

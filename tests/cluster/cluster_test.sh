@@ -187,15 +187,18 @@ set +e; on a "$ALICE" volume create no-quorum --size 16M > nq.out 2>&1; rc=$?; s
 grep -Eq 'store_unavailable|metadata_stale' nq.out || fail "no clear reason without a quorum: $(cat nq.out)"
 stale() { local out; out=$(on b "$ALICE" volume inspect v1 2>&1) || true; grep -q metadata_stale <<< "$out"; }
 took=$(within 8000 stale) || fail "reads were not refused as stale without a quorum: $(on b "$ALICE" volume inspect v1 2>&1 | tail -3)"
-echo "   decisions refused (metadata_stale) ${took} ms after quorum loss"
+echo "   decisions refused (metadata_stale) ${took} ms after the refused write"
 for i in "${down[@]}"; do etcd_member_start "$work/etcd" "$i"; done
 took=$(within 20000 on a "$ALICE" volume create quorum-back --size 16M) || fail "service did not resume"
 echo "   writes resumed ${took} ms after the members came back"
 within 5000 on b "$ALICE" volume inspect quorum-back > /dev/null || fail "b did not resume"
 # Nothing half-done: no record and no image of the refused create, on any node.
 on c "$ALICE" volume list -o json | grep -q '"no-quorum"' && fail "the refused create left a record"
-ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /volguard-test/names/volume/no-quorum | grep -q . &&
-  fail "the refused create left its name claimed in etcd"
+# etcd may still commit the refused create's first write once its quorum is back (the proposal
+# outlived the timeout): its node removes such an abandoned "creating" record by itself.
+unclaimed() { ! ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /volguard-test/names/volume/no-quorum | grep -q .; }
+within 5000 unclaimed > /dev/null || fail "the refused create left its name claimed in etcd"
+on b "$ALICE" volume create no-quorum --size 16M > /dev/null || fail "the refused create's name is not free again"
 
 echo "== a node killed -9 mid-create: etcd and its disk agree after restart; its volumes are unavailable meanwhile"
 on b "$ALICE" volume create on-b --size 16M > /dev/null || fail "create on b"
@@ -209,7 +212,7 @@ na() { local out; out=$(on a "$ALICE" volume inspect on-b 2>&1) || true; grep -q
 took=$(within 8000 na) || fail "on-b not reported node_unavailable while b is down: $(on a "$ALICE" volume inspect on-b 2>&1)"
 echo "   b's volume node_unavailable ${took} ms after b died"
 ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /volguard-test/names/volume/half | grep -q . ||
-  fail "the crash did not leave the half-made record (the test did not test anything)"
+  fail "the crash did not leave the half-made record (the test did not test anything): $(cat half.out)"
 start_node b
 ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /volguard-test/names/volume/half | grep -q . &&
   fail "recovery left the half-made volume's record in etcd"
