@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/text.h"
 #include "csi/internal.h"
@@ -232,13 +235,18 @@ class ControllerService final : public v1::Controller::Service {
     if (auto s = check_range(req->capacity_range()); !s.ok()) return s;
     const std::string token = token_of(req->secrets());
     const std::string name = volguard_name(req->name());
-    // The home node: where the CO wants the volume (with WaitForFirstConsumer, the node its pod
-    // was scheduled to). A requirement naming no volguard node is refused before the server.
-    auto home = choose_home_node(req->accessibility_requirements());
-    if (!home) return to_grpc(home.status(), token);
+    // The home nodes to ask for: where the CO wants the volume (with WaitForFirstConsumer, the
+    // node its pod was scheduled to comes first). A requirement naming no volguard node is
+    // refused before the server.
+    auto homes = home_candidates(req->accessibility_requirements());
+    if (!homes) return to_grpc(homes.status(), token);
 
     vg::VolumeResponse made;
     Status s;
+    // The node the server took the create for ("": none asked; a clone's home is its source's)
+    // and the nodes it would not put the volume on.
+    std::string asked;
+    std::vector<std::pair<std::string, Status>> refused;
     const bool from_source = req->has_volume_content_source();
     if (from_source) {
       const auto& src = req->volume_content_source();
@@ -268,16 +276,27 @@ class ControllerService final : public v1::Controller::Service {
       for (const auto& [k, v] : params.labels) (*create.mutable_labels())[k] = v;
       for (const auto& [g, a] : params.groups) (*create.mutable_groups())[g] = a;
       create.set_public_(params.public_access);
-      create.set_home_node(*home);
-      s = backend_->call(token, kVol + "Create", create, &made);
+      // CSI: the preferred nodes are tried first to last, and CreateVolume fails only when no
+      // requisite one will do. The server refuses a node it cannot put the volume on
+      // (node_unknown: a single server takes only its own name; node_unavailable: a cluster
+      // node that is down): the next one is asked. No requirement: one create, the server picks.
+      const std::vector<std::string> tries = homes->empty() ? std::vector<std::string>{""} : *homes;
+      for (const auto& node : tries) {
+        create.set_home_node(node);
+        made.Clear();
+        s = backend_->call(token, kVol + "Create", create, &made);
+        if (node.empty() || !is_placement_refusal(s)) {
+          asked = node;
+          refused.clear();
+          break;
+        }
+        refused.emplace_back(node, s);
+      }
     }
-    // Only a new volume is asked for a home; a clone's is its source's (a clone refused because
-    // its source's node is down stays UNAVAILABLE: it can only be made there, later).
-    const std::string asked = from_source ? "" : *home;
+    // (A clone refused because its source's node is down stays UNAVAILABLE: it can be made
+    // only there, later.)
     if (s.code() == Code::kAlreadyExists) return existing(token, name, *req, params, fs, asked, resp);
-    if (!from_source && !asked.empty() && is_placement_refusal(s)) {
-      return not_placed(token, name, *req, params, fs, asked, s, resp);
-    }
+    if (!refused.empty()) return not_placed(token, name, *req, params, fs, refused, resp);
     if (!s.is_ok()) return to_grpc(s, token);
     fill_created(made.volume(), asked, resp->mutable_volume());
     return grpc::Status::OK;
@@ -587,25 +606,30 @@ class ControllerService final : public v1::Controller::Service {
     return refused;
   }
 
-  // The server refused to make the volume on `home` (`refused`: node_unknown or
-  // node_unavailable). It decides where before it looks at the name, so a retry for a volume
-  // made before — elsewhere: the CO's preferred node may have changed since — is answered as
-  // any retry is. Otherwise CSI's "unable to provision in accessible_topology":
-  // RESOURCE_EXHAUSTED, with the server's reason and message (csi-provisioner then has the pod
-  // rescheduled rather than asking for the same node again).
+  // The server refused to make the volume on every node the requirement allows (`refused`:
+  // each node with its node_unknown or node_unavailable). It decides where before it looks at
+  // the name, so a retry for a volume made before — elsewhere: the CO's preferred node may have
+  // changed since — is answered as any retry is. Otherwise CSI's "unable to provision in
+  // accessible_topology": RESOURCE_EXHAUSTED, naming each node with the server's reason and
+  // message (csi-provisioner then has the pod rescheduled rather than asking again).
   grpc::Status not_placed(const std::string& token, const std::string& name,
                           const v1::CreateVolumeRequest& req, const Params& params,
-                          const std::string& fs, const std::string& home, const Status& refused,
+                          const std::string& fs,
+                          const std::vector<std::pair<std::string, Status>>& refused,
                           v1::CreateVolumeResponse* resp) {
     vg::VolumeResponse seen;
     Status found = inspect(token, name, &seen);
-    // The server did not accept `home`: it is not reported for a volume without one.
+    // The server accepted none of the nodes asked: none is reported for a volume without a home.
     if (found.is_ok()) return compare(token, name, seen.volume(), req, params, fs, "", resp);
     if (found.code() != Code::kNotFound) return to_grpc(found, token);
+    std::string why;
+    for (const auto& [node, s] : refused) {
+      why += (why.empty() ? "" : "; ") + std::string("volguard node ") + node + ": " + s.reason() +
+             ": " + s.message();
+    }
     return to_grpc(Status(Code::kResourceExhausted, "",
                           std::string("cannot provision in accessible_topology (") + kTopologyKey +
-                              "): volguard node " + home + ": " + refused.reason() + ": " +
-                              refused.message()),
+                              "): " + why),
                    token);
   }
 

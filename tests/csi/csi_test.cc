@@ -1333,7 +1333,8 @@ TEST_F(CsiTopologyTest, CreateVolumeRefusesARequirementWithoutTheVolguardKey) {
 TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
   // Preferred first: node-1, though node-2 is the first requisite.
   ::csi::v1::CreateVolumeResponse made;
-  ASSERT_TRUE(create_in("pvc-pref", requirement({"node-2", "node-1"}, {"node-1", "node-2"}), &made).ok());
+  ASSERT_TRUE(
+      create_in("pvc-pref", requirement({"node-2", "node-1"}, {"node-1", "node-2"}), &made).ok());
   auto sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].home_node(), "node-1");
@@ -1348,6 +1349,25 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
   EXPECT_EQ(sent[0].home_node(), "node-1");
   EXPECT_EQ(home_of(made.volume()), "node-1");
 
+  // A node the server refuses (it is not node-2): the next one the requirement allows is asked,
+  // the preferred ones first to last, then the other requisite ones.
+  using Asked = std::vector<std::pair<::csi::v1::TopologyRequirement, std::vector<std::string>>>;
+  const Asked fallbacks = {
+      {requirement({"node-2", "node-1"}, {"node-2"}), {"node-2", "node-1"}},
+      {requirement({"node-3", "node-1", "node-2"}, {"node-2", "node-3"}),
+       {"node-2", "node-3", "node-1"}},
+      {requirement({}, {"node-2", "node-1"}), {"node-2", "node-1"}}};
+  for (size_t i = 0; i < fallbacks.size(); ++i) {
+    const auto& [where, asked] = fallbacks[i];
+    proxy_->clear();
+    ASSERT_TRUE(create_in("pvc-next-" + std::to_string(i), where, &made).ok()) << where.DebugString();
+    sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+    std::vector<std::string> homes;
+    for (const auto& c : sent) homes.push_back(c.home_node());
+    EXPECT_EQ(homes, asked) << where.DebugString();
+    EXPECT_EQ(home_of(made.volume()), "node-1");
+  }
+
   // No requirement: the server picks ("" sent), itself, and says so; the plugin reports the
   // node it answers, which it never asked for.
   proxy_->clear();
@@ -1360,7 +1380,8 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
 
   // ControllerGetVolume and ListVolumes report the home the server answers: node-1, and in a
   // cluster whichever node holds the data (the proxy stands in for one).
-  for (const std::optional<std::string>& home : {std::optional<std::string>(), std::optional<std::string>("node-7")}) {
+  for (const std::optional<std::string>& home :
+       {std::optional<std::string>(), std::optional<std::string>("node-7")}) {
     proxy_->report_home(home);
     const std::string want = home.value_or("node-1");
     {
@@ -1375,7 +1396,7 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
       ::csi::v1::ListVolumesResponse list;
       grpc::ClientContext ctx;
       ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
-      ASSERT_EQ(list.entries_size(), 3);
+      ASSERT_EQ(list.entries_size(), 6);
       for (const auto& e : list.entries()) EXPECT_EQ(home_of(e.volume()), want);
     }
   }
@@ -1391,27 +1412,32 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
   }
 }
 
-// A node the server cannot put the volume on — one it does not know (a single server knows
-// only itself) or, in a cluster, one that is down — is CSI's "unable to provision in
-// accessible_topology": RESOURCE_EXHAUSTED, naming the node, with the server's reason and
-// message.
+// A requirement naming only nodes the server cannot put the volume on — ones it does not know
+// (a single server knows only itself) or, in a cluster, ones that are down — is CSI's "unable
+// to provision in accessible_topology": RESOURCE_EXHAUSTED, naming each node asked, with the
+// server's reason and message.
 TEST_F(CsiTopologyTest, CreateVolumeOnANodeTheServerIsNotIsResourceExhausted) {
   ::csi::v1::CreateVolumeResponse made;
-  const std::vector<std::pair<::csi::v1::TopologyRequirement, std::string>> elsewhere = {
-      {requirement({"node-2"}, {}), "node-2"},
-      {requirement({"node-2", "node-3"}, {"node-3"}), "node-3"},
-      {requirement({}, {"node-2"}), "node-2"}};
-  for (const auto& [where, node] : elsewhere) {
+  using Asked = std::vector<std::pair<::csi::v1::TopologyRequirement, std::vector<std::string>>>;
+  const Asked elsewhere = {
+      {requirement({"node-2"}, {}), {"node-2"}},
+      {requirement({"node-2", "node-3"}, {"node-3"}), {"node-3", "node-2"}},
+      {requirement({}, {"node-2"}), {"node-2"}}};
+  for (const auto& [where, asked] : elsewhere) {
     proxy_->clear();
     grpc::Status s = create_in("pvc-elsewhere", where, &made);
-    expect_code(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "a create on " + node);
+    expect_code(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "a create on " + asked[0]);
     auto sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
-    ASSERT_EQ(sent.size(), 1u);
-    EXPECT_EQ(sent[0].home_node(), node);
-    EXPECT_NE(s.error_message().find("volguard node " + node), std::string::npos) << s.error_message();
-    EXPECT_NE(s.error_message().find("node_unknown"), std::string::npos) << s.error_message();
-    EXPECT_NE(s.error_message().find("'" + node + "' is not a node"), std::string::npos)
-        << "the server's message is kept: " << s.error_message();
+    std::vector<std::string> homes;
+    for (const auto& c : sent) homes.push_back(c.home_node());
+    EXPECT_EQ(homes, asked) << where.DebugString();
+    EXPECT_NE(s.error_message().find("accessible_topology"), std::string::npos) << s.error_message();
+    for (const auto& node : asked) {
+      EXPECT_NE(s.error_message().find("volguard node " + node + ": node_unknown"), std::string::npos)
+          << s.error_message();
+      EXPECT_NE(s.error_message().find("'" + node + "' is not a node"), std::string::npos)
+          << "the server's message is kept: " << s.error_message();
+    }
   }
   EXPECT_FALSE(server_volume_exists("pvc-elsewhere"));
 
@@ -1483,12 +1509,15 @@ TEST_F(CsiTopologyTest, IdempotentCreateRefusesAnExistingVolumeOutsideRequisite)
 
   // A volume made before volumes had homes (home_node "" in its record; its data is on the one
   // server): a retry the server accepted reports the node it asked for, which can only be the
-  // server's own; a retry asking for no node, or for one the server refused, claims none.
+  // server's own; a retry asking for no node, or only for ones the server refused, claims none.
   proxy_->report_home("");
-  again.Clear();
-  ASSERT_TRUE(create_in("pvc-home", requirement({"node-1"}, {}), &again).ok());
-  EXPECT_EQ(again.volume().volume_id(), id);
-  EXPECT_EQ(home_of(again.volume()), "node-1");
+  for (const auto& where :
+       {requirement({"node-1"}, {}), requirement({"node-2", "node-1"}, {"node-2"})}) {
+    again.Clear();
+    ASSERT_TRUE(create_in("pvc-home", where, &again).ok()) << where.DebugString();
+    EXPECT_EQ(again.volume().volume_id(), id);
+    EXPECT_EQ(home_of(again.volume()), "node-1") << where.DebugString();
+  }
   for (const auto& where : {::csi::v1::TopologyRequirement(), requirement({}, {"node-2"})}) {
     again.Clear();
     ASSERT_TRUE(create_in("pvc-home", where, &again).ok()) << where.DebugString();
