@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "common/text.h"
 #include "csi/internal.h"
@@ -156,14 +159,26 @@ void fill_volume(const vg::Volume& from, v1::Volume* to) {
   set_home(from.home_node(), to);
 }
 
-// The volume CreateVolume answers with. The server fills home_node where the data is on
-// another node than the one asked; "" means the node asked, which for a new volume is the one
-// the plugin asked for (`asked`, "" when it asked for none: then no topology is claimed). A
-// clone or restore asks for none: it lives with its source, and only the server's answer says
-// where.
+// The volume CreateVolume answers with, placed where the server says its data is: the server
+// fills home_node on every volume it makes (its own node name, or in a cluster the node it
+// forwarded the create to), whatever the plugin asked for.
+//
+// The fallback below is only for volumes made before volumes had homes (records from before
+// SQLite schema 4 keep home_node ""), met again by an idempotent retry: such a volume is on the
+// one server asked, and `asked` is reported only when that server accepted the ask — a single
+// server refuses any home_node but its own name, so an accepted `asked` is that name. `asked`
+// is "" when the plugin asked for no node (a clone or restore lives with its source) or the
+// server refused the node asked: then no topology is claimed. Never for a new volume.
 void fill_created(const vg::Volume& from, const std::string& asked, v1::Volume* to) {
   fill_volume(from, to);
   if (from.home_node().empty()) set_home(asked, to);
+}
+
+// The server's refusals of a home_node: not a node it knows (a single server knows only itself),
+// or a node that is down. CreateVolume answers them as CSI's "unable to provision in
+// accessible_topology".
+bool is_placement_refusal(const Status& s) {
+  return s.reason() == "node_unknown" || s.reason() == "node_unavailable";
 }
 
 void fill_snapshot(const vg::Snapshot& from, v1::Snapshot* to) {
@@ -220,13 +235,18 @@ class ControllerService final : public v1::Controller::Service {
     if (auto s = check_range(req->capacity_range()); !s.ok()) return s;
     const std::string token = token_of(req->secrets());
     const std::string name = volguard_name(req->name());
-    // The home node: where the CO wants the volume (with WaitForFirstConsumer, the node its pod
-    // was scheduled to). A requirement naming no volguard node is refused before the server.
-    auto home = choose_home_node(req->accessibility_requirements());
-    if (!home) return to_grpc(home.status(), token);
+    // The home nodes to ask for: where the CO wants the volume (with WaitForFirstConsumer, the
+    // node its pod was scheduled to comes first). A requirement naming no volguard node is
+    // refused before the server.
+    auto homes = home_candidates(req->accessibility_requirements());
+    if (!homes) return to_grpc(homes.status(), token);
 
     vg::VolumeResponse made;
     Status s;
+    // The node the server took the create for ("": none asked; a clone's home is its source's)
+    // and the nodes it would not put the volume on.
+    std::string asked;
+    std::vector<std::pair<std::string, Status>> refused;
     const bool from_source = req->has_volume_content_source();
     if (from_source) {
       const auto& src = req->volume_content_source();
@@ -256,12 +276,27 @@ class ControllerService final : public v1::Controller::Service {
       for (const auto& [k, v] : params.labels) (*create.mutable_labels())[k] = v;
       for (const auto& [g, a] : params.groups) (*create.mutable_groups())[g] = a;
       create.set_public_(params.public_access);
-      create.set_home_node(*home);
-      s = backend_->call(token, kVol + "Create", create, &made);
+      // CSI: the preferred nodes are tried first to last, and CreateVolume fails only when no
+      // requisite one will do. The server refuses a node it cannot put the volume on
+      // (node_unknown: a single server takes only its own name; node_unavailable: a cluster
+      // node that is down): the next one is asked. No requirement: one create, the server picks.
+      const std::vector<std::string> tries = homes->empty() ? std::vector<std::string>{""} : *homes;
+      for (const auto& node : tries) {
+        create.set_home_node(node);
+        made.Clear();
+        s = backend_->call(token, kVol + "Create", create, &made);
+        if (node.empty() || !is_placement_refusal(s)) {
+          asked = node;
+          refused.clear();
+          break;
+        }
+        refused.emplace_back(node, s);
+      }
     }
-    // Only a new volume is asked for a home; a clone's is its source's.
-    const std::string asked = from_source ? "" : *home;
+    // (A clone refused because its source's node is down stays UNAVAILABLE: it can be made
+    // only there, later.)
     if (s.code() == Code::kAlreadyExists) return existing(token, name, *req, params, fs, asked, resp);
+    if (!refused.empty()) return not_placed(token, name, *req, params, fs, refused, resp);
     if (!s.is_ok()) return to_grpc(s, token);
     fill_created(made.volume(), asked, resp->mutable_volume());
     return grpc::Status::OK;
@@ -571,9 +606,35 @@ class ControllerService final : public v1::Controller::Service {
     return refused;
   }
 
+  // The server refused to make the volume on every node the requirement allows (`refused`:
+  // each node with its node_unknown or node_unavailable). It decides where before it looks at
+  // the name, so a retry for a volume made before — elsewhere: the CO's preferred node may have
+  // changed since — is answered as any retry is. Otherwise CSI's "unable to provision in
+  // accessible_topology": RESOURCE_EXHAUSTED, naming each node with the server's reason and
+  // message (csi-provisioner then has the pod rescheduled rather than asking again).
+  grpc::Status not_placed(const std::string& token, const std::string& name,
+                          const v1::CreateVolumeRequest& req, const Params& params,
+                          const std::string& fs,
+                          const std::vector<std::pair<std::string, Status>>& refused,
+                          v1::CreateVolumeResponse* resp) {
+    vg::VolumeResponse seen;
+    Status found = inspect(token, name, &seen);
+    // The server accepted none of the nodes asked: none is reported for a volume without a home.
+    if (found.is_ok()) return compare(token, name, seen.volume(), req, params, fs, "", resp);
+    if (found.code() != Code::kNotFound) return to_grpc(found, token);
+    std::string why;
+    for (const auto& [node, s] : refused) {
+      why += (why.empty() ? "" : "; ") + std::string("volguard node ") + node + ": " + s.reason() +
+             ": " + s.message();
+    }
+    return to_grpc(Status(Code::kResourceExhausted, "",
+                          std::string("cannot provision in accessible_topology (") + kTopologyKey +
+                              "): " + why),
+                   token);
+  }
+
   // The name exists: the same request made it before (idempotent retry) or it is another
-  // volume (ALREADY_EXISTS). Compared: owner, size within the range, fs, labels, grants, source,
-  // and its home node against the requisite topology.
+  // volume (ALREADY_EXISTS).
   grpc::Status existing(const std::string& token, const std::string& name,
                         const v1::CreateVolumeRequest& req, const Params& params,
                         const std::string& fs, const std::string& asked,
@@ -588,7 +649,16 @@ class ControllerService final : public v1::Controller::Service {
       }
       return to_grpc(s, token);
     }
-    const vg::Volume& v = seen.volume();
+    return compare(token, name, seen.volume(), req, params, fs, asked, resp);
+  }
+
+  // An existing volume of the name against the request: the same request made it before (it is
+  // answered) or it is incompatible (ALREADY_EXISTS). Compared: owner, size within the range,
+  // fs, labels, grants, source, and its home node against the requisite topology.
+  grpc::Status compare(const std::string& token, const std::string& name, const vg::Volume& v,
+                       const v1::CreateVolumeRequest& req, const Params& params,
+                       const std::string& fs, const std::string& asked,
+                       v1::CreateVolumeResponse* resp) {
     std::string principal;  // a guest's volumes are unowned
     std::string group_domain;  // grants are stored "<group_domain>/<group>"
     if (!token.empty()) {
@@ -630,7 +700,7 @@ class ControllerService final : public v1::Controller::Service {
       why = "it was made from another volume or snapshot";
     }
     // Its data cannot move: a home outside requisite cannot be made accessible from there.
-    // (A home the server does not report, "", is the server asked: nothing to compare.)
+    // (A volume made before volumes had homes has "": nothing to compare.)
     if (why.empty() && !v.home_node().empty() &&
         !meets_requisite(req.accessibility_requirements(), v.home_node())) {
       why = "its home node " + v.home_node() + " is not in the requisite topology (" +

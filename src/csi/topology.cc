@@ -41,17 +41,27 @@ bool is_alnum(char c) {
 }  // namespace
 
 Result<std::string> choose_home_node(const ::csi::v1::TopologyRequirement& requirement) {
+  auto all = home_candidates(requirement);
+  if (!all) return all.status();
+  return all->empty() ? std::string() : all->front();
+}
+
+Result<std::vector<std::string>> home_candidates(
+    const ::csi::v1::TopologyRequirement& requirement) {
   auto requisite = nodes_of(requirement.requisite(), "requisite");
   if (!requisite) return requisite.status();
   auto preferred = nodes_of(requirement.preferred(), "preferred");
   if (!preferred) return preferred.status();
+  std::vector<std::string> out;
   // The spec has every preferred topology in requisite when both are given; one that is not
   // would put the volume where it must not be, so it is passed over.
   for (const auto& node : *preferred) {
-    if (requisite->empty() || has(*requisite, node)) return node;
+    if ((requisite->empty() || has(*requisite, node)) && !has(out, node)) out.push_back(node);
   }
-  if (!requisite->empty()) return requisite->front();
-  return std::string();
+  for (const auto& node : *requisite) {
+    if (!has(out, node)) out.push_back(node);
+  }
+  return out;
 }
 
 bool meets_requisite(const ::csi::v1::TopologyRequirement& requirement, const std::string& home) {

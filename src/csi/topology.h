@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "csi.pb.h"
@@ -19,6 +20,13 @@ inline constexpr const char* kTopologyKey = "volguard.io/node";
 // picks). A topology with segments but no kTopologyKey, or an empty value for it, is
 // INVALID_ARGUMENT naming the key; one with no segments at all names no node and is skipped.
 Result<std::string> choose_home_node(const ::csi::v1::TopologyRequirement& requirement);
+
+// Every home node the requirement allows, in the order CSI wants them tried: the preferred
+// ones as choose_home_node takes them, first to last, then the other requisite ones, in order;
+// each once. The first is choose_home_node's choice. Empty: no requirement (the server picks).
+// Refused as choose_home_node refuses.
+Result<std::vector<std::string>> home_candidates(
+    const ::csi::v1::TopologyRequirement& requirement);
 
 // Whether a volume whose data lives on `home` meets the requirement: true when the requirement
 // names no requisite node, else when `home` is one of them.

@@ -938,6 +938,9 @@ TEST(ManifestsTest, EachNodeRendersAValidServerConfigForItself) {
                                             "volguard.yaml");
   ASSERT_TRUE(cfg.is_ok()) << cfg.status().message();
   EXPECT_EQ(cfg->nodes, std::vector<std::string>{"worker-1.example"});
+  // Its volguard node name too, dots and all: the name its node plugin reports and CreateVolume
+  // asks for (the host-name default would be cut at the first dot).
+  EXPECT_EQ(cfg->node.name, "worker-1.example");
   EXPECT_TRUE(cfg->security.enabled);
   EXPECT_FALSE(cfg->security.guest_access);
   ASSERT_EQ(cfg->security.issuers.size(), 1u);
@@ -1030,12 +1033,22 @@ TEST(ManifestsTest, VolumesArePinnedToTheirNodeByTopology) {
   const Manifests m = load_all();
   const Problems p = check_topology(m);
   EXPECT_TRUE(p.empty()) << join(p);
-  // The name the node plugin reports is the one its server serves (nodes: [spec.nodeName]).
+  // The name the node plugin reports is the one its server serves (nodes: [spec.nodeName]) and
+  // the server's own node name (node.name: spec.nodeName), which is all it makes volumes on.
   const auto cs = containers(m);
   const Container* plugin = container(cs, "DaemonSet/volguard/csi-plugin");
   ASSERT_NE(plugin, nullptr);
   EXPECT_EQ(flag_value(args_of(plugin->c), "--volguard-node"),
             flag_value(args_of(plugin->c), "--node-id"));
+  EXPECT_EQ(flag_value(args_of(plugin->c), "--volguard-node"), "$(NODE_NAME)");
+  EXPECT_EQ(env_field_path(plugin->c, "NODE_NAME"), "spec.nodeName");
+  const YAML::Node* cm = m.find("ConfigMap", "volguard-config");
+  ASSERT_NE(cm, nullptr);
+  auto cfg = volguard::config::parse_config(
+      replace_all(str((*cm)["data"]["volguard.yaml"]), kNodePlaceholder, "worker-1"), "x");
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().message();
+  EXPECT_EQ(cfg->node.name, "worker-1");
+  EXPECT_EQ(cfg->nodes, std::vector<std::string>{"worker-1"});
   const std::string docs = read_text(kSource + "/docs/kubernetes.md");
   EXPECT_NE(docs.find("## Topology"), std::string::npos);
 }

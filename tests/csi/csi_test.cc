@@ -14,9 +14,11 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <fstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "audit/audit.h"
@@ -47,9 +49,10 @@ VolumeCapability mount_cap(Mode::Mode mode = Mode::SINGLE_NODE_WRITER, const std
 class CsiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // The server knows two nodes; this plugin is node-1, with its own credential and the
-    // controller's read-only one, as the shipped manifests mount them from Secrets.
-    srv_ = std::make_unique<TestServer>("", true, "nodes: [node-1, node-2]\n");
+    // The server is volguard node node-1 (its volumes' home) and serves two CSI nodes; this
+    // plugin is node-1, with its own credential and the controller's read-only one, as the
+    // shipped manifests mount them from Secrets.
+    srv_ = std::make_unique<TestServer>("", true, "nodes: [node-1, node-2]\nnode:\n  name: node-1\n");
     char tmpl[] = "/tmp/volguard-csi-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -1098,9 +1101,11 @@ TEST_F(CsiTest, NodeGetInfoReportsTheVolguardNodeAndTheCapabilityIsAdvertised) {
 }
 
 // A proxy in front of the real server: the test sees every request the plugin sent, as the
-// server received it, and may rewrite the home_node of the volumes the server answers with —
-// standing in for a clustered server that places volumes on other nodes (today's server
-// ignores CreateVolumeRequest.home_node and answers home_node "").
+// server received it. The server answers for itself (volguard node node-1); where a test needs
+// what only a cluster or an older server gives, the proxy stands in: it may rewrite the
+// home_node of the volumes the server answers with (a volume homed on another cluster node, or
+// one made before volumes had homes: "") and refuse a method as a cluster would (a home node
+// that is down).
 class RecordingProxy final : public grpc::CallbackGenericService {
  public:
   explicit RecordingProxy(int upstream_port)
@@ -1140,10 +1145,21 @@ class RecordingProxy final : public grpc::CallbackGenericService {
     received_.clear();
   }
   // Every volume the server answers with (Create, Clone, Inspect, Update, Enumerate) gets this
-  // home_node; "" passes the server's own answer through.
-  void report_home(const std::string& node) {
+  // home_node ("": a record made before volumes had homes); nullopt passes the server's own
+  // answer through.
+  void report_home(std::optional<std::string> node) {
     std::lock_guard<std::mutex> lock(mu_);
-    home_ = node;
+    home_ = std::move(node);
+  }
+  // Calls of `method` are recorded and answered with this refusal and volguard-reason trailer,
+  // without reaching the server; an OK status lets them through again.
+  void refuse(const std::string& method, const grpc::Status& status, const std::string& reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (status.ok()) {
+      refusals_.erase(method);
+    } else {
+      refusals_[method] = {status, reason};
+    }
   }
 
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
@@ -1164,18 +1180,23 @@ class RecordingProxy final : public grpc::CallbackGenericService {
     return grpc::ByteBuffer(&slice, 1);
   }
 
-  void record(const std::string& method, const grpc::ByteBuffer& request) {
+  // Records the request; the refusal to answer it with, if any.
+  std::optional<std::pair<grpc::Status, std::string>> record(const std::string& method,
+                                                              const grpc::ByteBuffer& request) {
     std::lock_guard<std::mutex> lock(mu_);
     received_[method].push_back(bytes_of(request));
+    if (auto it = refusals_.find(method); it != refusals_.end()) return it->second;
+    return std::nullopt;
   }
 
   void rewrite(const std::string& method, grpc::ByteBuffer* response) {
-    std::string home;
+    std::optional<std::string> reported;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      home = home_;
+      reported = home_;
     }
-    if (home.empty()) return;
+    if (!reported) return;
+    const std::string& home = *reported;
     const std::string vol = "/volguard.v1.VolguardVolume/";
     std::string out;
     if (method == vol + "Create" || method == vol + "Clone" || method == vol + "Inspect" ||
@@ -1209,7 +1230,11 @@ class RecordingProxy final : public grpc::CallbackGenericService {
         return;
       }
       const std::string method = ctx_->method();
-      proxy_->record(method, request_);
+      if (auto refusal = proxy_->record(method, request_)) {
+        ctx_->AddTrailingMetadata("volguard-reason", refusal->second);
+        Finish(refusal->first);
+        return;
+      }
       const auto& md = ctx_->client_metadata();
       if (auto it = md.find("authorization"); it != md.end()) {
         upstream_.AddMetadata("authorization", std::string(it->second.data(), it->second.size()));
@@ -1244,7 +1269,8 @@ class RecordingProxy final : public grpc::CallbackGenericService {
   std::unique_ptr<grpc::Server> server_;
   mutable std::mutex mu_;
   std::map<std::string, std::vector<std::string>> received_;
-  std::string home_;
+  std::optional<std::string> home_;
+  std::map<std::string, std::pair<grpc::Status, std::string>> refusals_;
 };
 
 const std::string kCreatePath = "/volguard.v1.VolguardVolume/Create";
@@ -1302,17 +1328,18 @@ TEST_F(CsiTopologyTest, CreateVolumeRefusesARequirementWithoutTheVolguardKey) {
   EXPECT_FALSE(server_volume_exists("pvc-host"));
 }
 
+// The server is volguard node node-1: a volume asked for there is made there, and every answer
+// names node-1.
 TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
-  // Preferred first: the server is asked for node-2.
+  // Preferred first: node-1, though node-2 is the first requisite.
   ::csi::v1::CreateVolumeResponse made;
-  ASSERT_TRUE(create_in("pvc-pref", requirement({"node-1", "node-2"}, {"node-2", "node-1"}), &made).ok());
+  ASSERT_TRUE(
+      create_in("pvc-pref", requirement({"node-2", "node-1"}, {"node-1", "node-2"}), &made).ok());
   auto sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
   ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0].home_node(), "node-2");
-  // Today's server leaves home_node empty (the volume is on the node asked): the plugin reports
-  // the node it asked for.
-  EXPECT_EQ(inspect_as_admin(made.volume().volume_id()).home_node(), "");
-  EXPECT_EQ(home_of(made.volume()), "node-2");
+  EXPECT_EQ(sent[0].home_node(), "node-1");
+  EXPECT_EQ(inspect_as_admin(made.volume().volume_id()).home_node(), "node-1");
+  EXPECT_EQ(home_of(made.volume()), "node-1");
 
   // A preferred node outside requisite is passed over for the requisite one.
   proxy_->clear();
@@ -1322,36 +1349,58 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
   EXPECT_EQ(sent[0].home_node(), "node-1");
   EXPECT_EQ(home_of(made.volume()), "node-1");
 
-  // No requirement: the server picks ("" sent) and, answering none, no topology is claimed.
+  // A node the server refuses (it is not node-2): the next one the requirement allows is asked,
+  // the preferred ones first to last, then the other requisite ones.
+  using Asked = std::vector<std::pair<::csi::v1::TopologyRequirement, std::vector<std::string>>>;
+  const Asked fallbacks = {
+      {requirement({"node-2", "node-1"}, {"node-2"}), {"node-2", "node-1"}},
+      {requirement({"node-3", "node-1", "node-2"}, {"node-2", "node-3"}),
+       {"node-2", "node-3", "node-1"}},
+      {requirement({}, {"node-2", "node-1"}), {"node-2", "node-1"}}};
+  for (size_t i = 0; i < fallbacks.size(); ++i) {
+    const auto& [where, asked] = fallbacks[i];
+    proxy_->clear();
+    ASSERT_TRUE(create_in("pvc-next-" + std::to_string(i), where, &made).ok()) << where.DebugString();
+    sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+    std::vector<std::string> homes;
+    for (const auto& c : sent) homes.push_back(c.home_node());
+    EXPECT_EQ(homes, asked) << where.DebugString();
+    EXPECT_EQ(home_of(made.volume()), "node-1");
+  }
+
+  // No requirement: the server picks ("" sent), itself, and says so; the plugin reports the
+  // node it answers, which it never asked for.
   proxy_->clear();
   ASSERT_TRUE(create_in("pvc-any", {}, &made).ok());
   sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].home_node(), "");
-  EXPECT_EQ(made.volume().accessible_topology_size(), 0);
+  EXPECT_EQ(inspect_as_admin(made.volume().volume_id()).home_node(), "node-1");
+  EXPECT_EQ(home_of(made.volume()), "node-1");
 
-  // The home the server answers is the one reported, whatever was asked.
-  proxy_->report_home("node-7");
-  ASSERT_TRUE(create_in("pvc-server", requirement({}, {"node-2"}), &made).ok());
-  EXPECT_EQ(home_of(made.volume()), "node-7");
-  ASSERT_TRUE(create_in("pvc-server-any", {}, &made).ok());
-  EXPECT_EQ(home_of(made.volume()), "node-7");
-  // ControllerGetVolume and ListVolumes report it too.
-  {
-    ::csi::v1::ControllerGetVolumeRequest req;
-    req.set_volume_id(made.volume().volume_id());
-    ::csi::v1::ControllerGetVolumeResponse resp;
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(controller_->ControllerGetVolume(&ctx, req, &resp).ok());
-    EXPECT_EQ(home_of(resp.volume()), "node-7");
+  // ControllerGetVolume and ListVolumes report the home the server answers: node-1, and in a
+  // cluster whichever node holds the data (the proxy stands in for one).
+  for (const std::optional<std::string>& home :
+       {std::optional<std::string>(), std::optional<std::string>("node-7")}) {
+    proxy_->report_home(home);
+    const std::string want = home.value_or("node-1");
+    {
+      ::csi::v1::ControllerGetVolumeRequest req;
+      req.set_volume_id(made.volume().volume_id());
+      ::csi::v1::ControllerGetVolumeResponse resp;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(controller_->ControllerGetVolume(&ctx, req, &resp).ok());
+      EXPECT_EQ(home_of(resp.volume()), want);
+    }
+    {
+      ::csi::v1::ListVolumesResponse list;
+      grpc::ClientContext ctx;
+      ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
+      ASSERT_EQ(list.entries_size(), 6);
+      for (const auto& e : list.entries()) EXPECT_EQ(home_of(e.volume()), want);
+    }
   }
-  {
-    ::csi::v1::ListVolumesResponse list;
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(controller_->ListVolumes(&ctx, {}, &list).ok());
-    ASSERT_GE(list.entries_size(), 1);
-    for (const auto& e : list.entries()) EXPECT_EQ(home_of(e.volume()), "node-7");
-  }
+  proxy_->report_home(std::nullopt);
   // GetCapacity takes a topology (the server's free space either way).
   {
     ::csi::v1::GetCapacityRequest req;
@@ -1363,54 +1412,133 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
   }
 }
 
+// A requirement naming only nodes the server cannot put the volume on — ones it does not know
+// (a single server knows only itself) or, in a cluster, ones that are down — is CSI's "unable
+// to provision in accessible_topology": RESOURCE_EXHAUSTED, naming each node asked, with the
+// server's reason and message.
+TEST_F(CsiTopologyTest, CreateVolumeOnANodeTheServerIsNotIsResourceExhausted) {
+  ::csi::v1::CreateVolumeResponse made;
+  using Asked = std::vector<std::pair<::csi::v1::TopologyRequirement, std::vector<std::string>>>;
+  const Asked elsewhere = {
+      {requirement({"node-2"}, {}), {"node-2"}},
+      {requirement({"node-2", "node-3"}, {"node-3"}), {"node-3", "node-2"}},
+      {requirement({}, {"node-2"}), {"node-2"}}};
+  for (const auto& [where, asked] : elsewhere) {
+    proxy_->clear();
+    grpc::Status s = create_in("pvc-elsewhere", where, &made);
+    expect_code(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "a create on " + asked[0]);
+    auto sent = proxy_->received<vg::CreateVolumeRequest>(kCreatePath);
+    std::vector<std::string> homes;
+    for (const auto& c : sent) homes.push_back(c.home_node());
+    EXPECT_EQ(homes, asked) << where.DebugString();
+    EXPECT_NE(s.error_message().find("accessible_topology"), std::string::npos) << s.error_message();
+    for (const auto& node : asked) {
+      EXPECT_NE(s.error_message().find("volguard node " + node + ": node_unknown"), std::string::npos)
+          << s.error_message();
+      EXPECT_NE(s.error_message().find("'" + node + "' is not a node"), std::string::npos)
+          << "the server's message is kept: " << s.error_message();
+    }
+  }
+  EXPECT_FALSE(server_volume_exists("pvc-elsewhere"));
+
+  // A home node that is down (the proxy answers as a cluster node would): the CO is told to
+  // provision elsewhere rather than to wait. A token in the server's message never reaches
+  // the CO.
+  proxy_->clear();
+  proxy_->refuse(kCreatePath,
+                 grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "home_node lives on node node-1, which is unavailable (no live "
+                              "registration); caller " + alice_),
+                 "node_unavailable");
+  grpc::Status s = create_in("pvc-down", requirement({"node-1"}, {}), &made);
+  expect_code(s, grpc::StatusCode::RESOURCE_EXHAUSTED, "a create on a node that is down");
+  EXPECT_NE(s.error_message().find("volguard node node-1"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("node_unavailable"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("which is unavailable"), std::string::npos) << s.error_message();
+  EXPECT_EQ(proxy_->count(kCreatePath), 1u);
+  // Any other refusal keeps its own code.
+  proxy_->refuse(kCreatePath, grpc::Status(grpc::StatusCode::UNAVAILABLE, "store is down"),
+                 "store_unavailable");
+  expect_code(create_in("pvc-down", requirement({"node-1"}, {}), &made),
+              grpc::StatusCode::UNAVAILABLE, "the store unavailable");
+  proxy_->refuse(kCreatePath, grpc::Status::OK, "");
+  EXPECT_FALSE(server_volume_exists("pvc-down"));
+  ASSERT_TRUE(create_in("pvc-down", requirement({"node-1"}, {}), &made).ok());
+  EXPECT_EQ(home_of(made.volume()), "node-1");
+}
+
 // CSI: a volume of that name that exists but is incompatible with the accessibility
-// requirements is ALREADY_EXISTS.
+// requirements is ALREADY_EXISTS — also when the retry asks for a node the server refuses (it
+// decides where before it looks at the name).
 TEST_F(CsiTopologyTest, IdempotentCreateRefusesAnExistingVolumeOutsideRequisite) {
   ::csi::v1::CreateVolumeResponse made, again;
-  ASSERT_TRUE(create_in("pvc-home", requirement({"node-2"}, {}), &made).ok());
+  ASSERT_TRUE(create_in("pvc-home", requirement({"node-1"}, {}), &made).ok());
   const std::string id = made.volume().volume_id();
-  // The server holds it on node-2 (as a clustered server honouring home_node would say).
-  proxy_->report_home("node-2");
-  grpc::Status s = create_in("pvc-home", requirement({"node-1"}, {}), &again);
+  ASSERT_EQ(home_of(made.volume()), "node-1");
+  grpc::Status s = create_in("pvc-home", requirement({"node-2"}, {}), &again);
   expect_code(s, grpc::StatusCode::ALREADY_EXISTS, "existing volume outside requisite");
-  EXPECT_NE(s.error_message().find("node-2"), std::string::npos) << s.error_message();
-  s = create_in("pvc-home", requirement({"node-1"}, {"node-1"}), &again);
+  EXPECT_NE(s.error_message().find("home node node-1"), std::string::npos) << s.error_message();
+  s = create_in("pvc-home", requirement({"node-2"}, {"node-2"}), &again);
   expect_code(s, grpc::StatusCode::ALREADY_EXISTS, "existing volume outside requisite+preferred");
-  // The same requirement, one naming node-2 among others, or none: the same volume.
-  for (const auto& where : {requirement({"node-2"}, {}), requirement({"node-1", "node-2"}, {"node-1"}),
+  // The same requirement, one naming node-1 among others, or none: the same volume.
+  for (const auto& where : {requirement({"node-1"}, {}), requirement({"node-2", "node-1"}, {"node-2"}),
                             ::csi::v1::TopologyRequirement()}) {
     again.Clear();
     s = create_in("pvc-home", where, &again);
     ASSERT_TRUE(s.ok()) << s.error_message() << " for " << where.DebugString();
     EXPECT_EQ(again.volume().volume_id(), id);
-    EXPECT_EQ(home_of(again.volume()), "node-2");
+    EXPECT_EQ(home_of(again.volume()), "node-1");
   }
-  // Preferred alone is a wish: an existing volume elsewhere still matches.
+  // Preferred alone is a wish: a retry preferring node-2 (its pod was rescheduled there) is
+  // still the volume on node-1.
   again.Clear();
-  ASSERT_TRUE(create_in("pvc-home", requirement({}, {"node-1"}), &again).ok());
+  ASSERT_TRUE(create_in("pvc-home", requirement({}, {"node-2"}), &again).ok());
   EXPECT_EQ(again.volume().volume_id(), id);
-  EXPECT_EQ(home_of(again.volume()), "node-2");
-  // Today's server (home_node ""): the retry reports the node it names, as the first call did.
+  EXPECT_EQ(home_of(again.volume()), "node-1");
+
+  // In a cluster the volume may be homed on another node (the proxy says node-3): the server
+  // accepts a retry asking for node-1 and finds the name taken; the home it reports decides.
+  proxy_->report_home("node-3");
+  s = create_in("pvc-home", requirement({"node-1"}, {}), &again);
+  expect_code(s, grpc::StatusCode::ALREADY_EXISTS, "existing volume homed on another node");
+  EXPECT_NE(s.error_message().find("home node node-3"), std::string::npos) << s.error_message();
+  again.Clear();
+  ASSERT_TRUE(create_in("pvc-home", requirement({"node-1", "node-3"}, {"node-1"}), &again).ok());
+  EXPECT_EQ(again.volume().volume_id(), id);
+  EXPECT_EQ(home_of(again.volume()), "node-3");
+
+  // A volume made before volumes had homes (home_node "" in its record; its data is on the one
+  // server): a retry the server accepted reports the node it asked for, which can only be the
+  // server's own; a retry asking for no node, or only for ones the server refused, claims none.
   proxy_->report_home("");
-  again.Clear();
-  ASSERT_TRUE(create_in("pvc-home", requirement({"node-2"}, {}), &again).ok());
-  EXPECT_EQ(again.volume().volume_id(), id);
-  EXPECT_EQ(home_of(again.volume()), "node-2");
+  for (const auto& where :
+       {requirement({"node-1"}, {}), requirement({"node-2", "node-1"}, {"node-2"})}) {
+    again.Clear();
+    ASSERT_TRUE(create_in("pvc-home", where, &again).ok()) << where.DebugString();
+    EXPECT_EQ(again.volume().volume_id(), id);
+    EXPECT_EQ(home_of(again.volume()), "node-1") << where.DebugString();
+  }
+  for (const auto& where : {::csi::v1::TopologyRequirement(), requirement({}, {"node-2"})}) {
+    again.Clear();
+    ASSERT_TRUE(create_in("pvc-home", where, &again).ok()) << where.DebugString();
+    EXPECT_EQ(again.volume().volume_id(), id);
+    EXPECT_EQ(again.volume().accessible_topology_size(), 0) << where.DebugString();
+  }
 }
 
 // A clone or a restored snapshot lives where its source's data is: the server decides (no
-// home_node is sent) and the plugin reports the home it answers.
+// home_node is sent) and the plugin reports the home it answers, whatever the CO prefers.
 TEST_F(CsiTopologyTest, CloneAndRestoreReportTheHomeTheServerAnswers) {
   ::csi::v1::CreateVolumeResponse src, clone;
   ASSERT_TRUE(create_in("pvc-source", requirement({"node-1"}, {}), &src).ok());
   ::csi::v1::VolumeContentSource from;
   from.mutable_volume()->set_volume_id(src.volume().volume_id());
   proxy_->clear();
-  proxy_->report_home("node-3");
-  ASSERT_TRUE(create_in("pvc-clone", requirement({}, {"node-1"}), &clone, &from).ok());
+  ASSERT_TRUE(create_in("pvc-clone", requirement({}, {"node-2"}), &clone, &from).ok());
   EXPECT_EQ(proxy_->count(kCreatePath), 0u);
   EXPECT_EQ(proxy_->count(kClonePath), 1u);
-  EXPECT_EQ(home_of(clone.volume()), "node-3");
+  EXPECT_EQ(inspect_as_admin(clone.volume().volume_id()).home_node(), "node-1");
+  EXPECT_EQ(home_of(clone.volume()), "node-1");
   // From a snapshot, likewise.
   ::csi::v1::CreateSnapshotRequest snap_req;
   snap_req.set_source_volume_id(src.volume().volume_id());
@@ -1424,13 +1552,25 @@ TEST_F(CsiTopologyTest, CloneAndRestoreReportTheHomeTheServerAnswers) {
   ::csi::v1::VolumeContentSource from_snap;
   from_snap.mutable_snapshot()->set_snapshot_id(snap.snapshot().snapshot_id());
   ::csi::v1::CreateVolumeResponse restored;
-  ASSERT_TRUE(create_in("pvc-restore", requirement({}, {"node-1"}), &restored, &from_snap).ok());
-  EXPECT_EQ(home_of(restored.volume()), "node-3");
-  // Today's server answers no home for a clone: none is claimed (the plugin asked for none).
-  proxy_->report_home("");
+  ASSERT_TRUE(create_in("pvc-restore", requirement({}, {"node-2"}), &restored, &from_snap).ok());
+  EXPECT_EQ(home_of(restored.volume()), "node-1");
+  // In a cluster the source may be on another node (the proxy says node-3): the clone is too.
+  proxy_->report_home("node-3");
   ::csi::v1::CreateVolumeResponse clone2;
   ASSERT_TRUE(create_in("pvc-clone2", requirement({}, {"node-1"}), &clone2, &from).ok());
-  EXPECT_EQ(clone2.volume().accessible_topology_size(), 0);
+  EXPECT_EQ(home_of(clone2.volume()), "node-3");
+  proxy_->report_home(std::nullopt);
+  // The source's node down: the clone can be made only there, later — UNAVAILABLE (retried),
+  // not RESOURCE_EXHAUSTED (provision elsewhere).
+  proxy_->refuse(kClonePath,
+                 grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "volume pvc-source lives on node node-3, which is unavailable (no live "
+                              "registration)"),
+                 "node_unavailable");
+  ::csi::v1::CreateVolumeResponse clone3;
+  expect_code(create_in("pvc-clone3", requirement({}, {"node-1"}), &clone3, &from),
+              grpc::StatusCode::UNAVAILABLE, "a clone whose source's node is down");
+  EXPECT_FALSE(server_volume_exists("pvc-clone3"));
 }
 
 }  // namespace

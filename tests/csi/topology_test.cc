@@ -4,6 +4,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "csi/topology.h"
 
@@ -99,6 +100,39 @@ TEST(ChooseHomeNodeTest, NoRequirementLetsTheServerPick) {
   home = choose_home_node(requirement({{}}, {{}}));
   ASSERT_TRUE(home.is_ok());
   EXPECT_EQ(*home, "");
+}
+
+// Every node CreateVolume may ask for, in the order the CSI spec wants them tried: the
+// preferred ones first to last (those in requisite, when it is given), then the rest of
+// requisite; each once.
+TEST(HomeCandidatesTest, PreferredFirstToLastThenTheRestOfRequisite) {
+  auto all = home_candidates(requirement({{{kTopologyKey, "n1"}}, {{kTopologyKey, "n2"}},
+                                          {{kTopologyKey, "n3"}}, {{kTopologyKey, "n2"}}},
+                                         {{{kTopologyKey, "n3"}}, {{kTopologyKey, "elsewhere"}},
+                                          {{kTopologyKey, "n1"}}, {{kTopologyKey, "n3"}}}));
+  ASSERT_TRUE(all.is_ok()) << all.status().to_string();
+  EXPECT_EQ(*all, (std::vector<std::string>{"n3", "n1", "n2"}));
+  EXPECT_EQ(*choose_home_node(requirement({{{kTopologyKey, "n1"}}, {{kTopologyKey, "n2"}},
+                                           {{kTopologyKey, "n3"}}},
+                                          {{{kTopologyKey, "n3"}}, {{kTopologyKey, "n1"}}})),
+            "n3");
+  // Preferred alone: every preferred node, in order.
+  all = home_candidates(requirement({}, {{{kTopologyKey, "n2"}}, {{kTopologyKey, "n1"}}}));
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_EQ(*all, (std::vector<std::string>{"n2", "n1"}));
+  // Requisite alone: in order.
+  all = home_candidates(requirement({{{kTopologyKey, "n2"}}, {{kTopologyKey, "n1"}}}, {}));
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_EQ(*all, (std::vector<std::string>{"n2", "n1"}));
+  // No requirement: none (the server picks).
+  all = home_candidates(requirement({{}}, {{}}));
+  ASSERT_TRUE(all.is_ok());
+  EXPECT_TRUE(all->empty());
+  // Refused as choose_home_node refuses, wherever the unreadable entry stands.
+  all = home_candidates(
+      requirement({{{kTopologyKey, "n1"}}, {{"zone", "z1"}}}, {{{kTopologyKey, "n1"}}}));
+  ASSERT_FALSE(all.is_ok());
+  EXPECT_EQ(all.status().reason(), "topology_key_missing");
 }
 
 TEST(MeetsRequisiteTest, HomeMustBeOneOfTheRequisiteNodes) {

@@ -123,6 +123,8 @@ const plugin = byName(pod.containers, 'csi-plugin');
 const config = mapper(server)(server.args[server.args.indexOf('--config') + 1]);
 const rendered = fs.existsSync(config) ? fs.readFileSync(config, 'utf8') : '';
 check('the server config names this node', rendered.includes(`nodes: ["${NODE}"]`), rendered.split('\n')[2]);
+check('the server takes this node\'s name as its own', /\nnode:\n {2}name: "([^"]*)"\n/.exec(rendered)?.[1] === NODE,
+  /\nnode:\n.*/.exec(rendered)?.[0]);
 check('the server config is the ConfigMap with the node name in',
   rendered === configMap.data['volguard.yaml'].replaceAll('@NODE_NAME@', NODE));
 
