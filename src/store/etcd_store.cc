@@ -1,6 +1,7 @@
 // MetadataStore on etcd: the cluster's one truth. Every record is a JSON value under the
 // configured prefix; every write is one etcd transaction guarded by the record's mod_revision
-// (a new record: its name's and id's create_revision = 0), so two nodes never both win.
+// and its presence (a new record: its name's and id's create_revision = 0), so two nodes never
+// both win. A rename (volume or snapshot) moves the name's claim in the same transaction.
 //
 // Keys (P = prefix):
 //   P/volumes/<id>, P/snapshots/<id>        the records (JSON)
@@ -176,6 +177,11 @@ Compare present(const std::string& key) {
 Compare at_revision(const std::string& key, Revision r) {
   return Compare{.key = key, .target = Compare::Target::kMod, .result = Compare::Result::kEqual, .number = r};
 }
+// The record is there at revision `r`. Both: an absent key's mod_revision is 0, so a revision 0
+// (a record never read) alone would match a missing record and write (or delete) blind.
+std::vector<Compare> still_at(const std::string& key, Revision r) {
+  return {present(key), at_revision(key, r)};
+}
 Op put(const std::string& key, const std::string& value) { return Op{.type = Op::Type::kPut, .key = key, .value = value}; }
 Op del(const std::string& key) { return Op{.type = Op::Type::kDelete, .key = key}; }
 Op get(const std::string& key) { return Op{.type = Op::Type::kGet, .key = key}; }
@@ -216,7 +222,7 @@ class EtcdStore final : public MetadataStore {
     note_read(current);
     if (current.empty()) return not_found("volume", v.id);
     ASSIGN_OR_RETURN(VolumeRecord stored, decode_volume(current[0]));
-    std::vector<Compare> cmp{at_revision(key, v.revision)};
+    std::vector<Compare> cmp = still_at(key, v.revision);
     std::vector<Op> ops{put(key, value)};
     if (stored.name != v.name) {
       cmp.push_back(absent(name_key("volume", v.name)));
@@ -233,7 +239,7 @@ class EtcdStore final : public MetadataStore {
 
   Status delete_volume(const VolumeRecord& v) override {
     const std::string key = vol_key(v.id);
-    auto attempt = txn({at_revision(key, v.revision)}, {del(key), del(name_key("volume", v.name))},
+    auto attempt = txn(still_at(key, v.revision), {del(key), del(name_key("volume", v.name))},
                        {get(key), get(name_key("volume", v.name))});
     if (!attempt) return settle_delete(attempt.status(), key);
     const auto& r = *attempt;
@@ -259,6 +265,9 @@ class EtcdStore final : public MetadataStore {
     if (!attempt) return settle_put(attempt.status(), key, value, &s.revision);
     const auto& r = *attempt;
     if (!r.succeeded) {
+      if (!r.ranges[0].empty()) {
+        return Status(Code::kAlreadyExists, "name_taken", "snapshot id '" + s.id + "' is already in use");
+      }
       return Status(Code::kAlreadyExists, "name_taken", "snapshot name '" + s.name + "' is already taken");
     }
     s.revision = r.revision;
@@ -268,18 +277,29 @@ class EtcdStore final : public MetadataStore {
   Status update_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string value, encode(s));
     const std::string key = snap_key(s.id);
-    // A snapshot's name never changes after its create (no rename method).
-    auto attempt = txn({at_revision(key, s.revision)}, {put(key, value)}, {get(key)});
+    // The stored name: a changed name moves its claim, as for volumes.
+    ASSIGN_OR_RETURN(auto current, client_->range(key, ""));
+    note_read(current);
+    if (current.empty()) return not_found("snapshot", s.id);
+    ASSIGN_OR_RETURN(SnapshotRecord stored, decode_snapshot(current[0]));
+    std::vector<Compare> cmp = still_at(key, s.revision);
+    std::vector<Op> ops{put(key, value)};
+    if (stored.name != s.name) {
+      cmp.push_back(absent(name_key("snapshot", s.name)));
+      ops.push_back(put(name_key("snapshot", s.name), s.id));
+      ops.push_back(del(name_key("snapshot", stored.name)));
+    }
+    auto attempt = txn(cmp, ops, {get(key), get(name_key("snapshot", s.name))});
     if (!attempt) return settle_put(attempt.status(), key, value, &s.revision);
     const auto& r = *attempt;
-    if (!r.succeeded) return why_not("snapshot", s.id, s.revision, r, "");
+    if (!r.succeeded) return why_not("snapshot", s.id, s.revision, r, stored.name != s.name ? s.name : "");
     s.revision = r.revision;
     return Status::ok();
   }
 
   Status delete_snapshot(const SnapshotRecord& s) override {
     const std::string key = snap_key(s.id);
-    auto attempt = txn({at_revision(key, s.revision)}, {del(key), del(name_key("snapshot", s.name))}, {get(key)});
+    auto attempt = txn(still_at(key, s.revision), {del(key), del(name_key("snapshot", s.name))}, {get(key)});
     if (!attempt) return settle_delete(attempt.status(), key);
     const auto& r = *attempt;
     if (!r.succeeded) return why_not("snapshot", s.id, s.revision, r, "");
