@@ -28,6 +28,7 @@ test: deps
 bench: build
 	@taskset -c 0 $(BUILD)/bench/volguard_bench_verify --benchmark_min_time=2
 	@$(BUILD)/bench/volguard_bench_load 8 8
+	@$(BUILD)/bench/volguard_bench_cluster 8 4
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

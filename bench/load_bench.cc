@@ -8,13 +8,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <thread>
 #include <vector>
 
 #include "api/client.h"
@@ -22,6 +19,7 @@
 #include "common/text.h"
 #include "config/config.h"
 #include "identity/token.h"
+#include "load_common.h"
 #include "store/store.h"
 #include "volguard.pb.h"
 
@@ -30,6 +28,8 @@ namespace {
 using namespace volguard;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using bench::drive;
+using bench::LoadResult;
 
 const std::string kSecret = "bench-secret-0123456789abcdef0123456789";
 constexpr int kUsers = 100;
@@ -79,51 +79,6 @@ config::Config make_config(const std::string& dir, bool security) {
                      "\n  issuers:\n    - issuer: bench.local\n      shared_secret_file: " + dir +
                      "/../secret\n";
   return config::parse_config(yaml, "bench.yaml").value();
-}
-
-struct LoadResult {
-  double per_second = 0;
-  double p50_ms = 0;
-  double p99_ms = 0;
-  size_t calls = 0;
-  size_t errors = 0;
-  std::vector<double> samples;  // sorted latencies, ms
-};
-
-template <typename Fn>
-LoadResult drive(int clients, double seconds, Fn make_call) {
-  std::vector<std::vector<double>> latencies(clients);
-  std::atomic<size_t> errors{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  auto start = Clock::now();
-  for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      auto call = make_call(c);
-      while (!stop.load(std::memory_order_relaxed)) {
-        auto t0 = Clock::now();
-        if (!call()) errors++;
-        latencies[c].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-      }
-    });
-  }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
-  double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<double> all;
-  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  std::sort(all.begin(), all.end());
-  LoadResult r;
-  r.calls = all.size();
-  r.errors = errors;
-  r.per_second = all.size() / elapsed;
-  if (!all.empty()) {
-    r.p50_ms = all[all.size() / 2];
-    r.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
-  }
-  r.samples = std::move(all);
-  return r;
 }
 
 }  // namespace
@@ -178,22 +133,7 @@ int main(int argc, char** argv) {
     }
   }
   std::map<bool, LoadResult> inspect;
-  for (bool security : {true, false}) {
-    LoadResult total;
-    double rate = 0;
-    std::vector<double> all;
-    for (const auto& r : rounds[security]) {
-      rate += r.per_second;
-      total.calls += r.calls;
-      total.errors += r.errors;
-      all.insert(all.end(), r.samples.begin(), r.samples.end());
-    }
-    std::sort(all.begin(), all.end());
-    total.per_second = rate / rounds[security].size();
-    total.p50_ms = all[all.size() / 2];
-    total.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];  // over every call
-    inspect[security] = total;
-  }
+  for (bool security : {true, false}) inspect[security] = bench::combine(rounds[security]);
   // Enumerate: one user's 100 of 10,000 (filtered by ownership), and an admin's all 10,000.
   auto enumerate = [&](const std::string& tok, int n_clients, size_t expect) {
     return drive(n_clients, seconds / 2, [&, expect](int) {

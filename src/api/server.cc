@@ -89,8 +89,8 @@ grpc::Status to_grpc(const Status& s) {
 class UnaryReactor : public grpc::ServerGenericBidiReactor {
  public:
   UnaryReactor(grpc::GenericCallbackServerContext* ctx, const service::Pipeline* pipeline,
-               const service::MethodTable* table, WorkerPool* pool)
-      : ctx_(ctx), pipeline_(pipeline), pool_(pool) {
+               const service::MethodTable* table, WorkerPool* pool, bool cluster)
+      : ctx_(ctx), pipeline_(pipeline), pool_(pool), cluster_(cluster) {
     spec_ = table->find_grpc(ctx->method());
     if (spec_ == nullptr) {
       Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no method " + ctx->method()));
@@ -104,7 +104,12 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
       return;
     }
-    if (spec_->driver_io()) {
+    // In a cluster, a call about a volume or snapshot may be forwarded to its home node: a
+    // blocking gRPC call. gRPC's callback threads are few (2 on a 2-core machine) and shared by
+    // every server in the process: blocking them stalls this node's other calls and, with the
+    // home node in the same process (bench/cluster_bench.cc), deadlocks until the forward's
+    // deadline. The pool is also shared with driver calls (WorkerPool(8) below).
+    if (spec_->driver_io() || (cluster_ && !spec_->resources.empty())) {
       pool_->submit([this] { process(); });
     } else {
       process();
@@ -171,6 +176,7 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
   grpc::GenericCallbackServerContext* ctx_;
   const service::Pipeline* pipeline_;
   WorkerPool* pool_;
+  bool cluster_;
   const service::MethodSpec* spec_ = nullptr;
   grpc::ByteBuffer request_buf_;
   grpc::ByteBuffer response_buf_;
@@ -179,16 +185,17 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
 class GenericService : public grpc::CallbackGenericService {
  public:
   GenericService(const service::Pipeline* pipeline, const service::MethodTable* table,
-                 WorkerPool* pool)
-      : pipeline_(pipeline), table_(table), pool_(pool) {}
+                 WorkerPool* pool, bool cluster)
+      : pipeline_(pipeline), table_(table), pool_(pool), cluster_(cluster) {}
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    return new UnaryReactor(ctx, pipeline_, table_, pool_);
+    return new UnaryReactor(ctx, pipeline_, table_, pool_, cluster_);
   }
 
  private:
   const service::Pipeline* pipeline_;
   const service::MethodTable* table_;
   WorkerPool* pool_;
+  bool cluster_;
 };
 
 Result<std::pair<std::string, int>> split_address(const std::string& addr, const std::string& key) {
@@ -488,7 +495,8 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
 
   // gRPC.
   impl->pool = std::make_unique<WorkerPool>(8);
-  impl->generic = std::make_unique<GenericService>(&core.pipeline(), &core.table(), impl->pool.get());
+  impl->generic = std::make_unique<GenericService>(&core.pipeline(), &core.table(), impl->pool.get(),
+                                                   config.store.etcd_enabled);
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!config.api.tls.cert_file.empty()) {
