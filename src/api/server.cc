@@ -104,12 +104,13 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
       return;
     }
-    // In a cluster, a call about a volume or snapshot may be forwarded to its home node: a
-    // blocking gRPC call. gRPC's callback threads are few (2 on a 2-core machine) and shared by
-    // every server in the process: blocking them stalls this node's other calls and, with the
-    // home node in the same process (bench/cluster_bench.cc), deadlocks until the forward's
-    // deadline. The pool is also shared with driver calls (WorkerPool(8) below).
-    if (spec_->driver_io() || (cluster_ && !spec_->resources.empty())) {
+    // In a cluster a call may block: forwarded to its volume's home node (a blocking gRPC call),
+    // or waiting for the catalog to reach the caller's revision (read-your-writes, up to 2 s).
+    // gRPC's callback threads are few (2 on a 2-core machine) and shared by every server in the
+    // process: blocking them stalls this node's other calls and, with the home node in the same
+    // process (bench/cluster_bench.cc), deadlocks until the forward's deadline. So every call of
+    // a cluster node runs on the pool (shared with driver calls: WorkerPool(8) below).
+    if (spec_->driver_io() || cluster_) {
       pool_->submit([this] { process(); });
     } else {
       process();
