@@ -25,10 +25,14 @@ test: deps
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
 
+# Every tool runs and prints its rows even when an earlier one missed a target; the exit code
+# says whether all of them met theirs.
 bench: build
-	@taskset -c 0 $(BUILD)/bench/volguard_bench_verify --benchmark_min_time=2
-	@$(BUILD)/bench/volguard_bench_load 8 8
-	@$(BUILD)/bench/volguard_bench_cluster 8 4
+	@rc=0; \
+	taskset -c 0 $(BUILD)/bench/volguard_bench_verify --benchmark_min_time=2 || rc=1; \
+	$(BUILD)/bench/volguard_bench_load 8 8 || rc=1; \
+	$(BUILD)/bench/volguard_bench_cluster 8 4 || rc=1; \
+	exit $$rc
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

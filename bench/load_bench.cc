@@ -1,5 +1,5 @@
 // Load tool: N concurrent gRPC clients against a real volguard server on loopback.
-//   make bench-load         (or: build/bench/volguard_bench_load [clients] [seconds])
+//   make bench              (or: build/bench/volguard_bench_load [clients] [seconds])
 //
 // Measures volume.inspect throughput and p50/p99 latency with security on and off in the same
 // run, and volume.enumerate over 10,000 volumes owned by 100 users (filtered to one user's).
