@@ -94,8 +94,9 @@ enum class RemoveScope {
 
 // The kernel's report of a removal that succeeded only in part.
 struct RemoveOutcome {
-  // Files are still open: the key stays usable for them (state kIncompletelyRemoved); remove
-  // again once they are closed to finish.
+  // Files or directories protected by the key are still open (an fd on the encrypted
+  // directory itself counts): the key stays usable for them (state kIncompletelyRemoved);
+  // remove again once they are closed to finish.
   bool files_busy = false;
   // Other users still hold claims: only this user's claim was dropped, the key stays.
   bool other_users = false;
