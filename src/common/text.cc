@@ -7,7 +7,6 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -17,6 +16,7 @@
 #include "common/fd.h"
 #include "common/hex.h"
 #include "common/openssl.h"
+#include "common/private_file.h"
 
 namespace volguard {
 
@@ -185,12 +185,6 @@ std::string rfc3339(int64_t unix_seconds) {
 
 namespace {
 
-// INVALID_ARGUMENT `reason`: "cannot <verb> <path>: <strerror(err)>".
-Status file_error(const char* reason, const char* verb, const std::string& path, int err) {
-  return Status(Code::kInvalidArgument, reason,
-                std::string("cannot ") + verb + " " + path + ": " + std::strerror(err));
-}
-
 Result<UniqueFd> open_for_reading(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return file_error("file_unreadable", "read", path, errno);
@@ -221,16 +215,7 @@ Result<std::string> read_file(const std::string& path) {
 }
 
 Result<std::string> read_private_file(const std::string& path) {
-  ASSIGN_OR_RETURN(const UniqueFd fd, open_for_reading(path));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return file_error("file_unreadable", "stat", path, errno);
-  if ((st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return Status(Code::kFailedPrecondition, "secret_file_exposed",
-                  path + ": mode " + mode +
-                      " lets group or others read or write this secret (chmod 600 " + path + ")");
-  }
+  ASSIGN_OR_RETURN(const UniqueFd fd, open_private_file(path));
   return read_all(fd, path);
 }
 

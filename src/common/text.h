@@ -46,7 +46,8 @@ Result<std::string> read_file(const std::string& path);
 // Reads a file that holds a secret (shared secret, private key, audit key). Refused with
 // FAILED_PRECONDITION `secret_file_exposed` when group or others may read or write it: a secret
 // anyone on the node can read is no secret, and one they can write lets them choose it. The
-// mode is checked on the opened file, so a swap between check and read cannot slip through.
+// mode is checked on the opened file, so a swap between check and read cannot slip through
+// (common/private_file.h: open_private_file).
 Result<std::string> read_private_file(const std::string& path);
 // Writes with the given mode (created or truncated), fsync'd.
 Status write_file(const std::string& path, std::string_view content, unsigned mode);
