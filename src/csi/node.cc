@@ -55,6 +55,23 @@ class NodeService final : public v1::Node::Service {
       return invalid_argument(why);
     }
     const std::string token = caller(req->secrets());
+    // A volume's data is on its home node only. The server would forward a mount for a volume
+    // homed elsewhere to that node — a mount on another machine, useless to this node's pod — so
+    // a pod scheduled here against the topology is refused here (an old record without a home is
+    // taken to be here).
+    {
+      vg::VolumeRef ref;
+      ref.set_volume(req->volume_id());
+      vg::VolumeResponse seen;
+      if (Status s = backend_->call(token, kVol + "Inspect", ref, &seen); !s.is_ok()) return to_grpc(s, token);
+      const std::string& home = seen.volume().home_node();
+      if (!home.empty() && home != backend_->options().volguard_node) {
+        return grpc::Status(StatusCode::FAILED_PRECONDITION,
+                            "volume " + req->volume_id() + " lives on volguard node " + home + ", not on this node (" +
+                                backend_->options().volguard_node +
+                                "): its pods must run there (topology volguard.io/node=" + home + ")");
+      }
+    }
     // The server checks write access, the mount roots, and that the path is free; mounting
     // again at the same path is its idempotent no-op.
     if (Status st = mount_at(token, req->volume_id(), req->staging_target_path()); !st.is_ok()) {

@@ -1416,6 +1416,29 @@ TEST_F(CsiTopologyTest, CreateVolumeAsksTheServerForTheChosenHomeAndReportsIt) {
 // (a single server knows only itself) or, in a cluster, ones that are down — is CSI's "unable
 // to provision in accessible_topology": RESOURCE_EXHAUSTED, naming each node asked, with the
 // server's reason and message.
+// A pod placed on a node that does not hold the volume's data is refused at NodeStage: the
+// server would otherwise forward the mount to the home node, a mount on another machine.
+TEST_F(CsiTopologyTest, NodeStageRefusesAVolumeHomedOnAnotherNode) {
+  ::csi::v1::CreateVolumeResponse made;
+  ASSERT_TRUE(create_in("pvc-away", requirement({"node-1"}, {}), &made).ok());
+  const std::string id = made.volume().volume_id();
+  const std::string path = dir_ + "/stage-away";
+  proxy_->report_home("node-7");  // as a cluster would answer for a volume homed on node-7
+  grpc::Status s = stage(id, path, alice_);
+  expect_code(s, grpc::StatusCode::FAILED_PRECONDITION, "stage of a volume homed on node-7");
+  EXPECT_NE(s.error_message().find("node-7"), std::string::npos) << s.error_message();
+  EXPECT_EQ(proxy_->count("/volguard.v1.VolguardMountAttach/Mount"), 0u) << "the mount reached the server";
+  EXPECT_FALSE(is_mounted(path));
+  // Its own node (and an old record without a home): staged.
+  proxy_->report_home(std::nullopt);
+  ASSERT_TRUE(stage(id, path, alice_).ok());
+  EXPECT_TRUE(is_mounted(path));
+  ASSERT_TRUE(unstage(id, path).ok());
+  proxy_->report_home("");
+  ASSERT_TRUE(stage(id, path, alice_).ok());
+  ASSERT_TRUE(unstage(id, path).ok());
+}
+
 TEST_F(CsiTopologyTest, CreateVolumeOnANodeTheServerIsNotIsResourceExhausted) {
   ::csi::v1::CreateVolumeResponse made;
   using Asked = std::vector<std::pair<::csi::v1::TopologyRequirement, std::vector<std::string>>>;
