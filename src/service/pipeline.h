@@ -1,8 +1,10 @@
 // The one request pipeline. Every API method is one entry of the method table
 // (method_table.h) and reaches its handler only through Pipeline::invoke:
-//   authenticate → decide (roles → resources → ownership) → intent → handler → outcome → record
+//   authenticate → fresh catalog? → decide (roles → resources → ownership) → route
+//   → intent → handler (or, for a volume homed on another node, forward there) → outcome → record
 // `decide` is the only place that decides: invoke, `auth can-i`, quota.show and /metrics all
-// use it. A handler never checks security itself and cannot be reached any other way.
+// use it. A handler never checks security itself and cannot be reached any other way; a
+// forwarded call is decided here and again, from the start, on its home node.
 #pragma once
 
 #include <atomic>
