@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "common/text.h"
 #include "config/config.h"
+#include "service/core.h"
 #include "store/store.h"
 
 namespace volguard::cli {
@@ -34,20 +35,8 @@ int store_migrate(const MigrateArgs& a) {
   auto from = store::open_sqlite_store(a.from);
   if (!from) return fail("--from", from.status());
   const config::EtcdConfig& e = config->store.etcd;
-  store::EtcdStoreOptions options{.endpoints = e.endpoints,
-                                  .prefix = e.prefix,
-                                  .ca_file = e.ca_file,
-                                  .cert_file = e.cert_file,
-                                  .key_file = e.key_file,
-                                  .username = e.username,
-                                  .timeout = e.timeout};
-  if (!e.password_file.empty()) {
-    auto password = read_file(e.password_file);
-    if (!password) return fail("store.etcd.password_file", password.status());
-    options.password = std::string(trim_trailing_newlines(*password));
-  }
-  auto to = store::open_etcd_store(options);
-  if (!to) return fail("store.etcd", to.status());
+  auto to = service::open_store(*config);
+  if (!to) return fail("--to", to.status());
 
   struct Count {
     size_t copied = 0, present = 0;

@@ -19,6 +19,8 @@ Status with_key(const config::Config& config, const char* key, const Status& s) 
   return Status(s.code(), s.reason(), config.file + ": " + key + ": " + s.message());
 }
 
+}  // namespace
+
 // SQLite in the data dir (one node), or etcd (a cluster) when the config names it.
 Result<std::unique_ptr<store::MetadataStore>> open_store(const config::Config& config) {
   if (!config.store.etcd_enabled) return store::open_sqlite_store(config.data_dir + "/volguard.db");
@@ -41,8 +43,6 @@ Result<std::unique_ptr<store::MetadataStore>> open_store(const config::Config& c
   if (!store) return with_key(config, "store.etcd", store.status());
   return store;
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
   std::unique_ptr<Core> core(new Core());

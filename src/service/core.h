@@ -22,6 +22,10 @@
 
 namespace volguard::service {
 
+// The metadata store the config names: SQLite in data_dir (one node), or etcd (a cluster).
+// Errors name the config file and key. Used by Core::open and `volguard store migrate`.
+[[nodiscard]] Result<std::unique_ptr<store::MetadataStore>> open_store(const config::Config& config);
+
 class Core {
  public:
   // Locks the data dir (and an audit dir outside it), opens the audit trail, the store and the
