@@ -184,7 +184,7 @@ Result<std::unique_ptr<LocalKek>> LocalKek::from_env(const std::string& name) {
   return from_bytes(std::move(key));
 }
 
-Result<WrappedKey> LocalKek::wrap(const SecureBytes& data_key, std::string_view aad) {
+Status check_wrap_input(const SecureBytes& data_key, std::string_view aad) {
   if (data_key.empty() || data_key.size() > kMaxDataKeySize) {
     return Status(Code::kInvalidArgument, "data_key_invalid",
                   "a data key has 1 to " + std::to_string(kMaxDataKeySize) + " bytes");
@@ -193,6 +193,11 @@ Result<WrappedKey> LocalKek::wrap(const SecureBytes& data_key, std::string_view 
     return Status(Code::kInvalidArgument, "aad_required",
                   "a data key is wrapped for a volume: its id is required");
   }
+  return Status::ok();
+}
+
+Result<WrappedKey> LocalKek::wrap(const SecureBytes& data_key, std::string_view aad) {
+  RETURN_IF_ERROR(check_wrap_input(data_key, aad));
   std::string header(1, static_cast<char>(kLocalBlobVersion));
   ASSIGN_OR_RETURN(std::string sealed,
                    gcm_seal(key_.span(), data_key.span(), header + std::string(aad)));

@@ -44,6 +44,10 @@ struct WrappedKey {
 };
 
 // Thread-safe: wrap, unwrap and status may be called concurrently.
+// What every KEK refuses before wrapping: an empty or oversized data key (INVALID_ARGUMENT
+// `data_key_invalid`) and a missing volume id (`aad_required`).
+[[nodiscard]] Status check_wrap_input(const SecureBytes& data_key, std::string_view aad);
+
 class KeyEncryptionKey {
  public:
   virtual ~KeyEncryptionKey() = default;

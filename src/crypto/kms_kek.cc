@@ -232,14 +232,7 @@ Status KmsV2Kek::call_status() {
 Status KmsV2Kek::status() { return call_status(); }
 
 Result<WrappedKey> KmsV2Kek::wrap(const SecureBytes& data_key, std::string_view aad) {
-  if (data_key.empty() || data_key.size() > kMaxDataKeySize) {
-    return Status(Code::kInvalidArgument, "data_key_invalid",
-                  "a data key has 1 to " + std::to_string(kMaxDataKeySize) + " bytes");
-  }
-  if (aad.empty()) {
-    return Status(Code::kInvalidArgument, "aad_required",
-                  "a data key is wrapped for a volume: its id is required");
-  }
+  RETURN_IF_ERROR(check_wrap_input(data_key, aad));
   SecureBytes plaintext(kPlaintextHeaderSize + data_key.size());
   plaintext.data()[0] = kPlaintextVersion;
   const std::string aad_hash = sha256(aad);
