@@ -32,6 +32,7 @@ bench: build
 	taskset -c 0 $(BUILD)/bench/volguard_bench_verify --benchmark_min_time=2 || rc=1; \
 	$(BUILD)/bench/volguard_bench_load 8 8 || rc=1; \
 	$(BUILD)/bench/volguard_bench_cluster 8 4 || rc=1; \
+	bash bench/encryption_bench.sh $(BUILD)/volguard || rc=1; \
 	exit $$rc
 
 format:

@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   e2fsprogs xfsprogs util-linux mount procps
   python3 curl   # used by the end-to-end test scripts (/usr/bin/python3, curl)
+  fio   # encrypted vs plain volume throughput (make bench)
   etcd-server etcd-client jq   # real etcd clusters for the etcd client's tests (tests/etcd, tests/cluster)
 )
 

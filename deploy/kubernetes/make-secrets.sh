@@ -46,6 +46,9 @@ case "${1:-install}" in
     # `create`, not apply: never overwrite an installed issuer secret or audit key.
     kubectl -n kube-system create secret generic volguard-shared-secret --from-file=shared-secret="$work/shared-secret"
     kubectl -n kube-system create secret generic volguard-audit-key --from-file=audit-key="$work/audit-key"
+    # The KEK of encrypted volumes (never overwritten: volumes wrapped by it would not open).
+    openssl rand -hex 32 > "$work/kek"
+    kubectl -n kube-system create secret generic volguard-kek --from-file=kek="$work/kek"
     "$VG" token generate --issuer "$ISSUER" --shared-secret-file "$work/shared-secret" \
       --subject admin --name Administrator --email admin@volguard.local --roles system.admin --groups '*' \
       --duration 30d --output "$work/admin"
@@ -55,7 +58,7 @@ case "${1:-install}" in
     kubectl -n kube-system create secret generic px-admin-token --from-file=auth-token="$work/admin"
     kubectl -n kube-system create secret generic px-user-token --from-file=auth-token="$work/user"
     controller_token
-    echo "created volguard-shared-secret, volguard-audit-key, px-admin-token, px-user-token," \
+    echo "created volguard-shared-secret, volguard-audit-key, volguard-kek, px-admin-token, px-user-token," \
          "volguard-csi-controller-token in kube-system"
     ;;
   controller-token)

@@ -26,6 +26,7 @@ const std::string kRoleSvc = "/volguard.v1.VolguardRole/";
 const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
 const std::string kQuotaSvc = "/volguard.v1.VolguardQuota/";
 const std::string kNodeSvc = "/volguard.v1.VolguardNode/";
+const std::string kKeySvc = "/volguard.v1.VolguardKey/";
 
 std::string resolve_token(const Globals& g) {
   if (!g.token.empty()) return g.token;
@@ -135,6 +136,8 @@ void print_volume(const v1::Volume& v) {
             << "Owner      : " << (v.ownership().owner().empty() ? "(none: public)" : v.ownership().owner()) << "\n"
             << "ACL        : " << acl_text(v.ownership()) << "\n";
   if (!v.home_node().empty()) std::cout << "Home node  : " << v.home_node() << "\n";
+  std::cout << "Encrypted  : "
+            << (v.encrypted() ? "yes (key " + v.secret_key() + ", " + v.kek_id() + ")" : std::string("no")) << "\n";
   if (!v.device().empty()) std::cout << "Device     : " << v.device() << "\n";
   if (!v.mount_path().empty()) std::cout << "Mounted at : " << v.mount_path() << "\n";
   if (!v.source_volume().empty()) std::cout << "Source     : " << v.source_volume() << "\n";
@@ -192,6 +195,8 @@ int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& 
     }
     req.set_public_(a.public_access);
     req.set_home_node(a.node);
+    req.set_secure(a.secure);
+    req.set_secret_key(a.secret_key);
     v1::VolumeResponse resp;
     return call(g, kVolumeSvc + "Create", req, &resp, [&] {
       std::cout << "Volume successfully created: " << resp.volume().id() << "\n";
@@ -260,6 +265,7 @@ int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& 
     if (!a.snapshot.empty()) req.set_source_snapshot(a.snapshot);
     else req.set_source(a.name);
     req.set_name(a.new_name);
+    if (a.plain) req.set_secure(false);
     v1::VolumeResponse resp;
     return call(g, kVolumeSvc + "Clone", req, &resp, [&] {
       std::cout << "Volume clone created: " << resp.volume().id() << "\n";
@@ -557,6 +563,20 @@ int node_command(const Globals& g, const std::string& verb) {
     });
   }
   return usage("unknown node verb " + verb);
+}
+
+int key_command(const Globals& g, const std::string& verb, const VolumeArgs& a) {
+  if (verb == "rotate") {
+    v1::KeyRotateRequest req;
+    req.set_secret_key(a.secret_key);
+    v1::KeyRotateResponse resp;
+    return call(g, kKeySvc + "Rotate", req, &resp, [&] {
+      std::cout << "Data keys re-wrapped: " << resp.rewrapped() << ", already current: " << resp.current()
+                << ", failed: " << resp.failed() << "\n";
+      for (const auto& e : resp.errors()) std::cout << "  " << e << "\n";
+    });
+  }
+  return usage("unknown key verb " + verb);
 }
 
 }  // namespace volguard::cli

@@ -30,6 +30,9 @@ struct VolumeArgs {
   std::string path, snapshot, new_name, owner;
   std::string node;  // create: the cluster node to hold the data
   bool remove_public = false;
+  bool secure = false;     // create: encrypt at rest
+  std::string secret_key;  // create: the KEK name; key rotate: only this KEK's keys
+  bool plain = false;      // clone: ask for a plain clone (refused for an encrypted source)
 };
 
 int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
@@ -48,6 +51,8 @@ struct QuotaArgs {
 };
 int quota_command(const Globals& g, const std::string& verb, const QuotaArgs& a);
 int node_command(const Globals& g, const std::string& verb);
+// `volguard key rotate [--secret-key NAME]`.
+int key_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
 
 // `volguard store migrate`: every record of a single node's SQLite store into the etcd store a
 // cluster config names (offline: the node's server is stopped). Volumes and snapshots are

@@ -1,11 +1,14 @@
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <span>
 
 #include "cli/commands.h"
+#include "common/hex.h"
 #include "common/text.h"
 #include "config/config.h"
 #include "identity/token.h"
@@ -39,6 +42,10 @@ int init(const InitArgs& args) {
   ::chmod(dir.c_str(), 0700);
   fs::path secret_file = dir / "shared.secret";
   fs::path config_file = dir / "volguard.yaml";
+  // The key-encryption key of encrypted volumes (`volume create --secure`): a local one, so that
+  // encryption works out of the box. Production: a KMS (encryption.keys.<name>.kms), so that
+  // the KEK is not on the node's disk beside the data (README: Encryption at rest).
+  fs::path kek_file = dir / "kek.key";
 
   if (!fs::exists(secret_file)) {
     unsigned char rnd[48];
@@ -48,6 +55,21 @@ int init(const InitArgs& args) {
     }
     std::string secret = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
     if (auto s = write_file(secret_file.string(), secret + "\n", 0600); !s.is_ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitUsage;
+    }
+  }
+  if (!fs::exists(kek_file)) {
+    unsigned char rnd[32];
+    if (RAND_priv_bytes(rnd, sizeof rnd) != 1) {
+      std::cerr << "error: no randomness for the key-encryption key\n";
+      return kExitUsage;
+    }
+    std::string hex = to_hex(std::span<const unsigned char>(rnd, sizeof rnd));
+    OPENSSL_cleanse(rnd, sizeof rnd);
+    Status s = write_file(kek_file.string(), hex + "\n", 0600);
+    OPENSSL_cleanse(hex.data(), hex.size());
+    if (!s.is_ok()) {
       std::cerr << "error: " << s.message() << "\n";
       return kExitUsage;
     }
@@ -66,7 +88,11 @@ int init(const InitArgs& args) {
         "  token_lifetime: 24h\n"
         "  issuers:\n"
         "    - issuer: volguard.local\n"
-        "      shared_secret_file: " + secret_file.string() + "\n";
+        "      shared_secret_file: " + secret_file.string() + "\n"
+        "encryption:\n"
+        "  keys:\n"
+        "    local:\n"
+        "      file: " + kek_file.string() + "\n";
     if (auto s = write_file(config_file.string(), yaml, 0600); !s.is_ok()) {
       std::cerr << "error: " << s.message() << "\n";
       return kExitUsage;

@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   vc->add_option("--collaborator", va.collaborators, "USER:r|w|a (repeatable)");
   vc->add_option("--public", va.public_access, "Public access: r|w|a");
   vc->add_option("--node", va.node, "Cluster: the node to hold the data (default: the node asked)");
+  vc->add_flag("--secure", va.secure, "Encrypt at rest (fscrypt, a data key of its own wrapped by a KEK)");
+  vc->add_option("--secret-key", va.secret_key, "The KEK (config encryption.keys) to wrap the data key; implies --secure");
   auto* vl = verb(volume, "volume", "list", "List volumes you may read");
   vl->add_option("--label", va.labels, "KEY=VALUE filter (repeatable)");
   vl->add_option("--owner", va.owner, "Only volumes of this principal");
@@ -118,6 +120,7 @@ int main(int argc, char** argv) {
   vcl->add_option("source", va.name, "Source volume id or name");
   vcl->add_option("--snapshot", va.snapshot, "Clone from this snapshot instead");
   vcl->add_option("--name", va.new_name, "Name of the new volume")->required();
+  vcl->add_flag("--plain", va.plain, "Require a plain clone (refused when the source is encrypted)");
 
   auto* snap = volume->add_subcommand("snapshot", "Manage snapshots");
   snap->require_subcommand(1);
@@ -175,6 +178,11 @@ int main(int argc, char** argv) {
   node->require_subcommand(1);
   verb(node, "node", "list", "List the nodes and their liveness");
 
+  auto* key = app.add_subcommand("key", "Encryption keys of encrypted volumes");
+  key->require_subcommand(1);
+  verb(key, "key", "rotate", "Re-wrap every data key under its KEK's current version (admins)")
+      ->add_option("--secret-key", va.secret_key, "Only the data keys of this KEK name");
+
   MigrateArgs ma;
   auto* store_cmd = app.add_subcommand("store", "Metadata store maintenance (offline)");
   store_cmd->require_subcommand(1);
@@ -227,6 +235,7 @@ int main(int argc, char** argv) {
     if (group == "auth") return auth_command(g, name, can_method, can_volume);
     if (group == "quota") return quota_command(g, name, qa);
     if (group == "node") return node_command(g, name);
+    if (group == "key") return key_command(g, name, va);
   }
   if (migrate->parsed()) return store_migrate(ma);
   if (averify->parsed()) return audit_verify(audit_args);

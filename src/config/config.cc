@@ -469,6 +469,61 @@ Result<NodeConfig> parse_node(const YAML::Node& node, const std::string& file) {
   return out;
 }
 
+Result<EncryptionConfig> parse_encryption(const YAML::Node& node, const std::string& file) {
+  RETURN_IF_ERROR(check_keys(node, file, "encryption", {"keys", "default_key"}));
+  EncryptionConfig out;
+  if (node["keys"]) {
+    const auto& keys = node["keys"];
+    if (!keys.IsMap()) return bad(file, "encryption.keys", "must map key names to {file | env | kms}");
+    for (const auto& kv : keys) {
+      KekConfig k;
+      k.name = kv.first.as<std::string>();
+      const std::string w = "encryption.keys." + k.name;
+      if (!is_valid_name(k.name)) return bad(file, w, "a key name must be 1-128 of [A-Za-z0-9._-]");
+      RETURN_IF_ERROR(check_keys(kv.second, file, w, {"file", "env", "kms", "retired_files"}));
+      if (kv.second["file"]) {
+        ASSIGN_OR_RETURN(k.file, get_string(kv.second["file"], file, w + ".file"));
+      }
+      if (kv.second["env"]) {
+        ASSIGN_OR_RETURN(k.env, get_string(kv.second["env"], file, w + ".env"));
+      }
+      if (kv.second["kms"]) {
+        const auto& m = kv.second["kms"];
+        RETURN_IF_ERROR(check_keys(m, file, w + ".kms", {"socket", "timeout"}));
+        if (!m["socket"]) return bad(file, w + ".kms.socket", "is required (the plugin's unix socket)");
+        ASSIGN_OR_RETURN(k.kms_socket, get_string(m["socket"], file, w + ".kms.socket"));
+        if (k.kms_socket.rfind("unix://", 0) == 0) k.kms_socket = k.kms_socket.substr(7);
+        if (k.kms_socket.empty() || k.kms_socket[0] != '/') {
+          return bad(file, w + ".kms.socket", "must be an absolute path (or unix:///path)");
+        }
+        if (m["timeout"]) {
+          ASSIGN_OR_RETURN(std::chrono::seconds t, get_duration(m["timeout"], file, w + ".kms.timeout"));
+          if (t.count() < 1) return bad(file, w + ".kms.timeout", "must be at least 1s");
+          k.kms_timeout = t;
+        }
+      }
+      if (kv.second["retired_files"]) {
+        ASSIGN_OR_RETURN(k.retired_files, get_string_list(kv.second["retired_files"], file, w + ".retired_files"));
+      }
+      const int sources = !k.file.empty() + !k.env.empty() + !k.kms_socket.empty();
+      if (sources != 1) return bad(file, w, "needs exactly one of file, env or kms");
+      if (!k.retired_files.empty() && k.file.empty()) {
+        return bad(file, w + ".retired_files", "go with a file key (a KMS keeps its own earlier keys)");
+      }
+      out.keys.push_back(std::move(k));
+    }
+  }
+  if (node["default_key"]) {
+    ASSIGN_OR_RETURN(out.default_key, get_string(node["default_key"], file, "encryption.default_key"));
+    bool known = false;
+    for (const auto& k : out.keys) known = known || k.name == out.default_key;
+    if (!known) return bad(file, "encryption.default_key", "'" + out.default_key + "' is not in encryption.keys");
+  } else if (!out.keys.empty()) {
+    out.default_key = out.keys.front().name;
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* username_claim_name(UsernameClaim claim) {
@@ -494,7 +549,7 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     RETURN_IF_ERROR(check_keys(
         root, file, "",
         {"data_dir", "mount_roots", "nodes", "api", "security", "audit", "metrics", "limits", "quotas",
-         "store", "node"}));
+         "store", "node", "encryption"}));
     if (root["data_dir"]) {
       ASSIGN_OR_RETURN(out.data_dir, get_string(root["data_dir"], file, "data_dir"));
     }
@@ -578,6 +633,9 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     }
     if (root["node"]) {
       ASSIGN_OR_RETURN(out.node, parse_node(root["node"], file));
+    }
+    if (root["encryption"]) {
+      ASSIGN_OR_RETURN(out.encryption, parse_encryption(root["encryption"], file));
     }
     if (out.node.name.empty()) {
       char host[256] = {};

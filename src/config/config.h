@@ -130,6 +130,24 @@ struct NodeConfig {
   std::string advertise;  // default: api.grpc
 };
 
+// A key-encryption key (crypto/kek.h): exactly one of file, env or kms_socket.
+struct KekConfig {
+  std::string name;            // the key's name in encryption.keys (volume create --secret-key)
+  std::string file;            // 32 raw bytes or 64 hex digits, mode 0600
+  std::string env;             // a variable (a Kubernetes Secret), read once at start and unset
+  std::string kms_socket;      // a Kubernetes KMS v2 plugin's unix socket
+  std::chrono::milliseconds kms_timeout{2000};
+  // Earlier local KEKs of this name, kept only to unwrap while `volguard key rotate` re-wraps
+  // what they wrapped; remove them once it reports nothing left under them. (A KMS keeps its
+  // own earlier key versions: the wrapped key names its key_id.)
+  std::vector<std::string> retired_files;
+};
+
+struct EncryptionConfig {
+  std::vector<KekConfig> keys;
+  std::string default_key;  // the key of `--secure` without --secret-key; default: the first
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   std::string data_dir = "./data";
@@ -146,6 +164,7 @@ struct Config {
   QuotasConfig quotas;
   StoreConfig store;
   NodeConfig node;
+  EncryptionConfig encryption;
 };
 
 // Parses YAML text; `file` names it in errors.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -40,6 +41,8 @@ struct Params {
   std::map<std::string, std::string> labels;
   std::string public_access;
   std::map<std::string, std::string> groups;
+  std::optional<bool> secure;  // StorageClass `secure: "true"` (Portworx's parameter)
+  std::string secret_key;      // the KEK name (config encryption.keys); implies secure
 };
 
 grpc::Status parse_params(const SecretMap& params, Params* out) {
@@ -81,6 +84,14 @@ grpc::Status parse_params(const SecretMap& params, Params* out) {
         out->groups[item.substr(0, colon)] = access;
         start = comma + 1;
       }
+    } else if (key == "secure") {
+      if (value != "true" && value != "false") {
+        return invalid_argument("parameter secure: \"" + value + "\" is not \"true\" or \"false\"");
+      }
+      out->secure = value == "true";
+    } else if (key == "secret_key") {
+      if (value.empty()) return invalid_argument("parameter secret_key is empty");
+      out->secret_key = value;
     } else if (key == "csi.storage.k8s.io/pvc/name") {
       out->labels["pvc"] = value;
     } else if (key == "csi.storage.k8s.io/pvc/namespace") {
@@ -91,6 +102,9 @@ grpc::Status parse_params(const SecretMap& params, Params* out) {
       // Refused rather than ignored: a misspelt "fs" must not silently give ext4.
       return invalid_argument("unknown parameter \"" + key + "\"");
     }
+  }
+  if (!out->secret_key.empty() && out->secure == false) {
+    return invalid_argument("parameter secret_key names a key for encryption, but secure is \"false\"");
   }
   return grpc::Status::OK;
 }
@@ -151,6 +165,7 @@ void fill_volume(const vg::Volume& from, v1::Volume* to) {
   to->set_capacity_bytes(static_cast<int64_t>(from.size_bytes()));
   (*to->mutable_volume_context())["name"] = from.name();
   (*to->mutable_volume_context())["fs"] = from.fs();
+  if (from.encrypted()) (*to->mutable_volume_context())["encrypted"] = "true";
   if (!from.source_snapshot().empty()) {
     to->mutable_content_source()->mutable_snapshot()->set_snapshot_id(from.source_snapshot());
   } else if (!from.source_volume().empty()) {
@@ -262,6 +277,8 @@ class ControllerService final : public v1::Controller::Service {
       }
       clone.set_name(name);
       for (const auto& [k, v] : params.labels) (*clone.mutable_labels())[k] = v;
+      // A clone keeps its source's encryption; a StorageClass that says otherwise is refused.
+      if (params.secure) clone.set_secure(*params.secure);
       s = backend_->call(token, kVol + "Clone", clone, &made);
       if (s.is_ok()) {
         if (auto done = finish_clone(token, req, params, fs, &made); !done.ok()) return done;
@@ -276,6 +293,8 @@ class ControllerService final : public v1::Controller::Service {
       for (const auto& [k, v] : params.labels) (*create.mutable_labels())[k] = v;
       for (const auto& [g, a] : params.groups) (*create.mutable_groups())[g] = a;
       create.set_public_(params.public_access);
+      create.set_secure(params.secure.value_or(false) || !params.secret_key.empty());
+      create.set_secret_key(params.secret_key);
       // CSI: the preferred nodes are tried first to last, and CreateVolume fails only when no
       // requisite one will do. The server refuses a node it cannot put the volume on
       // (node_unknown: a single server takes only its own name; node_unavailable: a cluster

@@ -12,9 +12,28 @@
 #include "common/status.h"
 #include "driver/mount_target.h"
 
+namespace volguard::crypto {
+class SecureBytes;
+}
+
 namespace volguard::driver {
 
 enum class FsType { kExt4, kXfs };
+
+// How a volume's data is kept on its disk. fscrypt (crypto/fscrypt.h) is the scheme this kernel
+// allows: it has no device-mapper, so no dm-crypt/LUKS2. A LUKS2 scheme would be another value
+// here and another branch of create (luksFormat), mount (open with the key) and unmount (close),
+// behind the same calls: the service only ever hands the driver a data key.
+//
+// kFscrypt: the image is made with `mkfs.ext4 -O encrypt` (ext4 only). The filesystem's root is
+// never shown: mount() adds the volume's 64-byte key to the filesystem's keyring, encrypts (on
+// first mount) or checks the directory `data` with a v2 policy for that key, and mounts only
+// that directory at the target, so everything a tenant writes is encrypted (the root itself
+// cannot be: e2fsck needs lost+found in clear). unmount() removes the key from the keyring
+// (every user's claim) once the last mount is gone, so while unmounted the data is ciphertext
+// even to root on the node.
+enum class Encryption { kNone, kFscrypt };
+const char* encryption_name(Encryption e);  // "none" | "fscrypt"
 const char* fs_name(FsType fs);                 // "ext4" | "xfs"
 Result<FsType> parse_fs(const std::string& s);  // INVALID_ARGUMENT names the value
 // The smallest volume mkfs makes of `fs` (xfs needs 300M): the driver refuses less, the CSI
@@ -41,8 +60,9 @@ class VolumeDriver {
  public:
   virtual ~VolumeDriver() = default;
 
-  // Sparse file of size_bytes, formatted with the real mkfs. ALREADY_EXISTS if the id exists.
-  virtual Status create(const std::string& id, uint64_t size_bytes, FsType fs) = 0;
+  // Sparse file of size_bytes, formatted with the real mkfs. ALREADY_EXISTS if the id exists;
+  // INVALID_ARGUMENT `encryption_unsupported` for an encrypted xfs volume.
+  virtual Status create(const std::string& id, uint64_t size_bytes, FsType fs, Encryption encryption) = 0;
   // FAILED_PRECONDITION while attached or mounted. NOT_FOUND if absent.
   virtual Status remove(const std::string& id) = 0;
   // Point-in-time copy of a volume (fsfreeze while mounted; reflink where possible, else a
@@ -67,7 +87,12 @@ class VolumeDriver {
   // ALREADY_EXISTS if mounted elsewhere; OK if already mounted at `target`; FAILED_PRECONDITION
   // `mount_path_in_use` if something is mounted there already, `mount_path_changed` (and no
   // mount is left) if the directory moved away from target.path before the mount was made.
-  virtual Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs) = 0;
+  // `data_key`: null for a plain volume; an encrypted volume's 64-byte fscrypt key, used for
+  // this call only (see Encryption). A key that does not fit the volume's data directory
+  // (another key's policy, or a directory left unencrypted) is FAILED_PRECONDITION
+  // `key_mismatch`, and nothing stays mounted or in the keyring.
+  virtual Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs,
+                                    const crypto::SecureBytes* data_key) = 0;
   // A second view of the mounted volume at `target` (CSI publish): `staging` must be the root
   // of this volume's mount. Read-only binds are made read-only before they become visible.
   virtual Result<std::string> bind(const std::string& id, const MountTarget& staging,
@@ -77,7 +102,8 @@ class VolumeDriver {
   virtual Status unbind(const std::string& id, MountTarget target) = 0;
   // The volume whose filesystem is the device `dev` (st_dev of a file on it), if any.
   virtual std::optional<std::string> volume_on_device(dev_t dev) = 0;
-  // OK if not mounted. Leaves the device attached.
+  // OK if not mounted. Leaves the device attached. For an encrypted volume the key leaves the
+  // keyring with the last mount (no key is needed to unmount: the policy names it).
   virtual Status unmount(const std::string& id) = 0;
   virtual Result<VolumeStatus> status(const std::string& id) = 0;
   // Ids present on disk (for crash recovery).

@@ -17,6 +17,8 @@ const char* fs_name(FsType fs) {
   return "ext4";
 }
 
+const char* encryption_name(Encryption e) { return e == Encryption::kFscrypt ? "fscrypt" : "none"; }
+
 uint64_t min_volume_size(FsType fs) {
   constexpr uint64_t kMiB = uint64_t{1} << 20;
   return fs == FsType::kXfs ? 300 * kMiB : 16 * kMiB;

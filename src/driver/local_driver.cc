@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -29,6 +30,8 @@
 #include <vector>
 
 #include "common/mountinfo.h"
+#include "crypto/fscrypt.h"
+#include "crypto/secure_bytes.h"
 #include "common/text.h"
 #include "driver/driver.h"
 #include "driver/sys.h"
@@ -366,6 +369,58 @@ Result<std::string> place(const UniqueFd& mnt, const MountTarget& target) {
   return *where;
 }
 
+// The directory of an encrypted volume's filesystem that is mounted at the target (see
+// Encryption): the root cannot carry a policy.
+constexpr const char* kEncryptedDir = "data";
+
+Status key_mismatch(const std::string& id, const std::string& why) {
+  return Status(Code::kFailedPrecondition, "key_mismatch",
+                "volume \"" + id + "\": " + why + "; nothing was mounted");
+}
+
+// On the root of a filesystem mounted nowhere yet (fsmount's fd, reachable by no one else):
+// adds `key` to its keyring, encrypts `data` with it on first use or checks that `data` is
+// encrypted with exactly it, and returns a detached mount of `data` alone. On failure the key
+// is taken out again.
+Result<UniqueFd> open_encrypted_tree(const UniqueFd& fs_mount, const crypto::SecureBytes& key,
+                                     const std::string& id) {
+  namespace fscrypt = crypto::fscrypt;
+  // fsmount's fd is a path handle, which takes no ioctl: the root directory opened through it.
+  UniqueFd fs_root(::openat(fs_mount.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fs_root) return errno_status(Code::kInternal, "mount_failed", "open the root of volume " + id, errno);
+  ASSIGN_OR_RETURN(fscrypt::KeyIdentifier ident, fscrypt::add_key(fs_root.get(), key));
+  auto checked = [&]() -> Status {
+    UniqueFd dir(::openat(fs_root.get(), kEncryptedDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir && errno == ENOENT) {
+      // First mount: made here, where no tenant can reach it before its policy is set.
+      if (::mkdirat(fs_root.get(), kEncryptedDir, 0755) != 0) {
+        return errno_status(Code::kInternal, "io_error", "mkdir data on volume " + id, errno);
+      }
+      dir.reset(::openat(fs_root.get(), kEncryptedDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!dir) return errno_status(Code::kInternal, "io_error", "open data on volume " + id, errno);
+      return fscrypt::set_policy(dir.get(), ident);
+    }
+    if (!dir) return key_mismatch(id, std::string("its data directory cannot be opened (") + std::strerror(errno) + ")");
+    ASSIGN_OR_RETURN(std::optional<fscrypt::Policy> policy, fscrypt::get_policy(dir.get()));
+    if (!policy) return key_mismatch(id, "its data directory is not encrypted");
+    if (*policy != fscrypt::Policy::volguard(ident)) {
+      return key_mismatch(id, "its data directory is encrypted with key " + policy->key.hex() +
+                                  ", not with the volume's key " + ident.hex());
+    }
+    return Status::ok();
+  }();
+  UniqueFd tree;
+  if (checked.is_ok()) {
+    tree.reset(static_cast<int>(::open_tree(fs_mount.get(), kEncryptedDir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)));
+    if (!tree) checked = errno_status(Code::kInternal, "mount_failed", "clone data mount of volume " + id, errno);
+  }
+  if (!checked.is_ok()) {
+    (void)fscrypt::remove_key(fs_root.get(), ident, fscrypt::RemoveScope::kAllUsers);
+    return checked;
+  }
+  return tree;
+}
+
 class LocalDriver final : public VolumeDriver {
  public:
   explicit LocalDriver(std::string root)
@@ -392,8 +447,12 @@ class LocalDriver final : public VolumeDriver {
     return Status::ok();
   }
 
-  Status create(const std::string& id, uint64_t size_bytes, FsType fs) override {
+  Status create(const std::string& id, uint64_t size_bytes, FsType fs, Encryption encryption) override {
     RETURN_IF_ERROR(validate_id(id, "volume"));
+    if (encryption == Encryption::kFscrypt && fs != FsType::kExt4) {
+      return Status(Code::kInvalidArgument, "encryption_unsupported",
+                    std::string("encrypted volumes are ext4 (fscrypt); ") + fs_name(fs) + " was asked for");
+    }
     if (size_bytes < min_volume_size(fs)) {
       return Status(Code::kOutOfRange, "size_too_small",
                     "volume size " + format_size(size_bytes) + " is below the " +
@@ -417,6 +476,7 @@ class LocalDriver final : public VolumeDriver {
     std::vector<std::string> argv =
         fs == FsType::kXfs ? std::vector<std::string>{"mkfs.xfs", "-q", "-f", tmp->path()}
                            : std::vector<std::string>{"mkfs.ext4", "-q", "-F", tmp->path()};
+    if (encryption == Encryption::kFscrypt) argv.insert(argv.end() - 1, {"-O", "encrypt"});
     if (auto r = run_command(argv); !r) return r.status();
     // mkfs wrote through its own fd; make the result durable before it gets its final name.
     if (::fsync(tmp->fd()) != 0) {
@@ -602,8 +662,12 @@ class LocalDriver final : public VolumeDriver {
     return run_command({"losetup", "-d", dev->path}).status();
   }
 
-  Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs) override {
+  Result<std::string> mount(const std::string& id, const MountTarget& target, FsType fs,
+                            const crypto::SecureBytes* data_key) override {
     RETURN_IF_ERROR(validate_id(id, "volume"));
+    if (data_key != nullptr && fs != FsType::kExt4) {
+      return Status(Code::kInvalidArgument, "encryption_unsupported", "encrypted volumes are ext4 (fscrypt)");
+    }
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     if (auto dev = find_loop(file)) {
@@ -647,6 +711,16 @@ class LocalDriver final : public VolumeDriver {
       const int err = errno;
       undo();
       return errno_status(Code::kFailedPrecondition, "mount_failed", "fsmount " + *dev, err);
+    }
+    if (data_key != nullptr) {
+      // The filesystem is mounted nowhere but here (checked above), so once `mnt` closes its
+      // keyring goes with it: a failure below leaves no key behind.
+      auto tree = open_encrypted_tree(mnt, *data_key, id);
+      if (!tree) {
+        undo();
+        return tree.status();
+      }
+      mnt = std::move(*tree);
     }
     auto placed = place(mnt, target);
     if (!placed) undo();
@@ -727,6 +801,25 @@ class LocalDriver final : public VolumeDriver {
     // without following symlinks and checked to be this volume's mount before it is unmounted
     // through the fd: a path swapped since mountinfo was read unmounts nothing else. A point
     // renamed meanwhile is looked up afresh (a few times, then the caller is told).
+    // An encrypted volume: its key is named by the policy of the mounted directory. The
+    // filesystem's root is held (a mount of our own, detached) across the unmounts so that the
+    // key can be removed once no mount shows the data; if this process dies first, the kernel
+    // closes that mount and the keyring goes with the filesystem.
+    std::optional<crypto::fscrypt::KeyIdentifier> key;
+    UniqueFd fs_mount, fs_root;
+    if (auto points = mount_points_of(*dev); !points.empty()) {
+      if (auto root = open_mount_of(*dev, points.front())) {
+        auto policy = crypto::fscrypt::get_policy(root->get());
+        if (policy.is_ok() && policy->has_value()) key = (*policy)->key;
+      }
+      if (key) {
+        auto held = open_fs_root(dev->path);
+        if (!held) return held.status();
+        fs_mount = std::move(*held);
+        fs_root.reset(::openat(fs_mount.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!fs_root) return errno_status(Code::kInternal, "mount_failed", "open the root of volume " + id, errno);
+      }
+    }
     Status last;
     for (int attempt = 0; attempt < 5; ++attempt) {
       last = Status::ok();
@@ -747,9 +840,31 @@ class LocalDriver final : public VolumeDriver {
         }
         RETURN_IF_ERROR(unmount_at(pfd.get(), leaf, *it));
       }
-      if (last.is_ok()) return last;
+      if (last.is_ok()) break;
     }
-    return last;
+    if (!last.is_ok() || !key) return last;
+    auto removed = crypto::fscrypt::remove_key(fs_root.get(), *key, crypto::fscrypt::RemoveScope::kAllUsers);
+    if (!removed && removed.status().reason() == "fscrypt_key_absent") return Status::ok();
+    if (!removed) return removed.status();
+    if (removed->files_busy) {
+      return Status(Code::kFailedPrecondition, "volume_busy",
+                    "volume \"" + id + "\" was unmounted but files of it are still open, so its key "
+                    "stays usable for them until they are closed; unmount again then");
+    }
+    return Status::ok();
+  }
+
+  // A detached mount of the filesystem on `device` (already mounted: the same superblock).
+  static Result<UniqueFd> open_fs_root(const std::string& device) {
+    UniqueFd fsfd(::fsopen("ext4", FSOPEN_CLOEXEC));
+    if (!fsfd) return errno_status(Code::kInternal, "mount_failed", "fsopen ext4", errno);
+    if (::fsconfig(fsfd.get(), FSCONFIG_SET_STRING, "source", device.c_str(), 0) != 0 ||
+        ::fsconfig(fsfd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+      return errno_status(Code::kInternal, "mount_failed", "open the filesystem of " + device, errno);
+    }
+    UniqueFd mnt(::fsmount(fsfd.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    if (!mnt) return errno_status(Code::kInternal, "mount_failed", "fsmount " + device, errno);
+    return mnt;
   }
 
   Result<VolumeStatus> status(const std::string& id) override {

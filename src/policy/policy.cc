@@ -21,6 +21,7 @@ const std::map<std::string, std::vector<std::string>>& known_methods() {
       {"role", {"create", "enumerate", "inspect", "update", "delete"}},
       {"identity", {"version", "whoami", "capabilities"}},
       {"quota", {"set", "show"}},  // per-tenant capacity quotas
+      {"key", {"rotate"}},         // KEK rotation of encrypted volumes' data keys
       {"metrics", {"inspect"}},  // GET /metrics when metrics.require_token
       {"migrate", {"start", "cancel", "status"}},
       {"cloudbackup", {"create", "groupcreate", "restore", "delete", "deleteall",

@@ -47,6 +47,8 @@ Result<std::unique_ptr<store::MetadataStore>> open_store(const config::Config& c
 Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
   std::unique_ptr<Core> core(new Core());
   core->config_ = config;
+  // Before any thread of ours exists: an env KEK is read and unset here (crypto/kek.h).
+  core->keys_ = std::make_unique<DataKeys>(config.encryption);
   if (config.security.enabled) {
     ASSIGN_OR_RETURN(core->verifier_, identity::Verifier::from_config(config.security));
   }
@@ -82,7 +84,7 @@ Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
   }
   ASSIGN_OR_RETURN(auto driver, driver::open_local_driver(config.data_dir));
   core->volumes_ =
-      std::make_unique<VolumeService>(config, std::move(store), std::move(driver), core->roles_);
+      std::make_unique<VolumeService>(config, std::move(store), std::move(driver), *core->keys_, core->roles_);
   core->volumes_->register_methods(&core->table_);
   register_metrics_methods(&core->table_, &core->metrics_);
   core->pipeline_ = std::make_unique<Pipeline>(config.security, core->verifier_, core->table_,

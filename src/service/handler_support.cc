@@ -95,7 +95,13 @@ void fill_snapshot(const store::SnapshotRecord& s, const ownership::Ownership& o
   out->set_size_bytes(s.size_bytes);
   fill_ownership(o, out->mutable_ownership());
   out->set_created_at(rfc3339(s.created_at));
+  out->set_encrypted(!s.encryption.empty());
 }
 
+
+std::string encryption_text(const std::string& encryption, const store::WrappedDataKey& key) {
+  if (encryption.empty()) return "";
+  return ", encrypted (" + encryption + "; key " + key.key_name + ", kek " + key.kek_id + ")";
+}
 
 }  // namespace volguard::service

@@ -33,6 +33,9 @@ void log_if_failed(const Status& s, const char* what, const std::string& id);
 // "owner O; groups a/eng:w; collaborators a/bob:r; public r": what a new volume was created
 // with, for its audit record (an auditor must see the grants it started with).
 std::string grants_text(const ownership::Ownership& o);
+// ", encrypted (fscrypt; key main, kek local:…)" for an audit message; "" for a plain record.
+// Names the KEK, never key material.
+std::string encryption_text(const std::string& encryption, const store::WrappedDataKey& key);
 
 void fill_ownership(const ownership::Ownership& o, v1::Ownership* out);
 // A snapshot shows its volume's ownership: that is what decides access to it.

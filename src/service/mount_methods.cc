@@ -71,7 +71,12 @@ Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*)
   ASSIGN_OR_RETURN(driver::FsType fs_type, driver::parse_fs(v->fs));
   // Resolved once; the driver mounts on this fd, never on the name.
   ASSIGN_OR_RETURN(driver::MountTarget target, resolve_target(call, req.path(), {.require_empty = true}));
-  auto mounted = driver_->mount(v->id, target, fs_type);
+  // An encrypted volume's key is unwrapped for this call only (and wiped when `key` goes).
+  std::optional<crypto::SecureBytes> key;
+  if (!v->encryption.empty()) {
+    ASSIGN_OR_RETURN(key, keys_.unwrap(v->data_key, v->id));
+  }
+  auto mounted = driver_->mount(v->id, target, fs_type, key ? &*key : nullptr);
   sync_runtime(v->id);
   if (!mounted) return mounted.status();
   call.audit_message = "Volume " + v->id + " mounted at " + *mounted;

@@ -25,6 +25,13 @@ Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateReques
   // No ACL of its own: access is always the volume's, evaluated at request time.
   rec.created_at = now_unix();
   rec.home_node = volume->home_node;
+  if (!volume->encryption.empty()) {
+    // Its own wrapped copy of the volume's data key, so that it stays readable (and clonable)
+    // after the volume is gone.
+    ASSIGN_OR_RETURN(crypto::SecureBytes raw, keys_.unwrap(volume->data_key, volume->id));
+    ASSIGN_OR_RETURN(rec.data_key, keys_.wrap(volume->data_key.key_name, raw, rec.id));
+    rec.encryption = volume->encryption;
+  }
   ASSIGN_OR_RETURN(NameHold name, hold_name(snapshot_names_, &reserved_snapshot_names_, rec.name, "snapshot"));
   call.resource_for_log = "volume/" + volume->id + " snapshot/" + rec.id;
   CreatingId creating(this, rec.id);
@@ -40,7 +47,8 @@ Status VolumeService::create_snapshot(Call& call, const v1::SnapshotCreateReques
     return s;
   }
   put_snapshot(std::make_shared<const SnapshotRecord>(rec));
-  call.audit_message = "Snapshot " + rec.id + " of volume " + volume->id + " created";
+  call.audit_message = "Snapshot " + rec.id + " of volume " + volume->id + " created" +
+                       encryption_text(rec.encryption, rec.data_key);
   fill_snapshot(rec, volume->ownership, resp->mutable_snapshot());
   return Status::ok();
 }
@@ -103,6 +111,13 @@ Status VolumeService::delete_snapshot(Call& call, const v1::SnapshotRef&, v1::Em
   }
   auto s = find_snapshot(id);
   if (!s) return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + id + "' not found");
+  if (!s->encryption.empty()) {
+    SnapshotRecord shredded = *s;  // crypto-shredding, as for volumes
+    shredded.data_key = {};
+    RETURN_IF_ERROR(store_->update_snapshot(shredded));
+    s = std::make_shared<const SnapshotRecord>(std::move(shredded));
+    call.audit_message = "Snapshot " + id + " deleted; its data key was destroyed";
+  }
   RETURN_IF_ERROR(store_->delete_snapshot(*s));
   log_if_failed(driver_->remove_snapshot(s->id), "remove_snapshot", s->id);
   erase_snapshot(*s);

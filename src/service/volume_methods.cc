@@ -18,6 +18,17 @@ Status VolumeService::create_volume(Call& call, const v1::CreateVolumeRequest& r
   auto fs_type = driver::parse_fs(req.fs().empty() ? "ext4" : req.fs());
   if (!fs_type) return invalid("fs", fs_type.status().message());
   RETURN_IF_ERROR(check_labels(req.labels()));
+  // --secret-key alone asks for encryption too (pxctl needs --secure with it; nothing else
+  // could be meant).
+  const bool secure = req.secure() || !req.secret_key().empty();
+  std::string key_name;
+  if (secure) {
+    if (*fs_type != driver::FsType::kExt4) {
+      return Status(Code::kInvalidArgument, "encryption_unsupported",
+                    "fs: encrypted volumes are ext4 (fscrypt); " + req.fs() + " was asked for");
+    }
+    ASSIGN_OR_RETURN(key_name, keys_.resolve(req.secret_key()));
+  }
   VolumeRecord rec;
   rec.id = new_id();
   rec.home_node = config_.node.name;  // the data is made on this node's disk
@@ -50,13 +61,22 @@ Status VolumeService::create_volume(Call& call, const v1::CreateVolumeRequest& r
     rec.ownership.public_access = *access;
   }
   call.resource_for_log = "volume/" + rec.id;
+  if (secure) {
+    // The data key exists wrapped before anything is on disk: a create that cannot reach its
+    // KEK is refused (kms_unavailable) having changed nothing. Its raw form is not needed until
+    // the first mount, which encrypts the volume's data directory with it.
+    ASSIGN_OR_RETURN(DataKeys::NewKey key, keys_.generate(key_name, rec.id));
+    rec.encryption = driver::encryption_name(driver::Encryption::kFscrypt);
+    rec.data_key = std::move(key.wrapped);
+  }
   call.audit_message = "Volume " + rec.id + " created (name " + rec.name + ", size " +
                        driver::format_size(rec.size_bytes) + ", fs " + rec.fs + "; " +
-                       grants_text(rec.ownership) + ")";
+                       grants_text(rec.ownership) + ")" + encryption_text(rec.encryption, rec.data_key);
   auto held = reserve_new_volume(call, &rec);  // released once the volume is in the catalog
   if (!held) return held.status();
+  const auto encryption = secure ? driver::Encryption::kFscrypt : driver::Encryption::kNone;
   auto made = make_volume(std::move(rec), [&](const std::string& id) {
-    return driver_->create(id, *size, *fs_type);
+    return driver_->create(id, *size, *fs_type, encryption);
   });
   if (!made) return made.status();
   const auto& shared = *made;
@@ -93,10 +113,27 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
   }
   if (call.security_enabled && !call.who->guest) rec.ownership.owner = call.who->principal();
   call.resource_for_log = "volume/" + rec.id;
+  // A clone is encrypted exactly when its source is, with the same data key (its blocks are
+  // the source's ciphertext), wrapped anew for the clone's id under the source's KEK name.
+  const std::string& source_encryption = src_vol ? src_vol->encryption : src_snap->encryption;
+  const store::WrappedDataKey& source_key = src_vol ? src_vol->data_key : src_snap->data_key;
+  const std::string& source_id = src_vol ? src_vol->id : src_snap->id;
+  if (req.has_secure() && req.secure() != !source_encryption.empty()) {
+    return Status(Code::kFailedPrecondition, "encryption_mismatch",
+                  std::string("secure: a clone is encrypted exactly when its source is, and ") +
+                      (src_vol ? "volume " : "snapshot ") + source_id + " is " +
+                      (source_encryption.empty() ? "not encrypted" : "encrypted"));
+  }
+  if (!source_encryption.empty()) {
+    ASSIGN_OR_RETURN(crypto::SecureBytes raw, keys_.unwrap(source_key, source_id));
+    ASSIGN_OR_RETURN(rec.data_key, keys_.wrap(source_key.key_name, raw, rec.id));
+    rec.encryption = source_encryption;
+  }
   call.audit_message = "Volume " + rec.id + " created as a clone of " +
                        (src_vol ? "volume " + src_vol->id : "snapshot " + src_snap->id +
                                                                 " of volume " + src_snap->volume_id) +
-                       " (name " + rec.name + "; " + grants_text(rec.ownership) + ")";
+                       " (name " + rec.name + "; " + grants_text(rec.ownership) + ")" +
+                       encryption_text(rec.encryption, rec.data_key);
   auto held = reserve_new_volume(call, &rec);  // released once the volume is in the catalog
   if (!held) return held.status();
   auto made = make_volume(std::move(rec), [&](const std::string& id) -> Status {
@@ -144,6 +181,13 @@ Status VolumeService::delete_volume(Call& call, const v1::VolumeRef&, v1::Empty*
     rec.state = RecordState::kReady;
     log_if_failed(store_->update_volume(rec), "mark ready again after a failed remove:", rec.id);
     return s;
+  }
+  if (!rec.encryption.empty()) {
+    // Crypto-shredding: the wrapped key is overwritten before the record goes, so that the
+    // record's last version holds no key either (etcd keeps old versions until compaction).
+    rec.data_key = {};
+    RETURN_IF_ERROR(store_->update_volume(rec));
+    call.audit_message = "Volume " + rec.id + " deleted; its data key was destroyed";
   }
   RETURN_IF_ERROR(store_->delete_volume(rec));
   erase_volume(rec);

@@ -16,10 +16,12 @@ using store::VolumeRecord;
 
 VolumeService::VolumeService(const config::Config& config,
                              std::unique_ptr<store::MetadataStore> store,
-                             std::unique_ptr<driver::VolumeDriver> driver, RoleRegistry& roles)
+                             std::unique_ptr<driver::VolumeDriver> driver, DataKeys& keys,
+                             RoleRegistry& roles)
     : config_(config),
       store_(std::move(store)),
       driver_(std::move(driver)),
+      keys_(keys),
       roles_(roles),
       admins_{config.security.admin_groups} {}
 
@@ -152,6 +154,9 @@ void VolumeService::fill_volume(const VolumeRecord& rec, v1::Volume* out) const 
   out->set_created_at(rfc3339(rec.created_at));
   out->set_attached_node(rec.attached_node);
   out->set_home_node(rec.home_node);
+  out->set_encrypted(!rec.encryption.empty());
+  out->set_secret_key(rec.data_key.key_name);
+  out->set_kek_id(rec.data_key.kek_id);
   std::shared_lock lock(catalog_mu_);
   if (auto it = runtime_.find(rec.id); it != runtime_.end()) {
     out->set_device(it->second.device);
@@ -548,6 +553,9 @@ void VolumeService::register_methods(MethodTable* t) {
   t->add({.service = "role", .api = "delete", .grpc_path = "/volguard.v1.VolguardRole/Delete", .effect = kMutates},
          this, &VolumeService::delete_role);
 
+  // ---- key.* (key_methods.cc): KEK rotation, for whoever the rules allow key.rotate (admins).
+  t->add({.service = "key", .api = "rotate", .grpc_path = "/volguard.v1.VolguardKey/Rotate", .effect = kMutates},
+         this, &VolumeService::rotate_keys);
   // ---- node.* (cluster.cc): the cluster's nodes and their liveness.
   t->add({.service = "node", .api = "enumerate", .grpc_path = "/volguard.v1.VolguardNode/Enumerate"},
          this, &VolumeService::enumerate_nodes);

@@ -16,6 +16,7 @@
 #include "common/version.h"
 #include "config/config.h"
 #include "driver/driver.h"
+#include "service/data_keys.h"
 #include "service/pipeline.h"
 #include "service/quota.h"
 #include "service/role_registry.h"
@@ -36,8 +37,9 @@ class VolumeService : public ResourceResolver, public Router {
   // `roles` is the registry the pipeline decides with; role changes are stored, then published
   // there. `store` and `driver` may be null only for a service that registers its methods and
   // is never called (the table test).
+  // `keys` makes and opens encrypted volumes' data keys (data_keys.h).
   VolumeService(const config::Config& config, std::unique_ptr<store::MetadataStore> store,
-                std::unique_ptr<driver::VolumeDriver> driver, RoleRegistry& roles);
+                std::unique_ptr<driver::VolumeDriver> driver, DataKeys& keys, RoleRegistry& roles);
   // The store first: its watch thread calls into the catalog, which must outlive it.
   ~VolumeService() override { store_.reset(); }
 
@@ -97,6 +99,8 @@ class VolumeService : public ResourceResolver, public Router {
   // ---- identity.* (identity_methods.cc)
   Status whoami(Call& call, const v1::Empty& req, v1::WhoAmIResponse* resp);
   Status capabilities(Call& call, const v1::CapabilitiesRequest& req, v1::CapabilitiesResponse* resp);
+  // ---- key.* (key_methods.cc)
+  Status rotate_keys(Call& call, const v1::KeyRotateRequest& req, v1::KeyRotateResponse* resp);
   // ---- node.* (cluster.cc)
   Status enumerate_nodes(Call& call, const v1::Empty& req, v1::NodeEnumerateResponse* resp);
   // ---- quota.* (quota_methods.cc)
@@ -220,6 +224,7 @@ class VolumeService : public ResourceResolver, public Router {
   config::Config config_;
   std::unique_ptr<store::MetadataStore> store_;
   std::unique_ptr<driver::VolumeDriver> driver_;
+  DataKeys& keys_;
   RoleRegistry& roles_;
   const ownership::AdminPolicy admins_;
 

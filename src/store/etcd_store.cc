@@ -24,6 +24,7 @@
 
 #include "common/text.h"
 #include "etcd/client.h"
+#include "common/hex.h"
 #include "store/store.h"
 
 namespace volguard::store {
@@ -63,6 +64,22 @@ Result<json> ownership_value(const ownership::Ownership& o, const std::string& w
   }
 }
 
+// An encrypted record's scheme and wrapped key: {"scheme", "key_name", "kek_id", "wrapped_key"
+// (hex)}; absent on plain records.
+json encode_key(const std::string& scheme, const WrappedDataKey& k) {
+  return {{"scheme", scheme}, {"key_name", k.key_name}, {"kek_id", k.kek_id}, {"wrapped_key", to_hex(k.blob)}};
+}
+
+Status decode_key(const etcd::KeyValue& kv, const json& j, std::string* scheme, WrappedDataKey* k) {
+  *scheme = j.at("scheme").get<std::string>();
+  k->key_name = j.at("key_name").get<std::string>();
+  k->kek_id = j.at("kek_id").get<std::string>();
+  auto blob = from_hex(j.at("wrapped_key").get<std::string>());
+  if (!blob || scheme->empty()) return corrupt(kv.key, "encryption.wrapped_key is not hex");
+  k->blob = std::move(*blob);
+  return Status::ok();
+}
+
 Result<std::string> encode(const VolumeRecord& v) {
   ASSIGN_OR_RETURN(json own, ownership_value(v.ownership, "volume " + v.name));
   json j = {{"id", v.id},
@@ -79,6 +96,7 @@ Result<std::string> encode(const VolumeRecord& v) {
             {"charged_guest", v.charged_guest},
             {"attached_node", v.attached_node},
             {"home_node", v.home_node}};
+  if (!v.encryption.empty()) j["encryption"] = encode_key(v.encryption, v.data_key);
   return dump(j, "volume " + v.name);
 }
 
@@ -102,6 +120,7 @@ Result<VolumeRecord> decode_volume(const etcd::KeyValue& kv) {
     v.charged_guest = j.at("charged_guest").get<bool>();
     v.attached_node = j.at("attached_node").get<std::string>();
     v.home_node = j.at("home_node").get<std::string>();
+    if (j.contains("encryption")) RETURN_IF_ERROR(decode_key(kv, j.at("encryption"), &v.encryption, &v.data_key));
   } catch (const json::exception& e) {
     return corrupt(kv.key, e.what());
   }
@@ -119,6 +138,7 @@ Result<std::string> encode(const SnapshotRecord& s) {
             {"state", state_name(s.state)},
             {"created_at", s.created_at},
             {"home_node", s.home_node}};
+  if (!s.encryption.empty()) j["encryption"] = encode_key(s.encryption, s.data_key);
   return dump(j, "snapshot " + s.name);
 }
 
@@ -136,6 +156,7 @@ Result<SnapshotRecord> decode_snapshot(const etcd::KeyValue& kv) {
     ASSIGN_OR_RETURN(s.state, state_of(j.at("state").get<std::string>()));
     s.created_at = j.at("created_at").get<int64_t>();
     s.home_node = j.at("home_node").get<std::string>();
+    if (j.contains("encryption")) RETURN_IF_ERROR(decode_key(kv, j.at("encryption"), &s.encryption, &s.data_key));
   } catch (const json::exception& e) {
     return corrupt(kv.key, e.what());
   }

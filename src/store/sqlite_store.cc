@@ -20,6 +20,7 @@
 
 #include "common/fd.h"
 #include "common/text.h"
+#include "common/hex.h"
 #include "store/store.h"
 
 namespace volguard::store {
@@ -129,14 +130,28 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4}};
+// Encryption at rest: the scheme and the wrapped data key (hex) of encrypted volumes and
+// snapshots.
+constexpr const char* kSchemaV5 = R"sql(
+ALTER TABLE volumes ADD COLUMN encryption TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN key_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN kek_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE volumes ADD COLUMN wrapped_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN encryption TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN key_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN kek_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE snapshots ADD COLUMN wrapped_key TEXT NOT NULL DEFAULT '';
+)sql";
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4}, {5, kSchemaV5}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].to;
 
 constexpr const char* kVolumeColumns =
     "id, name, size_bytes, fs, labels, ownership, state, source_volume, source_snapshot, "
-    "created_at, charged_groups, charged_guest, attached_node, home_node, mod_revision";
+    "created_at, charged_groups, charged_guest, attached_node, home_node, mod_revision, "
+    "encryption, key_name, kek_id, wrapped_key";
 constexpr const char* kSnapshotColumns =
-    "id, name, volume_id, size_bytes, ownership, state, created_at, home_node, mod_revision";
+    "id, name, volume_id, size_bytes, ownership, state, created_at, home_node, mod_revision, "
+    "encryption, key_name, kek_id, wrapped_key";
 
 struct DbCloser {
   // close_v2 tolerates statements still alive, so a destruction-order slip cannot leak the file.
@@ -360,7 +375,8 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status delete_volume(const VolumeRecord& v) override {
-    return delete_by_key(delete_volume_.get(), volume_exists_.get(), "volume", v.id, v.revision);
+    RETURN_IF_ERROR(delete_by_key(delete_volume_.get(), volume_exists_.get(), "volume", v.id, v.revision));
+    return v.encryption.empty() ? Status::ok() : shred();
   }
 
   Result<std::vector<VolumeRecord>> list_volumes() override {
@@ -395,6 +411,12 @@ class SqliteStore final : public MetadataStore {
       v.attached_node = q.col_text(12);
       v.home_node = q.col_text(13);
       v.revision = q.col_int64(14);
+      v.encryption = q.col_text(15);
+      v.data_key.key_name = q.col_text(16);
+      v.data_key.kek_id = q.col_text(17);
+      auto blob = from_hex(q.col_text(18));
+      if (!blob) return corrupt("volume", v.id, "wrapped_key");
+      v.data_key.blob = std::move(*blob);
       out.push_back(std::move(v));
     }
     return out;
@@ -436,7 +458,19 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status delete_snapshot(const SnapshotRecord& s) override {
-    return delete_by_key(delete_snapshot_.get(), snapshot_exists_.get(), "snapshot", s.id, s.revision);
+    RETURN_IF_ERROR(delete_by_key(delete_snapshot_.get(), snapshot_exists_.get(), "snapshot", s.id, s.revision));
+    return s.encryption.empty() ? Status::ok() : shred();
+  }
+
+  // After a wrapped key's row was deleted: secure_delete zeroed it in the database's pages, but
+  // the write-ahead log still holds earlier images of those pages. A TRUNCATE checkpoint copies
+  // the log into the database and empties it, so no copy of the key is left in either file.
+  // The delete has happened either way: a checkpoint kept from finishing (only a reader in
+  // another process can) is finished by the next one.
+  Status shred() {
+    std::lock_guard lock(mu_);
+    (void)query_text("PRAGMA wal_checkpoint(TRUNCATE)");
+    return Status::ok();
   }
 
   Result<std::vector<SnapshotRecord>> list_snapshots() override {
@@ -461,6 +495,12 @@ class SqliteStore final : public MetadataStore {
       s.created_at = q.col_int64(6);
       s.home_node = q.col_text(7);
       s.revision = q.col_int64(8);
+      s.encryption = q.col_text(9);
+      s.data_key.key_name = q.col_text(10);
+      s.data_key.kek_id = q.col_text(11);
+      auto blob = from_hex(q.col_text(12));
+      if (!blob) return corrupt("snapshot", s.id, "wrapped_key");
+      s.data_key.blob = std::move(*blob);
       out.push_back(std::move(s));
     }
     return out;
@@ -607,7 +647,9 @@ class SqliteStore final : public MetadataStore {
                     "sqlite store " + in_quotes(path_) + ": cannot enable WAL (journal_mode is " +
                         in_quotes(*mode) + ")");
     }
-    for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    // secure_delete: a deleted row's bytes are overwritten in the file, so that a deleted
+    // volume's wrapped key does not linger in free pages (crypto-shredding, see shred()).
+    for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON"}) {
       if (sqlite3_exec(db, pragma, nullptr, nullptr, nullptr) != SQLITE_OK) return error(pragma);
     }
     auto version = query_text("PRAGMA user_version");
@@ -645,21 +687,22 @@ class SqliteStore final : public MetadataStore {
     const Spec specs[] = {
         {&insert_volume_,
          "INSERT INTO volumes (" + vol_cols +
-             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"},
+             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?17, ?18, ?19, ?20)"},
         {&update_volume_,
          "UPDATE volumes SET name = ?2, size_bytes = ?3, fs = ?4, labels = ?5, ownership = ?6, "
          "state = ?7, source_volume = ?8, source_snapshot = ?9, created_at = ?10, "
          "charged_groups = ?11, charged_guest = ?12, attached_node = ?13, home_node = ?14, "
-         "mod_revision = ?15 WHERE id = ?1 AND mod_revision = ?16"},
+         "mod_revision = ?15, encryption = ?17, key_name = ?18, kek_id = ?19, wrapped_key = ?20 "
+         "WHERE id = ?1 AND mod_revision = ?16"},
         {&delete_volume_, "DELETE FROM volumes WHERE id = ?1 AND mod_revision = ?2"},
         {&volume_exists_, "SELECT 1 FROM volumes WHERE id = ?1"},
         {&list_volumes_, "SELECT " + vol_cols + " FROM volumes ORDER BY created_at, id"},
         {&insert_snapshot_,
-         "INSERT INTO snapshots (" + snap_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+         "INSERT INTO snapshots (" + snap_cols + ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14)"},
         {&update_snapshot_,
          "UPDATE snapshots SET name = ?2, volume_id = ?3, size_bytes = ?4, ownership = ?5, "
-         "state = ?6, created_at = ?7, home_node = ?8, mod_revision = ?9 "
-         "WHERE id = ?1 AND mod_revision = ?10"},
+         "state = ?6, created_at = ?7, home_node = ?8, mod_revision = ?9, encryption = ?11, "
+         "key_name = ?12, kek_id = ?13, wrapped_key = ?14 WHERE id = ?1 AND mod_revision = ?10"},
         {&delete_snapshot_, "DELETE FROM snapshots WHERE id = ?1 AND mod_revision = ?2"},
         {&snapshot_exists_, "SELECT 1 FROM snapshots WHERE id = ?1"},
         {&list_snapshots_, "SELECT " + snap_cols + " FROM snapshots ORDER BY created_at, id"},
@@ -731,6 +774,10 @@ class SqliteStore final : public MetadataStore {
     q.text(13, v.attached_node);
     q.text(14, v.home_node);
     q.int64(15, revision);
+    q.text(17, v.encryption);
+    q.text(18, v.data_key.key_name);
+    q.text(19, v.data_key.kek_id);
+    q.text(20, to_hex(v.data_key.blob));
   }
 
   static void bind_snapshot(StmtUse& q, const SnapshotRecord& s, const std::string& own,
@@ -744,6 +791,10 @@ class SqliteStore final : public MetadataStore {
     q.int64(7, s.created_at);
     q.text(8, s.home_node);
     q.int64(9, revision);
+    q.text(11, s.encryption);
+    q.text(12, s.data_key.key_name);
+    q.text(13, s.data_key.kek_id);
+    q.text(14, to_hex(s.data_key.blob));
   }
 
   // A guarded delete of `key` at `revision`.

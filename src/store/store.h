@@ -31,6 +31,17 @@ using Revision = int64_t;
 enum class RecordState { kCreating, kReady, kDeleting };
 const char* state_name(RecordState s);  // "creating", "ready", "deleting"
 
+// An encrypted volume's or snapshot's data key as stored: only ever wrapped by a key-encryption
+// key (crypto/kek.h), bound to the record's own id, so that a blob copied onto another record
+// does not open. None of it is secret. Deleting the record destroys the key (crypto-shredding):
+// without it the ciphertext on disk, in backups and in copies of the image cannot be read.
+struct WrappedDataKey {
+  std::string key_name;  // the configured KEK it was made under (volume create --secret-key)
+  std::string kek_id;    // which version of that KEK wrapped it ("local:…", "kms:…")
+  std::string blob;      // binary; stored as hex (SQLite) or in JSON (etcd)
+  bool operator==(const WrappedDataKey&) const = default;
+};
+
 struct VolumeRecord {
   std::string id;    // server-generated, unique, never reused
   std::string name;  // unique among volumes
@@ -53,6 +64,10 @@ struct VolumeRecord {
   // The volguard node whose disk holds the data (cluster); "" on a single node. Requests for
   // the volume are served there.
   std::string home_node;
+  // "fscrypt" for an encrypted volume (driver::Encryption), "" for a plain one; data_key is
+  // set exactly when it is encrypted.
+  std::string encryption;
+  WrappedDataKey data_key;
   // The revision the record was last written at: set by every read and write; a write must
   // carry the revision it read (0 for a create).
   Revision revision = 0;
@@ -68,6 +83,10 @@ struct SnapshotRecord {
   RecordState state = RecordState::kCreating;
   int64_t created_at = 0;
   std::string home_node;  // its volume's home when it was taken (where the data is)
+  // As the volume's: a snapshot of an encrypted volume is encrypted with the same data key,
+  // kept here wrapped for the snapshot's own id so that it outlives the volume's copy.
+  std::string encryption;
+  WrappedDataKey data_key;
   Revision revision = 0;  // as VolumeRecord::revision
   bool operator==(const SnapshotRecord&) const = default;
 };

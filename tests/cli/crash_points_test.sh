@@ -89,8 +89,21 @@ crash after_act volume.delete volume delete made-unacked
 check_pairing "volume $ID is not in the store"
 check_store_disk
 
-# The chain is whole across four crashes; the unclean stops are on record.
+# 5. kill -9 during the create of an encrypted volume, its image made, its record not ready:
+# recovery removes both, so no wrapped key and no image is left (the KEK is the one init wrote).
+crash on_disk volume.make volume create enc-crash --size 32M --secure
+check_pairing "nothing named enc-crash is in the store"
+check_store_disk
+[ -z "$(ls data/volumes | grep -v '^\.' || true)" ] || fail "an image was left: $(ls data/volumes)"
+left=$(sqlite3 data/volguard.db "SELECT count(*) FROM volumes WHERE wrapped_key != '' OR name = 'enc-crash'")
+[ "$left" = 0 ] || fail "a wrapped key or record of the crashed create was left ($left)"
+vg volume create enc-crash --size 32M --secure > /dev/null || fail "the name is free again"
+vg volume inspect enc-crash -o json | /usr/bin/python3 -c 'import json,sys; assert json.load(sys.stdin)["volume"]["encrypted"] is True' \
+  || fail "encrypted after recovery"
+vg volume delete enc-crash > /dev/null || fail "delete enc-crash"
+
+# The chain is whole across the crashes; the unclean stops are on record.
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 "$VG" audit verify --config data/volguard.yaml > verify.txt || fail "verify after crashes: $(cat verify.txt)"
-grep -c "previous_shutdown=unclean" "$TRAIL" | grep -qx 4 || fail "four unclean restarts on record: $(grep -c previous_shutdown=unclean "$TRAIL")"
+grep -c "previous_shutdown=unclean" "$TRAIL" | grep -qx 5 || fail "five unclean restarts on record: $(grep -c previous_shutdown=unclean "$TRAIL")"
 echo PASS

@@ -21,6 +21,16 @@ TEST(HexTest, TwoLowercaseDigitsPerByte) {
   EXPECT_EQ(hex.find_first_not_of("0123456789abcdef"), std::string::npos);
 }
 
+TEST(HexTest, FromHexInvertsToHexAndRefusesAnythingElse) {
+  const std::string bytes("\x00\x01\xab\xff\n", 5);
+  EXPECT_EQ(from_hex(to_hex(bytes)), bytes);
+  EXPECT_EQ(from_hex("ABcd"), std::string("\xab\xcd", 2));
+  EXPECT_EQ(from_hex(""), std::string());
+  EXPECT_EQ(from_hex("abc"), std::nullopt);   // odd length
+  EXPECT_EQ(from_hex("zz"), std::nullopt);    // not a digit
+  EXPECT_EQ(from_hex("0x12"), std::nullopt);  // no prefixes
+}
+
 TEST(HexTest, RandomHexHasTheLengthAndDoesNotRepeat) {
   EXPECT_EQ(random_hex(0), "");
   std::set<std::string> seen;

@@ -115,6 +115,32 @@ TEST_F(ConfigTest, BadValuesNameKeyAndReason) {
             std::string::npos);
 }
 
+TEST_F(ConfigTest, EncryptionKeysParseAndRefuseWhatIsAmbiguous) {
+  auto r = parse_config("encryption:\n  keys:\n    main: {file: /k/main.key, retired_files: [/k/old.key]}\n"
+                        "    vault: {kms: {socket: 'unix:///run/kms.sock', timeout: 3s}}\n"
+                        "    tenant-a: {env: KEK_A}\n",
+                        "vg.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const auto& e = r->encryption;
+  ASSERT_EQ(e.keys.size(), 3u);
+  EXPECT_EQ(e.default_key, "main") << "the first key";
+  EXPECT_EQ(e.keys[0].retired_files, std::vector<std::string>{"/k/old.key"});
+  EXPECT_EQ(e.keys[1].kms_socket, "/run/kms.sock");
+  EXPECT_EQ(e.keys[1].kms_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(e.keys[2].env, "KEK_A");
+  EXPECT_TRUE(parse_config("security:\n  issuers: []\n", "vg.yaml")->encryption.keys.empty());
+
+  const std::string base = "encryption:\n  keys:\n";
+  EXPECT_NE(message_of(base + "    k: {file: /a, env: B}\n").find("exactly one of file, env or kms"), std::string::npos);
+  EXPECT_NE(message_of(base + "    k: {}\n").find("encryption.keys.k"), std::string::npos);
+  EXPECT_NE(message_of(base + "    k: {file: /a, filee: /b}\n").find("filee"), std::string::npos);
+  EXPECT_NE(message_of(base + "    k: {kms: {socket: relative.sock}}\n").find("absolute"), std::string::npos);
+  EXPECT_NE(message_of(base + "    k: {env: X, retired_files: [/a]}\n").find("retired_files"), std::string::npos);
+  EXPECT_NE(message_of(base + "    k: {file: /a}\n  default_key: other\n").find("encryption.default_key"),
+            std::string::npos);
+  EXPECT_NE(message_of(base + "    'a b': {file: /a}\n").find("key name"), std::string::npos);
+}
+
 TEST_F(ConfigTest, DuplicateIssuerRefused) {
   std::string yaml = "security:\n  issuers:\n    - issuer: a\n      shared_secret_file: " + secret_ +
                      "\n    - issuer: a\n      shared_secret_file: " + secret_ + "\n";

@@ -970,6 +970,17 @@ TEST(ManifestsTest, EachNodeRendersAValidServerConfigForItself) {
     }
   }
   EXPECT_TRUE(env_ok);
+  // So does the KEK of encrypted volumes (StorageClass volguard-encrypted), from the Secret
+  // make-secrets.sh creates.
+  ASSERT_EQ(cfg->encryption.keys.size(), 1u);
+  bool kek_ok = false;
+  for (const auto& e : server->c["env"]) {
+    if (str(e["name"]) == cfg->encryption.keys[0].env) {
+      kek_ok = str(at(e, {"valueFrom", "secretKeyRef", "name"})) == "volguard-kek" &&
+               str(at(e, {"valueFrom", "secretKeyRef", "key"})) == "kek";
+    }
+  }
+  EXPECT_TRUE(kek_ok);
 }
 
 TEST(ManifestsTest, NodePluginHasItsOwnNodeCredential) {

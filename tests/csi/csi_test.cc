@@ -369,6 +369,16 @@ TEST_F(CsiTest, CreateVolumeOwnershipIdempotencyAndRefusals) {
   // Arguments.
   expect_code(create("pvc-param", alice_, 16 * kMiB, &made, {{"fstype", "ext4"}}),
               grpc::StatusCode::INVALID_ARGUMENT, "unknown parameter");
+  // Encryption (StorageClass `secure`, `secret_key`) reaches the server: this one has no KEK,
+  // and says so rather than make a plain volume.
+  expect_code(create("pvc-enc", alice_, 16 * kMiB, &made, {{"secure", "true"}}),
+              grpc::StatusCode::FAILED_PRECONDITION, "secure without a KEK");
+  expect_code(create("pvc-enc", alice_, 16 * kMiB, &made, {{"secret_key", "tenant-a"}}),
+              grpc::StatusCode::FAILED_PRECONDITION, "secret_key implies secure");
+  expect_code(create("pvc-enc", alice_, 16 * kMiB, &made, {{"secure", "yes"}}),
+              grpc::StatusCode::INVALID_ARGUMENT, "secure is true or false");
+  expect_code(create("pvc-enc", alice_, 16 * kMiB, &made, {{"secure", "false"}, {"secret_key", "k"}}),
+              grpc::StatusCode::INVALID_ARGUMENT, "secret_key with secure false");
   expect_code(create("pvc-range", alice_, 64 * kMiB, &made, {}, 32 * kMiB),
               grpc::StatusCode::OUT_OF_RANGE, "required > limit");
   expect_code(create("pvc-tiny", alice_, 0, &made, {}, 1 * kMiB), grpc::StatusCode::OUT_OF_RANGE,

@@ -92,7 +92,7 @@ class LocalDriverTest : public ::testing::Test {
   Status mount_at(const std::string& id, const std::string& path, FsType fs) {
     auto target = resolve_mount_target({dir_}, path, {});
     if (!target) return target.status();
-    return driver_->mount(id, *target, fs).status();
+    return driver_->mount(id, *target, fs, nullptr).status();
   }
 
   VolumeStatus status_of(const std::string& id) {
@@ -106,7 +106,7 @@ class LocalDriverTest : public ::testing::Test {
 };
 
 TEST_F(LocalDriverTest, CreateMakesSparseExt4Image) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   struct stat st;
   ASSERT_EQ(::stat(vol_file("v1").c_str(), &st), 0);
   EXPECT_EQ(st.st_size, static_cast<off_t>(64 * kMiB));
@@ -137,22 +137,22 @@ TEST_F(LocalDriverTest, CreateMakesSparseExt4Image) {
 }
 
 TEST_F(LocalDriverTest, CreateRefusals) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
-  EXPECT_CODE(driver_->create("v1", 64 * kMiB, FsType::kExt4), Code::kAlreadyExists);
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
+  EXPECT_CODE(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone), Code::kAlreadyExists);
   for (const std::string& bad :
        std::vector<std::string>{"../x", "", "a/b", ".hidden", "a b", "x\n", std::string(129, 'a'),
                                 std::string("a\0b", 3)}) {
-    const Status s = driver_->create(bad, 64 * kMiB, FsType::kExt4);
+    const Status s = driver_->create(bad, 64 * kMiB, FsType::kExt4, Encryption::kNone);
     EXPECT_EQ(s.code(), Code::kInvalidArgument) << "id \"" << bad << "\": " << s.to_string();
     EXPECT_EQ(s.reason(), "invalid_id");
     EXPECT_CODE(driver_->attach(bad).status(), Code::kInvalidArgument);
     EXPECT_CODE(driver_->snapshot("v1", bad), Code::kInvalidArgument);
   }
-  ASSERT_OK(driver_->create(std::string(128, 'b'), 16 * kMiB, FsType::kExt4));  // longest id
-  const Status small = driver_->create("small", 8 * kMiB, FsType::kExt4);
+  ASSERT_OK(driver_->create(std::string(128, 'b'), 16 * kMiB, FsType::kExt4, Encryption::kNone));  // longest id
+  const Status small = driver_->create("small", 8 * kMiB, FsType::kExt4, Encryption::kNone);
   EXPECT_EQ(small.code(), Code::kOutOfRange);
   EXPECT_NE(small.message().find("16M"), std::string::npos) << small.message();
-  const Status small_xfs = driver_->create("smallx", 200 * kMiB, FsType::kXfs);
+  const Status small_xfs = driver_->create("smallx", 200 * kMiB, FsType::kXfs, Encryption::kNone);
   EXPECT_EQ(small_xfs.code(), Code::kOutOfRange);
   EXPECT_NE(small_xfs.message().find("300M"), std::string::npos) << small_xfs.message();
   // Failures leave nothing behind, not even temp files.
@@ -165,7 +165,7 @@ TEST_F(LocalDriverTest, CreateRefusals) {
 }
 
 TEST_F(LocalDriverTest, OpenRemovesLeftoverTempFilesAndListsOnlyImages) {
-  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4, Encryption::kNone));
   spew(root_ + "/volumes/.tmp-v2.AbC123", "half made");
   spew(root_ + "/snapshots/.tmp-s1.XyZ789", "half made");
   spew(root_ + "/volumes/notes.txt", "not an image");
@@ -179,7 +179,7 @@ TEST_F(LocalDriverTest, OpenRemovesLeftoverTempFilesAndListsOnlyImages) {
 }
 
 TEST_F(LocalDriverTest, AttachIsIdempotentAndBlocksRemoval) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   EXPECT_CODE(driver_->attach("nope").status(), Code::kNotFound);
   auto dev = driver_->attach("v1");
   ASSERT_TRUE(dev.is_ok()) << dev.status().to_string();
@@ -201,7 +201,7 @@ TEST_F(LocalDriverTest, AttachIsIdempotentAndBlocksRemoval) {
 }
 
 TEST_F(LocalDriverTest, MountWriteUnmountRemountReadBack) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a"), b = mnt("b");
   EXPECT_CODE(mount_at("v1", dir_ + "/no-such-dir", FsType::kExt4), Code::kNotFound);
   spew(dir_ + "/plain-file", "x");
@@ -256,8 +256,8 @@ TEST_F(LocalDriverTest, MountWriteUnmountRemountReadBack) {
 }
 
 TEST_F(LocalDriverTest, MountRefusesPathAlreadyUsedByAnotherVolume) {
-  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4));
-  ASSERT_OK(driver_->create("v2", 16 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4, Encryption::kNone));
+  ASSERT_OK(driver_->create("v2", 16 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a");
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   const Status s = mount_at("v2", a, FsType::kExt4);
@@ -266,7 +266,7 @@ TEST_F(LocalDriverTest, MountRefusesPathAlreadyUsedByAnotherVolume) {
 }
 
 TEST_F(LocalDriverTest, SnapshotWhileMountedThenRestore) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a");
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   spew(a + "/file", payload('A'));
@@ -307,7 +307,7 @@ TEST_F(LocalDriverTest, SnapshotWhileMountedThenRestore) {
 }
 
 TEST_F(LocalDriverTest, SnapshotOfAttachedUnmountedVolumeFlushesDevice) {
-  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 16 * kMiB, FsType::kExt4, Encryption::kNone));
   auto dev = driver_->attach("v1");
   ASSERT_TRUE(dev.is_ok());
   // Write straight to the device (through its page cache), then snapshot without flushing. The
@@ -325,7 +325,7 @@ TEST_F(LocalDriverTest, SnapshotOfAttachedUnmountedVolumeFlushesDevice) {
 }
 
 TEST_F(LocalDriverTest, ClonesFromVolumeAndSnapshotCarryTheData) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a"), c1 = mnt("c1"), c2 = mnt("c2");
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   spew(a + "/file", payload('A'));
@@ -358,7 +358,7 @@ bool have_cap_sys_resource() {
 }
 
 TEST_F(LocalDriverTest, ResizeExt4Online) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a");
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   spew(a + "/file", payload('A'));
@@ -388,7 +388,7 @@ TEST_F(LocalDriverTest, ResizeExt4Online) {
 }
 
 TEST_F(LocalDriverTest, ResizeExt4Offline) {
-  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4));
+  ASSERT_OK(driver_->create("v1", 64 * kMiB, FsType::kExt4, Encryption::kNone));
   const std::string a = mnt("a");
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   spew(a + "/file", payload('A'));
@@ -416,7 +416,7 @@ TEST_F(LocalDriverTest, ResizeExt4Offline) {
 }
 
 TEST_F(LocalDriverTest, XfsCreateMountAndGrowWhileMounted) {
-  ASSERT_OK(driver_->create("x1", 300 * kMiB, FsType::kXfs));
+  ASSERT_OK(driver_->create("x1", 300 * kMiB, FsType::kXfs, Encryption::kNone));
   EXPECT_EQ(slurp(vol_file("x1")).substr(0, 4), "XFSB");
   struct stat st;
   ASSERT_EQ(::stat(vol_file("x1").c_str(), &st), 0);

@@ -58,7 +58,7 @@ struct World {
     role_list.push_back({"volume.inspector", {{{"volume"}, {"inspect"}}}});
     roles.replace(std::make_shared<const policy::RoleSet>(std::move(role_list)));
 
-    volumes = std::make_unique<VolumeService>(config, nullptr, nullptr, roles);
+    volumes = std::make_unique<VolumeService>(config, nullptr, nullptr, keys, roles);
     MethodTable real;
     volumes->register_methods(&real);
     register_metrics_methods(&real, &metrics);
@@ -197,6 +197,7 @@ struct World {
   config::SecurityConfig security;
   config::Config config;
   RoleRegistry roles;
+  DataKeys keys{config::EncryptionConfig{}};
   std::unique_ptr<VolumeService> volumes;
   MethodTable table;
   Metrics metrics;

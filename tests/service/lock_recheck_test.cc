@@ -42,7 +42,7 @@ class HoldingDriver : public driver::VolumeDriver {
   Gate detach_entered, detach_release;
   std::atomic<int> mounts{0};
 
-  Status create(const std::string&, uint64_t, driver::FsType) override { return Status::ok(); }
+  Status create(const std::string&, uint64_t, driver::FsType, driver::Encryption) override { return Status::ok(); }
   Status remove(const std::string&) override { return Status::ok(); }
   Status snapshot(const std::string&, const std::string&) override { return Status::ok(); }
   Status remove_snapshot(const std::string&) override { return Status::ok(); }
@@ -56,7 +56,8 @@ class HoldingDriver : public driver::VolumeDriver {
     detach_release.wait();
     return Status::ok();
   }
-  Result<std::string> mount(const std::string&, const driver::MountTarget& target, driver::FsType) override {
+  Result<std::string> mount(const std::string&, const driver::MountTarget& target, driver::FsType,
+                            const crypto::SecureBytes*) override {
     ++mounts;
     return target.path;
   }
@@ -123,7 +124,8 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   auto owned_driver = std::make_unique<HoldingDriver>();
   HoldingDriver* driver = owned_driver.get();
   RoleRegistry roles;
-  VolumeService volumes(config, std::move(store).value(), std::move(owned_driver), roles);
+  DataKeys keys(config.encryption);
+  VolumeService volumes(config, std::move(store).value(), std::move(owned_driver), keys, roles);
   MethodTable table;
   volumes.register_methods(&table);
   ASSERT_TRUE(volumes.recover().is_ok());

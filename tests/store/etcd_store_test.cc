@@ -84,6 +84,9 @@ VolumeRecord full_volume() {
   v.charged_guest = true;
   v.attached_node = "csi-node-7";
   v.home_node = "node-b";
+  v.encryption = "fscrypt";
+  v.data_key = {.key_name = "tenant-a", .kek_id = "local:0123456789abcdef",
+                .blob = std::string("\x01\x00\xff wrapped \n\"", 14)};
   return v;
 }
 
@@ -100,6 +103,8 @@ SnapshotRecord full_snapshot() {
   s.state = RecordState::kDeleting;
   s.created_at = 1'900'000'456;
   s.home_node = "node-b";
+  s.encryption = "fscrypt";
+  s.data_key = {.key_name = "tenant-a", .kek_id = "kms:key-2", .blob = std::string("\x00\x01\x02\xfe", 4)};
   return s;
 }
 

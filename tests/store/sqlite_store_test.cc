@@ -62,6 +62,9 @@ VolumeRecord full_volume() {
   v.created_at = 1'900'000'123;
   v.charged_groups = {"test.local/eng", "https://idp.example/ops%2Fsre"};
   v.charged_guest = true;
+  v.encryption = "fscrypt";
+  v.data_key = {.key_name = "tenant-a", .kek_id = "local:0123456789abcdef",
+                .blob = std::string("\x01\x00\xff wrapped \n\"", 14)};
   return v;
 }
 
@@ -77,6 +80,8 @@ SnapshotRecord full_snapshot() {
   s.ownership.public_access = Access::kNone;
   s.state = RecordState::kDeleting;
   s.created_at = 1'900'000'456;
+  s.encryption = "fscrypt";
+  s.data_key = {.key_name = "tenant-a", .kek_id = "kms:key-2", .blob = std::string("\x00\x01\x02\xfe", 4)};
   return s;
 }
 

@@ -78,6 +78,8 @@ class TestServer {
   const std::string& dir() const { return dir_; }
   std::string audit_dir() const { return config_.audit.dir; }
   const config::Config& config() const { return config_; }
+  // For a restart with another configuration: stop(), change it, start().
+  config::Config& mutable_config() { return config_; }
 
  private:
   std::string dir_;

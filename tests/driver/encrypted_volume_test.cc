@@ -1,0 +1,228 @@
+// Encrypted volumes (driver::Encryption::kFscrypt) on real images, loop devices and mounts: what
+// is written through the mount must never reach the image in clear, in the volume, its
+// snapshots or its clones, while a plain volume's image shows it (the control that proves the
+// search would find it).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/mountinfo.h"
+#include "crypto/fscrypt.h"
+#include "crypto/secure_bytes.h"
+#include "driver/driver.h"
+#include "driver/sys.h"
+
+namespace volguard::driver {
+namespace {
+
+namespace stdfs = std::filesystem;
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+#define ASSERT_OK(expr)                                         \
+  do {                                                          \
+    const Status _s = (expr);                                   \
+    ASSERT_TRUE(_s.is_ok()) << #expr << ": " << _s.to_string(); \
+  } while (0)
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void spew(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+}
+
+// A marker that occurs nowhere in a fresh image; repeated so that it spans many blocks.
+const std::string kMarker = "VOLGUARD-KNOWN-PLAINTEXT-7f3a91c2-";
+const std::string kSecretName = "quarterly-payroll-secret-name.csv";
+std::string known_plaintext() {
+  std::string s;
+  while (s.size() < 256 * 1024) s += kMarker;
+  return s;
+}
+
+crypto::SecureBytes new_key() {
+  auto k = crypto::SecureBytes::random(crypto::fscrypt::kKeySize);
+  EXPECT_TRUE(k.is_ok());
+  return std::move(*k);
+}
+
+class EncryptedVolumeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char templ[] = "/tmp/volguard-encdrv-XXXXXX";
+    ASSERT_NE(::mkdtemp(templ), nullptr);
+    dir_ = stdfs::canonical(templ).string();
+    root_ = dir_ + "/root";
+    auto d = open_local_driver(root_);
+    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+    driver_ = std::move(*d);
+  }
+
+  // Independent of the driver, so that a driver bug cannot leave mounts or loops behind.
+  void TearDown() override {
+    if (dir_.empty()) return;
+    std::vector<std::string> points;
+    for (const auto& m : read_mountinfo()) {
+      if (m.mount_point.rfind(dir_ + "/", 0) == 0) points.push_back(m.mount_point);
+    }
+    for (auto it = points.rbegin(); it != points.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator("/sys/block", ec)) {
+      std::ifstream bf(e.path() / "loop" / "backing_file");
+      std::string backing;
+      if (std::getline(bf, backing) && backing.rfind(dir_ + "/", 0) == 0) {
+        (void)run_command({"losetup", "-d", "/dev/" + e.path().filename().string()});
+      }
+    }
+    stdfs::remove_all(dir_, ec);
+  }
+
+  std::string mnt(const std::string& name) {
+    const std::string p = dir_ + "/mnt-" + name;
+    stdfs::create_directories(p);
+    return p;
+  }
+  std::string vol_file(const std::string& id) { return root_ + "/volumes/" + id + ".img"; }
+  std::string snap_file(const std::string& id) { return root_ + "/snapshots/" + id + ".img"; }
+
+  Status mount_at(const std::string& id, const std::string& path, const crypto::SecureBytes* key) {
+    auto target = resolve_mount_target({dir_}, path, {});
+    if (!target) return target.status();
+    return driver_->mount(id, *target, FsType::kExt4, key).status();
+  }
+
+  // Writes the known plaintext under the secret name through a mount at `path`.
+  void write_secret(const std::string& path) {
+    spew(path + "/" + kSecretName, known_plaintext());
+    ::sync();
+  }
+
+  std::string dir_, root_;
+  std::unique_ptr<VolumeDriver> driver_;
+};
+
+TEST_F(EncryptedVolumeTest, ImagesOfVolumeSnapshotsAndClonesHoldNoPlaintext) {
+  const crypto::SecureBytes key = new_key();
+  ASSERT_OK(driver_->create("enc", 32 * kMiB, FsType::kExt4, Encryption::kFscrypt));
+  ASSERT_OK(driver_->create("plain", 32 * kMiB, FsType::kExt4, Encryption::kNone));
+
+  const std::string e = mnt("e"), p = mnt("p");
+  ASSERT_OK(mount_at("enc", e, &key));
+  ASSERT_OK(mount_at("plain", p, nullptr));
+  // The encrypted mount shows only the data directory: no lost+found, nothing written in clear.
+  EXPECT_FALSE(stdfs::exists(e + "/lost+found"));
+  EXPECT_TRUE(stdfs::exists(p + "/lost+found"));
+  write_secret(e);
+  write_secret(p);
+  auto policy = [&] {
+    UniqueFd fd(::open(e.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return crypto::fscrypt::get_policy(fd.get());
+  }();
+  ASSERT_TRUE(policy.is_ok()) << policy.status().to_string();
+  ASSERT_TRUE(policy->has_value()) << "the mounted directory carries an fscrypt policy";
+  EXPECT_EQ((*policy)->contents_mode, 1) << "AES-256-XTS";   // FSCRYPT_MODE_AES_256_XTS
+  EXPECT_EQ((*policy)->filenames_mode, 4) << "AES-256-CTS";  // FSCRYPT_MODE_AES_256_CTS
+
+  // A snapshot while mounted (frozen), then unmount everything.
+  ASSERT_OK(driver_->snapshot("enc", "snap-live"));
+  ASSERT_OK(driver_->unmount("enc"));
+  ASSERT_OK(driver_->unmount("plain"));
+  ASSERT_OK(driver_->detach("enc"));
+  ASSERT_OK(driver_->detach("plain"));
+  ASSERT_OK(driver_->snapshot("enc", "snap-cold"));
+  ASSERT_OK(driver_->clone_volume("enc", "clone-v"));
+  ASSERT_OK(driver_->clone_snapshot("snap-live", "clone-s"));
+
+  // The control: the search finds the plaintext and the name in a plain image.
+  const std::string plain_image = slurp(vol_file("plain"));
+  ASSERT_NE(plain_image.find(kMarker), std::string::npos);
+  ASSERT_NE(plain_image.find(kSecretName), std::string::npos);
+  for (const std::string& f : {vol_file("enc"), snap_file("snap-live"), snap_file("snap-cold"),
+                               vol_file("clone-v"), vol_file("clone-s")}) {
+    const std::string image = slurp(f);
+    ASSERT_GT(image.size(), 16 * kMiB) << f;
+    EXPECT_EQ(image.find(kMarker.substr(0, 16)), std::string::npos) << "plaintext in " << f;
+    EXPECT_EQ(image.find(kSecretName.substr(0, 16)), std::string::npos) << "file name in " << f;
+  }
+
+  // The clones open with the same key and hold the data.
+  const std::string c = mnt("c"), s = mnt("s");
+  ASSERT_OK(mount_at("clone-v", c, &key));
+  ASSERT_OK(mount_at("clone-s", s, &key));
+  EXPECT_EQ(slurp(c + "/" + kSecretName), known_plaintext());
+  EXPECT_EQ(slurp(s + "/" + kSecretName), known_plaintext());
+  ASSERT_OK(driver_->unmount("clone-v"));
+  ASSERT_OK(driver_->unmount("clone-s"));
+}
+
+TEST_F(EncryptedVolumeTest, AnotherKeyIsRefusedAndLeavesNothingMounted) {
+  const crypto::SecureBytes key = new_key(), other = new_key();
+  ASSERT_OK(driver_->create("enc", 32 * kMiB, FsType::kExt4, Encryption::kFscrypt));
+  const std::string a = mnt("a");
+  ASSERT_OK(mount_at("enc", a, &key));
+  write_secret(a);
+  ASSERT_OK(driver_->unmount("enc"));
+
+  const Status wrong = mount_at("enc", a, &other);
+  EXPECT_EQ(wrong.code(), Code::kFailedPrecondition) << wrong.to_string();
+  EXPECT_EQ(wrong.reason(), "key_mismatch") << wrong.to_string();
+  EXPECT_EQ(driver_->status("enc")->mount_path, "");
+  EXPECT_FALSE(stdfs::exists(a + "/" + kSecretName));
+
+  // The right key still opens it: the refusal changed nothing.
+  ASSERT_OK(mount_at("enc", a, &key));
+  EXPECT_EQ(slurp(a + "/" + kSecretName), known_plaintext());
+  ASSERT_OK(driver_->unmount("enc"));
+}
+
+// After unmount the key is out of the keyring: the filesystem mounted raw (as root on the node
+// could) shows only encrypted names, and a file's contents cannot be read.
+TEST_F(EncryptedVolumeTest, UnmountRemovesTheKey) {
+  const crypto::SecureBytes key = new_key();
+  ASSERT_OK(driver_->create("enc", 32 * kMiB, FsType::kExt4, Encryption::kFscrypt));
+  const std::string a = mnt("a"), raw = mnt("raw");
+  ASSERT_OK(mount_at("enc", a, &key));
+  write_secret(a);
+  ASSERT_OK(driver_->unmount("enc"));
+  EXPECT_EQ(driver_->status("enc")->mount_path, "");
+
+  auto dev = driver_->attach("enc");
+  ASSERT_TRUE(dev.is_ok()) << dev.status().to_string();
+  ASSERT_EQ(::mount(dev->c_str(), raw.c_str(), "ext4", 0, nullptr), 0) << std::strerror(errno);
+  std::vector<std::string> names;
+  for (const auto& entry : stdfs::directory_iterator(raw + "/data")) {
+    names.push_back(entry.path().filename().string());
+  }
+  ASSERT_EQ(names.size(), 1u);
+  EXPECT_NE(names[0], kSecretName) << "the name must be ciphertext without the key";
+  const int fd = ::open((raw + "/data/" + names[0]).c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_EQ(fd, -1) << "contents must not open without the key";
+  if (fd >= 0) ::close(fd);
+  EXPECT_EQ(errno, ENOKEY);
+  ASSERT_EQ(::umount2(raw.c_str(), 0), 0);
+}
+
+TEST_F(EncryptedVolumeTest, XfsCannotBeEncrypted) {
+  const Status s = driver_->create("x", 300 * kMiB, FsType::kXfs, Encryption::kFscrypt);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.to_string();
+  EXPECT_EQ(s.reason(), "encryption_unsupported");
+  EXPECT_FALSE(stdfs::exists(vol_file("x")));
+}
+
+}  // namespace
+}  // namespace volguard::driver
