@@ -116,7 +116,7 @@ TEST_F(ConfigTest, BadValuesNameKeyAndReason) {
 }
 
 TEST_F(ConfigTest, EncryptionKeysParseAndRefuseWhatIsAmbiguous) {
-  auto r = parse_config("encryption:\n  keys:\n    main: {file: /k/main.key, retired_files: [/k/old.key]}\n"
+  auto r = parse_config("security:\n  issuers: []\nencryption:\n  keys:\n    main: {file: /k/main.key, retired_files: [/k/old.key]}\n"
                         "    vault: {kms: {socket: 'unix:///run/kms.sock', timeout: 3s}}\n"
                         "    tenant-a: {env: KEK_A}\n",
                         "vg.yaml");
@@ -130,7 +130,7 @@ TEST_F(ConfigTest, EncryptionKeysParseAndRefuseWhatIsAmbiguous) {
   EXPECT_EQ(e.keys[2].env, "KEK_A");
   EXPECT_TRUE(parse_config("security:\n  issuers: []\n", "vg.yaml")->encryption.keys.empty());
 
-  const std::string base = "encryption:\n  keys:\n";
+  const std::string base = "security:\n  issuers: []\nencryption:\n  keys:\n";
   EXPECT_NE(message_of(base + "    k: {file: /a, env: B}\n").find("exactly one of file, env or kms"), std::string::npos);
   EXPECT_NE(message_of(base + "    k: {}\n").find("encryption.keys.k"), std::string::npos);
   EXPECT_NE(message_of(base + "    k: {file: /a, filee: /b}\n").find("filee"), std::string::npos);

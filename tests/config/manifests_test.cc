@@ -465,7 +465,8 @@ Problems check_storage_classes(const Manifests& m) {
       const std::string key = str(kv.first);
       if (key.rfind("csi.storage.k8s.io/", 0) == 0) continue;
       // CreateVolume's parameters (src/csi/controller.cc parse_params).
-      if (key != "fs" && key != "labels" && key != "public" && key != "group") {
+      if (key != "fs" && key != "labels" && key != "public" && key != "group" && key != "secure" &&
+          key != "secret_key") {
         p.push_back(where + ": parameter '" + key + "' is refused by CreateVolume");
       }
     }

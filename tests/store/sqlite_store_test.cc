@@ -673,7 +673,7 @@ PRAGMA user_version = 1;
     sqlite3_close(db);
   }
   reopen();
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "4");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "5");
   auto vols = volumes();
   ASSERT_EQ(vols.size(), 1u);
   EXPECT_EQ(vols[0].name, "legacy");
@@ -684,15 +684,19 @@ PRAGMA user_version = 1;
   EXPECT_EQ(vols[0].attached_node, "");  // v3: attached for no node
   EXPECT_EQ(vols[0].home_node, "");      // v4: no home (one node: every volume is here)
   EXPECT_EQ(vols[0].revision, 0);        // v4: written before revisions
+  EXPECT_EQ(vols[0].encryption, "");     // v5: plain, no key
+  EXPECT_EQ(vols[0].data_key, store::WrappedDataKey{});
   EXPECT_EQ(roles().size(), 1u);
   // The new columns and table work on the migrated file.
   VolumeRecord updated = vols[0];
   updated.charged_groups = {"test.local/eng"};
   updated.attached_node = "node-1";
+  updated.encryption = "fscrypt";
+  updated.data_key = {.key_name = "main", .kek_id = "local:00", .blob = "\x01wrapped"};
   ASSERT_TRUE(store_->update_volume(updated).is_ok());
   ASSERT_TRUE(store_->put_quota({QuotaKind::kUser, "test.local/alice", 0, 3, 0}).is_ok());
   reopen();  // a second open runs no step again
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "4");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "5");
   ASSERT_EQ(volumes().size(), 1u);
   EXPECT_EQ(volumes()[0], updated);
   auto quotas = store_->list_quotas();
