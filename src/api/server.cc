@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <spdlog/spdlog.h>
 
@@ -593,6 +594,11 @@ int run_server(const std::string& config_path) {
   if (!cfg) {
     spdlog::error("{}", cfg.status().message());
     return 2;
+  }
+  // No core dumps and no ptrace by other users: a data key unwrapped through a KMS passes
+  // through gRPC's and protobuf's buffers, which are not locked or cleansed (crypto/kms_kek.h).
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    spdlog::warn("prctl(PR_SET_DUMPABLE, 0) failed: a core dump of this process could hold data keys");
   }
   // Block the stop signals in every thread; the main thread waits for them.
   sigset_t stop_signals;

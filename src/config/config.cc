@@ -469,7 +469,8 @@ Result<NodeConfig> parse_node(const YAML::Node& node, const std::string& file) {
   return out;
 }
 
-Result<EncryptionConfig> parse_encryption(const YAML::Node& node, const std::string& file) {
+Result<EncryptionConfig> parse_encryption(const YAML::Node& node, const std::vector<IssuerConfig>& issuers,
+                                          const std::string& file) {
   RETURN_IF_ERROR(check_keys(node, file, "encryption", {"keys", "default_key"}));
   EncryptionConfig out;
   if (node["keys"]) {
@@ -480,7 +481,15 @@ Result<EncryptionConfig> parse_encryption(const YAML::Node& node, const std::str
       k.name = kv.first.as<std::string>();
       const std::string w = "encryption.keys." + k.name;
       if (!is_valid_name(k.name)) return bad(file, w, "a key name must be 1-128 of [A-Za-z0-9._-]");
-      RETURN_IF_ERROR(check_keys(kv.second, file, w, {"file", "env", "kms", "retired_files"}));
+      RETURN_IF_ERROR(check_keys(kv.second, file, w, {"file", "env", "kms", "retired_files", "groups"}));
+      if (kv.second["groups"]) {
+        ASSIGN_OR_RETURN(k.groups, get_string_list(kv.second["groups"], file, w + ".groups"));
+        for (size_t i = 0; i < k.groups.size(); ++i) {
+          // Qualified as admin groups are: a group means something only with its issuer.
+          ASSIGN_OR_RETURN(k.groups[i], qualified_admin_group(k.groups[i], issuers, file,
+                                                              w + ".groups[" + std::to_string(i) + "]"));
+        }
+      }
       if (kv.second["file"]) {
         ASSIGN_OR_RETURN(k.file, get_string(kv.second["file"], file, w + ".file"));
       }
@@ -634,9 +643,6 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     if (root["node"]) {
       ASSIGN_OR_RETURN(out.node, parse_node(root["node"], file));
     }
-    if (root["encryption"]) {
-      ASSIGN_OR_RETURN(out.encryption, parse_encryption(root["encryption"], file));
-    }
     if (out.node.name.empty()) {
       char host[256] = {};
       if (::gethostname(host, sizeof host - 1) == 0) out.node.name = host;
@@ -651,6 +657,9 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");
     ASSIGN_OR_RETURN(out.security, parse_security(root["security"], file));
+    if (root["encryption"]) {
+      ASSIGN_OR_RETURN(out.encryption, parse_encryption(root["encryption"], out.security.issuers, file));
+    }
   } catch (const YAML::Exception& e) {
     return bad(file, "line " + std::to_string(e.mark.line + 1), e.msg);
   }

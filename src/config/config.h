@@ -141,6 +141,10 @@ struct KekConfig {
   // what they wrapped; remove them once it reports nothing left under them. (A KMS keeps its
   // own earlier key versions: the wrapped key names its key_id.)
   std::vector<std::string> retired_files;
+  // A tenant's KEK: only callers in one of these groups ("<group_domain>/<group>", as
+  // admin_groups) — and ownership admins — may name it, and it is the default for their
+  // encrypted volumes (the first such key in the file). Empty: anyone may name it.
+  std::vector<std::string> groups;
 };
 
 struct EncryptionConfig {

@@ -278,7 +278,9 @@ class ControllerService final : public v1::Controller::Service {
       clone.set_name(name);
       for (const auto& [k, v] : params.labels) (*clone.mutable_labels())[k] = v;
       // A clone keeps its source's encryption; a StorageClass that says otherwise is refused.
-      if (params.secure) clone.set_secure(*params.secure);
+      if (params.secure || !params.secret_key.empty()) {
+        clone.set_secure(params.secure.value_or(true));
+      }
       s = backend_->call(token, kVol + "Clone", clone, &made);
       if (s.is_ok()) {
         if (auto done = finish_clone(token, req, params, fs, &made); !done.ok()) return done;
@@ -709,6 +711,14 @@ class ControllerService final : public v1::Controller::Service {
       }
     }
     if (why.empty() && v.ownership().public_() != params.public_access) why = "public differs";
+    // An existing plain volume never stands in for an encrypted one (nor the reverse).
+    const bool want_secure = params.secure.value_or(false) || !params.secret_key.empty();
+    if (why.empty() && (params.secure || !params.secret_key.empty()) && v.encrypted() != want_secure) {
+      why = v.encrypted() ? "it is encrypted" : "it is not encrypted";
+    }
+    if (why.empty() && !params.secret_key.empty() && v.secret_key() != params.secret_key) {
+      why = "its data key is under another KEK";
+    }
     if (why.empty() && req.has_volume_content_source()) {
       const auto& src = req.volume_content_source();
       if ((src.has_snapshot() && v.source_snapshot() != src.snapshot().snapshot_id()) ||

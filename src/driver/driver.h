@@ -34,6 +34,11 @@ enum class FsType { kExt4, kXfs };
 // even to root on the node.
 enum class Encryption { kNone, kFscrypt };
 const char* encryption_name(Encryption e);  // "none" | "fscrypt"
+// A record's scheme ("" plain, "fscrypt"): any other non-empty value counts as encrypted, so
+// that a name this build does not know is never handled as plain.
+inline Encryption record_encryption(const std::string& scheme) {
+  return scheme.empty() ? Encryption::kNone : Encryption::kFscrypt;
+}
 const char* fs_name(FsType fs);                 // "ext4" | "xfs"
 Result<FsType> parse_fs(const std::string& s);  // INVALID_ARGUMENT names the value
 // The smallest volume mkfs makes of `fs` (xfs needs 300M): the driver refuses less, the CSI
@@ -85,6 +90,8 @@ class VolumeDriver {
   // Attaches if needed, then mounts the volume on `target` — the directory fd resolved once by
   // resolve_mount_target, never its name — and returns the path it was actually mounted at.
   // ALREADY_EXISTS if mounted elsewhere; OK if already mounted at `target`; FAILED_PRECONDITION
+  // `volume_busy` if its filesystem is alive with no mount here (kept by another namespace);
+  // FAILED_PRECONDITION
   // `mount_path_in_use` if something is mounted there already, `mount_path_changed` (and no
   // mount is left) if the directory moved away from target.path before the mount was made.
   // `data_key`: null for a plain volume; an encrypted volume's 64-byte fscrypt key, used for
@@ -104,7 +111,9 @@ class VolumeDriver {
   virtual std::optional<std::string> volume_on_device(dev_t dev) = 0;
   // OK if not mounted. Leaves the device attached. For an encrypted volume the key leaves the
   // keyring with the last mount (no key is needed to unmount: the policy names it).
-  virtual Status unmount(const std::string& id) = 0;
+  // `encryption`: the volume's scheme (its record's), so that the key is removed even when no
+  // mount of it is left in this namespace to say which it is.
+  virtual Status unmount(const std::string& id, Encryption encryption) = 0;
   virtual Result<VolumeStatus> status(const std::string& id) = 0;
   // Ids present on disk (for crash recovery).
   virtual Result<std::vector<std::string>> volume_ids() = 0;

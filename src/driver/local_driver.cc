@@ -402,7 +402,13 @@ Result<UniqueFd> open_encrypted_tree(const UniqueFd& fs_mount, const crypto::Sec
     }
     if (!dir) return key_mismatch(id, std::string("its data directory cannot be opened (") + std::strerror(errno) + ")");
     ASSIGN_OR_RETURN(std::optional<fscrypt::Policy> policy, fscrypt::get_policy(dir.get()));
-    if (!policy) return key_mismatch(id, "its data directory is not encrypted");
+    if (!policy) {
+      // Made by a first mount that stopped before the policy was set: the kernel sets one only
+      // on an empty directory, so a directory holding anything stays refused.
+      Status set = fscrypt::set_policy(dir.get(), ident);
+      if (set.reason() == "fscrypt_not_empty") return key_mismatch(id, "its data directory is not encrypted");
+      return set;
+    }
     if (*policy != fscrypt::Policy::volguard(ident)) {
       return key_mismatch(id, "its data directory is encrypted with key " + policy->key.hex() +
                                   ", not with the volume's key " + ident.hex());
@@ -688,6 +694,17 @@ class LocalDriver final : public VolumeDriver {
     auto undo = [&] {
       if (!was_attached) (void)detach(id);  // leave the host as we found it
     };
+    // No mount of it here, yet its filesystem is alive: a copy of an earlier mount kept in
+    // another mount namespace (an unprivileged user namespace can make one). Mounting now would
+    // reuse that filesystem (and put an encrypted volume's key back into its keyring), showing
+    // the data to whoever holds the copy.
+    if (device_in_use(*dev)) {
+      undo();
+      return Status(Code::kFailedPrecondition, "volume_busy",
+                    "volume \"" + id + "\" is still in use outside this server's mounts (a mount kept "
+                    "in another mount namespace, or files open after an unmount); it is not mounted "
+                    "again until that ends");
+    }
     // The new mount API: the filesystem is made as a detached mount, then moved onto the
     // directory fd — there is no path for anyone to swap.
     UniqueFd fsfd(::fsopen(fs_name(fs), FSOPEN_CLOEXEC));
@@ -791,35 +808,37 @@ class LocalDriver final : public VolumeDriver {
     return std::nullopt;
   }
 
-  Status unmount(const std::string& id) override {
+  Status unmount(const std::string& id, Encryption encryption) override {
     RETURN_IF_ERROR(validate_id(id, "volume"));
     const std::string file = vol_path(id);
     if (!file_exists(file)) return volume_not_found(id);
     const auto dev = find_loop(file);
     if (!dev) return Status::ok();
+    // An encrypted volume: the filesystem's root is held (a mount of our own, detached) across
+    // the unmounts so that the key can be removed once no mount shows the data; if this process
+    // dies first, the kernel closes that mount and the keyring goes with the filesystem. The
+    // key is the one the root's data directory names. The filesystem may be alive with no mount
+    // in this namespace (a copy in another mount namespace, or files still open after an
+    // earlier unmount reported volume_busy): its key is removed then too.
+    std::optional<crypto::fscrypt::KeyIdentifier> key;
+    UniqueFd fs_mount, fs_root;
+    if (encryption == Encryption::kFscrypt && (!mount_points_of(*dev).empty() || device_in_use(dev->path))) {
+      ASSIGN_OR_RETURN(fs_mount, open_fs_root(dev->path));
+      fs_root.reset(::openat(fs_mount.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!fs_root) return errno_status(Code::kInternal, "mount_failed", "open the root of volume " + id, errno);
+      // Closed before the key is removed: an open fd on the directory would keep the key busy.
+      UniqueFd data(::openat(fs_root.get(), kEncryptedDir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (data) {
+        ASSIGN_OR_RETURN(std::optional<crypto::fscrypt::Policy> policy, crypto::fscrypt::get_policy(data.get()));
+        if (policy) key = policy->key;
+      } else if (errno != ENOENT) {
+        return errno_status(Code::kInternal, "io_error", "open the data directory of volume " + id, errno);
+      }
+    }
     // Newest first, in case the same device is mounted more than once. Each point is opened
     // without following symlinks and checked to be this volume's mount before it is unmounted
     // through the fd: a path swapped since mountinfo was read unmounts nothing else. A point
     // renamed meanwhile is looked up afresh (a few times, then the caller is told).
-    // An encrypted volume: its key is named by the policy of the mounted directory. The
-    // filesystem's root is held (a mount of our own, detached) across the unmounts so that the
-    // key can be removed once no mount shows the data; if this process dies first, the kernel
-    // closes that mount and the keyring goes with the filesystem.
-    std::optional<crypto::fscrypt::KeyIdentifier> key;
-    UniqueFd fs_mount, fs_root;
-    if (auto points = mount_points_of(*dev); !points.empty()) {
-      if (auto root = open_mount_of(*dev, points.front())) {
-        auto policy = crypto::fscrypt::get_policy(root->get());
-        if (policy.is_ok() && policy->has_value()) key = (*policy)->key;
-      }
-      if (key) {
-        auto held = open_fs_root(dev->path);
-        if (!held) return held.status();
-        fs_mount = std::move(*held);
-        fs_root.reset(::openat(fs_mount.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!fs_root) return errno_status(Code::kInternal, "mount_failed", "open the root of volume " + id, errno);
-      }
-    }
     Status last;
     for (int attempt = 0; attempt < 5; ++attempt) {
       last = Status::ok();
@@ -852,6 +871,13 @@ class LocalDriver final : public VolumeDriver {
                     "stays usable for them until they are closed; unmount again then");
     }
     return Status::ok();
+  }
+
+  // Whether a filesystem (a superblock, in any mount namespace) holds `device`: an exclusive
+  // open fails then.
+  static bool device_in_use(const std::string& device) {
+    UniqueFd fd(::open(device.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC));
+    return !fd && errno == EBUSY;
   }
 
   // A detached mount of the filesystem on `device` (already mounted: the same superblock).

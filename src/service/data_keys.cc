@@ -3,6 +3,8 @@
 #include "crypto/fscrypt.h"
 #include "crypto/kms_kek.h"
 
+#include <spdlog/spdlog.h>
+
 namespace volguard::service {
 
 DataKeys::DataKeys(const config::EncryptionConfig& config) : default_key_(config.default_key) {
@@ -20,21 +22,46 @@ DataKeys::DataKeys(const config::EncryptionConfig& config) : default_key_(config
       e->current = std::make_unique<crypto::KmsV2Kek>(k.kms_socket, k.kms_timeout);
     }
     entries_[k.name] = std::move(e);
+    order_.push_back(k.name);
   }
 }
 
-Result<std::string> DataKeys::resolve(const std::string& requested) const {
+Result<std::string> DataKeys::resolve(const std::string& requested, const KeyRequester& who) const {
   if (entries_.empty()) {
     return Status(Code::kFailedPrecondition, kReasonEncryptionNotConfigured,
                   "this server has no key-encryption key (config: encryption.keys), so it makes no "
                   "encrypted volumes");
   }
-  const std::string name = requested.empty() ? default_key_ : requested;
-  if (!entries_.count(name)) {
-    std::string known;
-    for (const auto& [n, e] : entries_) known += (known.empty() ? "" : ", ") + n;
+  auto member = [&](const config::KekConfig& k) {
+    for (const auto& g : k.groups) {
+      if (who.in_group && who.in_group(g)) return true;
+    }
+    return false;
+  };
+  std::string name = requested;
+  if (name.empty()) {
+    // A tenant's own key first: its volumes are wrapped by it without anyone having to say so.
+    for (const auto& n : order_) {
+      if (member(entries_.at(n)->config)) {
+        name = n;
+        break;
+      }
+    }
+    if (name.empty()) name = default_key_;
+  }
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    // (The configured names are not listed: tenants' key names are not everyone's to read.)
     return Status(Code::kInvalidArgument, kReasonSecretKeyUnknown,
-                  "secret_key: no key named \"" + name + "\" (configured: " + known + ")");
+                  "secret_key: no key named \"" + name + "\" is configured (encryption.keys)");
+  }
+  const config::KekConfig& k = it->second->config;
+  if (!k.groups.empty() && !who.admin && !member(k)) {
+    std::string groups;
+    for (const auto& g : k.groups) groups += (groups.empty() ? "" : ", ") + g;
+    return Status(Code::kPermissionDenied, kReasonSecretKeyDenied,
+                  "secret_key: key \"" + name + "\" is for the groups " + groups +
+                      ", and the caller is in none of them");
   }
   return name;
 }
@@ -63,6 +90,13 @@ Result<crypto::KeyEncryptionKey*> DataKeys::current(Entry& e) {
   std::vector<std::unique_ptr<crypto::KeyEncryptionKey>> retired;
   for (const auto& f : e.config.retired_files) {
     auto old = crypto::LocalKek::from_file(f);
+    if (!old && old.status().reason() == crypto::kReasonKmsUnavailable) {
+      // Deleted before its name left the config: what it wrapped stays unopenable (and says
+      // so), the keys wrapped by the current KEK are unaffected.
+      spdlog::warn("key \"{}\": retired KEK {} is not readable ({}); ignored", e.config.name, f,
+                   old.status().message());
+      continue;
+    }
     if (!old) {
       return Status(old.status().code(), old.status().reason(),
                     "key \"" + e.config.name + "\": retired file: " + old.status().message());

@@ -7,6 +7,7 @@
 // (crypto::SecureBytes) for the length of a create, mount, snapshot, clone or rotation.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,14 @@ namespace volguard::service {
 // Reasons besides crypto's key_unwrap_failed / kms_unavailable / kek_invalid:
 inline constexpr char kReasonEncryptionNotConfigured[] = "encryption_not_configured";  // FAILED_PRECONDITION
 inline constexpr char kReasonSecretKeyUnknown[] = "secret_key_unknown";                // INVALID_ARGUMENT
+inline constexpr char kReasonSecretKeyDenied[] = "secret_key_denied";                  // PERMISSION_DENIED
+
+// Who asks for a KEK by name (volume create): tenant keys (KekConfig::groups) are theirs alone.
+struct KeyRequester {
+  bool admin = false;  // an ownership admin may name any key
+  // Whether the caller is in the qualified group ("<group_domain>/<group>").
+  std::function<bool(const std::string& qualified_group)> in_group;
+};
 
 class DataKeys {
  public:
@@ -32,9 +41,11 @@ class DataKeys {
   explicit DataKeys(const config::EncryptionConfig& config);
 
   bool configured() const { return !entries_.empty(); }
-  // The key name a request means: "" → the default. INVALID_ARGUMENT `secret_key_unknown` for a
-  // name the config does not have; FAILED_PRECONDITION `encryption_not_configured` without keys.
-  Result<std::string> resolve(const std::string& requested) const;
+  // The key name a request means. "" → the first tenant key of one of the caller's groups, else
+  // the default key. INVALID_ARGUMENT `secret_key_unknown` for a name the config does not have;
+  // PERMISSION_DENIED `secret_key_denied` for another tenant's key; FAILED_PRECONDITION
+  // `encryption_not_configured` without keys.
+  Result<std::string> resolve(const std::string& requested, const KeyRequester& who) const;
 
   // A new random fscrypt data key for `owner_id` (a volume or snapshot id), wrapped under the
   // current KEK of `key_name`, and the key itself for the driver.
@@ -67,6 +78,7 @@ class DataKeys {
   Result<crypto::KeyEncryptionKey*> current(Entry& e);
 
   std::map<std::string, std::unique_ptr<Entry>> entries_;
+  std::vector<std::string> order_;  // the names as the config lists them
   std::string default_key_;
 };
 

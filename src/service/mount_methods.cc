@@ -85,7 +85,7 @@ Status VolumeService::mount(Call& call, const v1::MountRequest& req, v1::Empty*)
 
 Status VolumeService::unmount(Call& call, const v1::VolumeRef&, v1::Empty*) {
   ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call));
-  Status unmounted = driver_->unmount(locked.record->id);
+  Status unmounted = driver_->unmount(locked.record->id, driver::record_encryption(locked.record->encryption));
   sync_runtime(locked.record->id);
   return unmounted;
 }

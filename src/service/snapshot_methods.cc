@@ -113,6 +113,7 @@ Status VolumeService::delete_snapshot(Call& call, const v1::SnapshotRef&, v1::Em
   if (!s) return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + id + "' not found");
   if (!s->encryption.empty()) {
     SnapshotRecord shredded = *s;  // crypto-shredding, as for volumes
+    shredded.state = RecordState::kDeleting;  // a failed delete leaves no "ready" keyless snapshot
     shredded.data_key = {};
     RETURN_IF_ERROR(store_->update_snapshot(shredded));
     s = std::make_shared<const SnapshotRecord>(std::move(shredded));

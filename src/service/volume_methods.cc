@@ -27,7 +27,16 @@ Status VolumeService::create_volume(Call& call, const v1::CreateVolumeRequest& r
       return Status(Code::kInvalidArgument, "encryption_unsupported",
                     "fs: encrypted volumes are ext4 (fscrypt); " + req.fs() + " was asked for");
     }
-    ASSIGN_OR_RETURN(key_name, keys_.resolve(req.secret_key()));
+    const identity::Identity& caller = *call.who;
+    const KeyRequester requester{
+        .admin = !call.security_enabled || admins_.is_admin(caller),
+        .in_group = [&](const std::string& qualified) {
+          for (const auto& g : caller.groups) {
+            if (g != "*" && caller.qualified_group(g) == qualified) return true;
+          }
+          return false;
+        }};
+    ASSIGN_OR_RETURN(key_name, keys_.resolve(req.secret_key(), requester));
   }
   VolumeRecord rec;
   rec.id = new_id();

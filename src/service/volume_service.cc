@@ -344,7 +344,7 @@ Status VolumeService::recover() {
       spdlog::warn("recovery: removing {} volume {} ({}){}", store::state_name(v.state), v.id,
                    v.name, on_disk ? "" : ", not on disk");
       if (on_disk) {
-        log_if_failed(driver_->unmount(v.id), "unmount", v.id);
+        log_if_failed(driver_->unmount(v.id, driver::record_encryption(v.encryption)), "unmount", v.id);
         log_if_failed(driver_->detach(v.id), "detach", v.id);
         log_if_failed(driver_->remove(v.id), "remove", v.id);
       }
@@ -367,7 +367,8 @@ Status VolumeService::recover() {
     for (const auto& id : *ids) {
       if (!kept_volumes.count(id)) {
         spdlog::warn("recovery: removing orphan volume file {}", id);
-        log_if_failed(driver_->unmount(id), "unmount", id);
+        // (Never mounted: made by a create that crashed before its record.)
+        log_if_failed(driver_->unmount(id, driver::Encryption::kNone), "unmount", id);
         log_if_failed(driver_->detach(id), "detach", id);
         log_if_failed(driver_->remove(id), "remove", id);
       }

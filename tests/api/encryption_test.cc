@@ -68,7 +68,8 @@ class EncryptionTest : public ::testing::Test {
     server_ = std::make_unique<TestServer>(
         "", true,
         "encryption:\n  default_key: main\n  keys:\n    main:\n      file: " + kek1_ +
-            "\n    tenant-kms:\n      kms:\n        socket: " + keys_dir_ + "/kms.sock\n        timeout: 1s\n");
+            "\n    tenant-kms:\n      kms:\n        socket: " + keys_dir_ + "/kms.sock\n        timeout: 1s\n" +
+            "    team-a:\n      file: " + kek2_ + "\n      groups: [test.local/team-a]\n");
     admin_ = server_->token("admin", {"system.admin"});
     alice_ = server_->token("alice", {"system.user"});
   }
@@ -92,14 +93,15 @@ class EncryptionTest : public ::testing::Test {
     server_->start();
   }
 
-  Result<v1::Volume> create(const std::string& name, bool secure, const std::string& key = "") {
+  Result<v1::Volume> create(const std::string& name, bool secure, const std::string& key = "",
+                            const std::string& token = "") {
     v1::CreateVolumeRequest req;
     req.set_name(name);
     req.set_size("32M");
     req.set_secure(secure);
     req.set_secret_key(key);
     v1::VolumeResponse resp;
-    RETURN_IF_ERROR(server_->client(alice_).call(kVol + "Create", req, &resp));
+    RETURN_IF_ERROR(server_->client(token.empty() ? alice_ : token).call(kVol + "Create", req, &resp));
     return resp.volume();
   }
   Result<v1::Volume> clone(const std::string& source, const std::string& name, bool from_snapshot,
@@ -254,6 +256,27 @@ TEST_F(EncryptionTest, PlaintextReachesNoImageOfTheVolumeItsSnapshotsOrClones) {
   EXPECT_REFUSED(server_->client(alice_).call(kVol + "Create", xfs, &resp), Code::kInvalidArgument,
                  "encryption_unsupported");
   EXPECT_REFUSED(create("x", true, "nope").status(), Code::kInvalidArgument, "secret_key_unknown");
+}
+
+// A tenant's KEK (encryption.keys.<name>.groups): its group's volumes are wrapped by it by
+// default, and no one else may name it (admins may).
+TEST_F(EncryptionTest, TenantKeysAreTheirGroupsDefaultAndNoOneElses) {
+  const std::string bob = server_->token("bob", {"system.user"}, {"team-a"});
+  auto b = create("bob-vol", true, "", bob);
+  ASSERT_TRUE(b.is_ok()) << b.status().to_string();
+  EXPECT_EQ(b->secret_key(), "team-a");
+  auto a = create("alice-vol", true);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_EQ(a->secret_key(), "main");
+  EXPECT_REFUSED(create("alice-steal", true, "team-a").status(), Code::kPermissionDenied, "secret_key_denied");
+  // A group of the same name from another issuer is not the tenant's.
+  const std::string forged_group = server_->token("mallory", {"system.user"}, {"test.local/team-a"});
+  EXPECT_REFUSED(create("m-vol", true, "team-a", forged_group).status(), Code::kPermissionDenied,
+                 "secret_key_denied");
+  auto adm = create("admin-vol", true, "team-a", admin_);
+  ASSERT_TRUE(adm.is_ok()) << adm.status().to_string();
+  EXPECT_EQ(adm->secret_key(), "team-a");
+  EXPECT_TRUE(create("bob-main", true, "main", bob).is_ok()) << "an unrestricted key stays open to all";
 }
 
 TEST_F(EncryptionTest, WrongKekRefusesTheMountAndLeavesPlainVolumesAlone) {

@@ -140,8 +140,8 @@ TEST_F(EncryptedVolumeTest, ImagesOfVolumeSnapshotsAndClonesHoldNoPlaintext) {
 
   // A snapshot while mounted (frozen), then unmount everything.
   ASSERT_OK(driver_->snapshot("enc", "snap-live"));
-  ASSERT_OK(driver_->unmount("enc"));
-  ASSERT_OK(driver_->unmount("plain"));
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
+  ASSERT_OK(driver_->unmount("plain", Encryption::kNone));
   ASSERT_OK(driver_->detach("enc"));
   ASSERT_OK(driver_->detach("plain"));
   ASSERT_OK(driver_->snapshot("enc", "snap-cold"));
@@ -166,8 +166,8 @@ TEST_F(EncryptedVolumeTest, ImagesOfVolumeSnapshotsAndClonesHoldNoPlaintext) {
   ASSERT_OK(mount_at("clone-s", s, &key));
   EXPECT_EQ(slurp(c + "/" + kSecretName), known_plaintext());
   EXPECT_EQ(slurp(s + "/" + kSecretName), known_plaintext());
-  ASSERT_OK(driver_->unmount("clone-v"));
-  ASSERT_OK(driver_->unmount("clone-s"));
+  ASSERT_OK(driver_->unmount("clone-v", Encryption::kFscrypt));
+  ASSERT_OK(driver_->unmount("clone-s", Encryption::kFscrypt));
 }
 
 TEST_F(EncryptedVolumeTest, AnotherKeyIsRefusedAndLeavesNothingMounted) {
@@ -176,7 +176,7 @@ TEST_F(EncryptedVolumeTest, AnotherKeyIsRefusedAndLeavesNothingMounted) {
   const std::string a = mnt("a");
   ASSERT_OK(mount_at("enc", a, &key));
   write_secret(a);
-  ASSERT_OK(driver_->unmount("enc"));
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
 
   const Status wrong = mount_at("enc", a, &other);
   EXPECT_EQ(wrong.code(), Code::kFailedPrecondition) << wrong.to_string();
@@ -187,7 +187,7 @@ TEST_F(EncryptedVolumeTest, AnotherKeyIsRefusedAndLeavesNothingMounted) {
   // The right key still opens it: the refusal changed nothing.
   ASSERT_OK(mount_at("enc", a, &key));
   EXPECT_EQ(slurp(a + "/" + kSecretName), known_plaintext());
-  ASSERT_OK(driver_->unmount("enc"));
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
 }
 
 // After unmount the key is out of the keyring: the filesystem mounted raw (as root on the node
@@ -198,7 +198,7 @@ TEST_F(EncryptedVolumeTest, UnmountRemovesTheKey) {
   const std::string a = mnt("a"), raw = mnt("raw");
   ASSERT_OK(mount_at("enc", a, &key));
   write_secret(a);
-  ASSERT_OK(driver_->unmount("enc"));
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
   EXPECT_EQ(driver_->status("enc")->mount_path, "");
 
   auto dev = driver_->attach("enc");
@@ -215,6 +215,90 @@ TEST_F(EncryptedVolumeTest, UnmountRemovesTheKey) {
   if (fd >= 0) ::close(fd);
   EXPECT_EQ(errno, ENOKEY);
   ASSERT_EQ(::umount2(raw.c_str(), 0), 0);
+}
+
+// The attack: a process on the node keeps a copy of the mount in a mount namespace of its own
+// (an unprivileged user can, with `unshare -Urm`). The unmount removes the key all the same, so
+// the copy shows no plaintext any more; a new mount is refused while the copy lives (it would
+// reuse that filesystem and put the key back into its keyring); once the copy is gone, the
+// volume mounts again.
+TEST_F(EncryptedVolumeTest, AMountKeptInAnotherNamespaceSeesNoPlaintextAfterUnmount) {
+  const crypto::SecureBytes key = new_key();
+  ASSERT_OK(driver_->create("enc", 32 * kMiB, FsType::kExt4, Encryption::kFscrypt));
+  const std::string a = mnt("a");
+  ASSERT_OK(mount_at("enc", a, &key));
+  write_secret(a);
+  const std::string pidfile = dir_ + "/holder.pid";
+  ASSERT_EQ(std::system(("unshare --mount --propagation private sleep 60 > /dev/null 2>&1 & echo $! > " +
+                         pidfile).c_str()), 0);
+  std::string pid;
+  for (int i = 0; i < 50 && pid.empty(); ++i) {
+    ::usleep(20'000);
+    pid = slurp(pidfile);
+    while (!pid.empty() && (pid.back() == '\n')) pid.pop_back();
+  }
+  ASSERT_FALSE(pid.empty());
+  const std::string in_copy = "nsenter -t " + pid + " -m ";
+  // Wait until the holder's namespace exists and shows the plaintext (the test's own check).
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    seen = std::system((in_copy + "grep -q " + kMarker + " " + a + "/" + kSecretName + " 2>/dev/null").c_str()) == 0;
+    if (!seen) ::usleep(20'000);
+  }
+  ASSERT_TRUE(seen) << "the copy of the mount did not show the file while the volume was mounted";
+
+  // Unmounted here; the copy's root (the encrypted directory) keeps the key in use, which the
+  // caller is told — and the key no longer opens anything new.
+  const Status unmounted = driver_->unmount("enc", Encryption::kFscrypt);
+  EXPECT_EQ(unmounted.reason(), "volume_busy") << unmounted.to_string();
+  EXPECT_EQ(driver_->status("enc")->mount_path, "");
+  EXPECT_NE(std::system((in_copy + "cat " + a + "/" + kSecretName + " > /dev/null 2>&1").c_str()), 0)
+      << "the copy still reads plaintext after the unmount";
+  const Status again = mount_at("enc", a, &key);
+  EXPECT_EQ(again.code(), Code::kFailedPrecondition) << again.to_string();
+  EXPECT_EQ(again.reason(), "volume_busy") << again.to_string();
+  EXPECT_NE(std::system((in_copy + "cat " + a + "/" + kSecretName + " > /dev/null 2>&1").c_str()), 0)
+      << "the refused mount gave the copy its key back";
+
+  ASSERT_EQ(std::system(("kill -9 " + pid).c_str()), 0);
+  for (int i = 0; i < 100 && !driver_->unmount("enc", Encryption::kFscrypt).is_ok(); ++i) ::usleep(20'000);
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
+  for (int i = 0; i < 100; ++i) {
+    if (mount_at("enc", a, &key).is_ok()) break;
+    ::usleep(20'000);
+  }
+  EXPECT_EQ(slurp(a + "/" + kSecretName), known_plaintext());
+  ASSERT_OK(driver_->unmount("enc", Encryption::kFscrypt));
+}
+
+// A first mount that stopped between making the data directory and encrypting it: the empty
+// directory is encrypted by the next mount; one that holds anything is refused.
+TEST_F(EncryptedVolumeTest, AnEmptyUnencryptedDataDirectoryIsEncryptedOneWithFilesIsRefused) {
+  const crypto::SecureBytes key = new_key();
+  for (const bool with_file : {false, true}) {
+    const std::string id = with_file ? "enc-full" : "enc-empty";
+    ASSERT_OK(driver_->create(id, 32 * kMiB, FsType::kExt4, Encryption::kFscrypt));
+    auto dev = driver_->attach(id);
+    ASSERT_TRUE(dev.is_ok());
+    const std::string raw = mnt("raw-" + id);
+    ASSERT_EQ(::mount(dev->c_str(), raw.c_str(), "ext4", 0, nullptr), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir((raw + "/data").c_str(), 0755), 0);
+    if (with_file) spew(raw + "/data/planted", "clear");
+    ASSERT_EQ(::umount2(raw.c_str(), 0), 0);
+    const std::string m = mnt(id);
+    const Status s = mount_at(id, m, &key);
+    if (with_file) {
+      EXPECT_EQ(s.reason(), "key_mismatch") << s.to_string();
+      EXPECT_EQ(driver_->status(id)->mount_path, "");
+    } else {
+      ASSERT_OK(s);
+      UniqueFd fd(::open(m.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      auto policy = crypto::fscrypt::get_policy(fd.get());
+      ASSERT_TRUE(policy.is_ok() && policy->has_value());
+      fd.reset();
+      ASSERT_OK(driver_->unmount(id, Encryption::kFscrypt));
+    }
+  }
 }
 
 TEST_F(EncryptedVolumeTest, XfsCannotBeEncrypted) {

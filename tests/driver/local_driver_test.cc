@@ -241,8 +241,8 @@ TEST_F(LocalDriverTest, MountWriteUnmountRemountReadBack) {
   EXPECT_EQ(rm.reason(), "volume_in_use");
   EXPECT_CODE(driver_->detach("v1"), Code::kFailedPrecondition);
 
-  ASSERT_OK(driver_->unmount("v1"));
-  ASSERT_OK(driver_->unmount("v1"));  // not mounted: OK
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));  // not mounted: OK
   vs = status_of("v1");
   EXPECT_EQ(vs.mount_path, "");
   EXPECT_NE(vs.device, "") << "unmount leaves the device attached";
@@ -250,7 +250,7 @@ TEST_F(LocalDriverTest, MountWriteUnmountRemountReadBack) {
 
   ASSERT_OK(mount_at("v1", b, FsType::kExt4));
   EXPECT_EQ(slurp(b + "/data/file.bin"), payload('Q'));
-  ASSERT_OK(driver_->unmount("v1"));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
   ASSERT_OK(driver_->detach("v1"));
   ASSERT_OK(driver_->remove("v1"));
 }
@@ -290,7 +290,7 @@ TEST_F(LocalDriverTest, SnapshotWhileMountedThenRestore) {
 
   const Status busy = driver_->restore("v1", "s1");
   EXPECT_EQ(busy.code(), Code::kFailedPrecondition) << busy.to_string();
-  ASSERT_OK(driver_->unmount("v1"));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
   EXPECT_CODE(driver_->restore("v1", "s1"), Code::kFailedPrecondition);  // still attached
   ASSERT_OK(driver_->detach("v1"));
   EXPECT_CODE(driver_->restore("v1", "nope"), Code::kNotFound);
@@ -299,7 +299,7 @@ TEST_F(LocalDriverTest, SnapshotWhileMountedThenRestore) {
 
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   EXPECT_EQ(slurp(a + "/file"), payload('A'));
-  ASSERT_OK(driver_->unmount("v1"));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
 
   ASSERT_OK(driver_->remove_snapshot("s1"));
   EXPECT_CODE(driver_->remove_snapshot("s1"), Code::kNotFound);
@@ -393,7 +393,7 @@ TEST_F(LocalDriverTest, ResizeExt4Offline) {
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   spew(a + "/file", payload('A'));
   const uint64_t total0 = status_of("v1").fs_total_bytes;
-  ASSERT_OK(driver_->unmount("v1"));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
 
   ASSERT_OK(driver_->resize("v1", 128 * kMiB, FsType::kExt4));  // attached, not mounted
   ASSERT_OK(driver_->detach("v1"));
@@ -409,7 +409,7 @@ TEST_F(LocalDriverTest, ResizeExt4Offline) {
   EXPECT_EQ(slurp(a + "/file"), payload('A'));
 
   // The attached-not-mounted step really grew the filesystem, not only the file.
-  ASSERT_OK(driver_->unmount("v1"));
+  ASSERT_OK(driver_->unmount("v1", Encryption::kNone));
   ASSERT_OK(driver_->resize("v1", 256 * kMiB, FsType::kExt4));
   ASSERT_OK(mount_at("v1", a, FsType::kExt4));
   EXPECT_GT(status_of("v1").fs_total_bytes, vs.fs_total_bytes + 50 * kMiB);

@@ -67,7 +67,7 @@ class HoldingDriver : public driver::VolumeDriver {
   }
   Status unbind(const std::string&, driver::MountTarget) override { return Status::ok(); }
   std::optional<std::string> volume_on_device(dev_t) override { return std::nullopt; }
-  Status unmount(const std::string&) override { return Status::ok(); }
+  Status unmount(const std::string&, driver::Encryption) override { return Status::ok(); }
   Result<driver::VolumeStatus> status(const std::string&) override {
     return driver::VolumeStatus{.exists = true};
   }
