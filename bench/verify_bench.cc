@@ -27,7 +27,8 @@ using volguard::testing::generate_key_pair;
 constexpr int64_t kNow = 1'800'000'000;
 
 struct Fixture {
-  std::unique_ptr<Verifier> verifier;
+  std::unique_ptr<Verifier> verifier;  // no token cache: every verification is first-seen
+  std::unique_ptr<Verifier> cached;    // the server's default: a repeated token is a cache hit
   std::map<std::string, std::string> tokens;  // alg -> token
   std::map<std::string, std::shared_ptr<const VerificationKey>> keys;  // alg -> key
 
@@ -52,7 +53,8 @@ struct Fixture {
       add(alg, alg, VerificationKey::from_public_pem(kp.public_pem).value(),
           SigningKey::from_private_pem(kp.private_pem).value());
     }
-    verifier = std::make_unique<Verifier>(VerifierOptions{}, std::move(issuers));
+    verifier = std::make_unique<Verifier>(VerifierOptions{.token_cache_entries = 0}, issuers);
+    cached = std::make_unique<Verifier>(VerifierOptions{}, std::move(issuers));
   }
 };
 
@@ -61,11 +63,12 @@ Fixture& fixture() {
   return f;
 }
 
-void BM_Verify(benchmark::State& state, const std::string& alg) {
+void BM_Verify(benchmark::State& state, const std::string& alg, bool repeat) {
   const auto& f = fixture();
   const std::string& token = f.tokens.at(alg);
+  const Verifier& v = repeat ? *f.cached : *f.verifier;
   for (auto _ : state) {
-    auto r = f.verifier->verify_at(token, kNow);
+    auto r = v.verify_at(token, kNow);
     if (!r.is_ok()) {
       state.SkipWithError(r.status().to_string().c_str());
       break;
@@ -134,7 +137,9 @@ int main(int argc, char** argv) {
   fixture();  // keys and tokens before timing
   for (const char* alg : {"HS256", "RS256", "ES256", "EdDSA"}) {
     benchmark::RegisterBenchmark((std::string("verify/") + alg).c_str(), BM_Verify,
-                                 std::string(alg));
+                                 std::string(alg), false);
+    benchmark::RegisterBenchmark((std::string("verify_repeat/") + alg).c_str(), BM_Verify,
+                                 std::string(alg), true);
     benchmark::RegisterBenchmark((std::string("signature_only/") + alg).c_str(),
                                  BM_SignatureOnly, std::string(alg));
   }
@@ -163,6 +168,23 @@ int main(int argc, char** argv) {
     if (gated) all_met = all_met && met;
     std::printf("%-8s %16.0f %22.0f %8.3f  %s\n", alg, ours, theirs, ratio,
                 gated ? (met ? ">= 0.85: met" : ">= 0.85: NOT MET") : "(reported)");
+  }
+  // A repeated token (a tenant's CSI token, presented thousands of times): the cache's hit
+  // path (SHA-256 of the token, the LRU lookup, the key-still-current check and every time
+  // check) beside the first-seen verification and OpenSSL's bare verify, in µs.
+  std::printf("\n%-8s %16s %18s %18s  %s\n", "alg", "repeat µs/verify", "first-seen µs", "openssl verify µs",
+              "target");
+  for (const char* alg : {"HS256", "RS256", "ES256", "EdDSA"}) {
+    const double repeat = reporter.per_second[std::string("verify_repeat/") + alg];
+    const double first = reporter.per_second[std::string("verify/") + alg];
+    const double theirs = limit.count(alg) ? limit[alg] : 0;
+    const double us = repeat > 0 ? 1e6 / repeat : 0;
+    const bool gated = std::string(alg) == "RS256" || std::string(alg) == "ES256";
+    const bool met = us > 0 && us <= 2.0;
+    if (gated) all_met = all_met && met;
+    std::printf("%-8s %16.2f %18.2f %18s  %s\n", alg, us, first > 0 ? 1e6 / first : 0,
+                theirs > 0 ? std::to_string(1e6 / theirs).substr(0, 6).c_str() : "-",
+                gated ? (met ? "<= 2 µs: met" : "<= 2 µs: NOT MET") : "(reported)");
   }
   return all_met ? 0 : 1;
 }

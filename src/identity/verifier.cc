@@ -7,6 +7,7 @@
 #include <optional>
 #include <simdjson.h>
 
+#include "common/openssl.h"
 #include "common/text.h"
 #include "identity/oidc.h"
 
@@ -223,8 +224,45 @@ Result<ParsedHeader> parse_header(std::string_view header_b64) {
 
 }  // namespace
 
+std::optional<VerifiedTokenCache::Entry> VerifiedTokenCache::get(const std::string& digest) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(digest);
+  if (it == index_.end()) return std::nullopt;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->second;
+}
+
+void VerifiedTokenCache::put(const std::string& digest, Entry entry) {
+  if (capacity_ == 0) return;
+  std::lock_guard lock(mu_);
+  if (auto it = index_.find(digest); it != index_.end()) {
+    it->second->second = std::move(entry);
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return;
+  }
+  lru_.emplace_front(digest, std::move(entry));
+  index_[digest] = lru_.begin();
+  while (lru_.size() > capacity_) {
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+}
+
+void VerifiedTokenCache::erase(const std::string& digest) {
+  std::lock_guard lock(mu_);
+  if (auto it = index_.find(digest); it != index_.end()) {
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+}
+
+size_t VerifiedTokenCache::size() const {
+  std::lock_guard lock(mu_);
+  return lru_.size();
+}
+
 Verifier::Verifier(VerifierOptions options, std::vector<TrustedIssuer> issuers)
-    : options_(options) {
+    : options_(options), cache_(options.token_cache_entries) {
   for (auto& issuer : issuers) {
     std::string key = issuer.issuer;
     issuers_.emplace(std::move(key), std::move(issuer));
@@ -319,12 +357,58 @@ Result<Identity> Verifier::verify(std::string_view token) const {
   return verify_at(token, static_cast<int64_t>(std::time(nullptr)));
 }
 
+Status Verifier::check_not_expired(int64_t exp, int64_t now) const {
+  if (now > exp + options_.clock_skew_seconds) {
+    return fail(reason::kTokenExpired, "token expired at " + rfc3339(exp));
+  }
+  return Status::ok();
+}
+
+Status Verifier::check_not_before(int64_t nbf, int64_t now) const {
+  if (nbf > now + options_.clock_skew_seconds) {
+    return fail(reason::kTokenNotYetValid, "token is not valid before " + rfc3339(nbf));
+  }
+  return Status::ok();
+}
+
+Status Verifier::check_issued_at(int64_t iat, int64_t now) const {
+  if (iat > now + options_.clock_skew_seconds) {
+    return fail(reason::kIatInFuture, "token claims to be issued in the future (" + rfc3339(iat) + ")");
+  }
+  return Status::ok();
+}
+
 Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const {
-  // Size first: nothing of an oversized token is parsed.
+  // Size first: nothing of an oversized token is parsed (or hashed).
   if (token.size() > kMaxTokenBytes) {
     return fail(reason::kTokenTooLarge, "token is " + std::to_string(token.size()) +
                                             " bytes; the limit is 16384");
   }
+  if (options_.token_cache_entries == 0) return verify_uncached(token, now, nullptr);
+  const std::string digest = sha256(token);
+  if (auto hit = cache_.get(digest)) {
+    // The key that verified it must still be the one its issuer serves for it.
+    auto key = hit->issuer->keys->key_for(hit->kid, hit->alg);
+    if (key.is_ok() && key->get() == hit->key.get()) {
+      const Identity& id = hit->identity;
+      Status timely = check_not_expired(id.expires_at, now);
+      if (timely.is_ok() && hit->has_not_before) timely = check_not_before(hit->not_before, now);
+      if (timely.is_ok() && id.issued_at != 0) timely = check_issued_at(id.issued_at, now);
+      if (timely.is_ok()) return id;
+    }
+    cache_.erase(digest);  // verified afresh below: the refusal (or success) is a full one's
+  }
+  VerifiedTokenCache::Entry entry;
+  auto verified = verify_uncached(token, now, &entry);
+  if (verified.is_ok()) {
+    entry.identity = *verified;
+    cache_.put(digest, std::move(entry));
+  }
+  return verified;
+}
+
+Result<Identity> Verifier::verify_uncached(std::string_view token, int64_t now,
+                                           VerifiedTokenCache::Entry* entry) const {
   size_t dot1 = token.find('.');
   size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot1 == std::string_view::npos || dot2 == std::string_view::npos ||
@@ -401,7 +485,6 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
 
   // Time.
   Identity id;
-  const int64_t skew = options_.clock_skew_seconds;
   if (!claims.has(kExp)) return fail(reason::kExpMissing, "claim 'exp' is required");
   // One refusal per claim and failure: "<claim>_not_number" / "<claim>_out_of_range".
   auto read_date = [&](ClaimIndex i, const char* not_number, const char* out_of_range,
@@ -421,27 +504,20 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
       !s.is_ok()) {
     return s;
   }
-  if (now > id.expires_at + skew) {
-    return fail(reason::kTokenExpired, "token expired at " + rfc3339(id.expires_at));
-  }
+  RETURN_IF_ERROR(check_not_expired(id.expires_at, now));
+  int64_t nbf = 0;
   if (claims.has(kNbf)) {
-    int64_t nbf = 0;
     if (auto s = read_date(kNbf, reason::kNbfNotNumber, reason::kNbfOutOfRange, &nbf); !s.is_ok()) {
       return s;
     }
-    if (nbf > now + skew) {
-      return fail(reason::kTokenNotYetValid, "token is not valid before " + rfc3339(nbf));
-    }
+    RETURN_IF_ERROR(check_not_before(nbf, now));
   }
   if (claims.has(kIat)) {
     if (auto s = read_date(kIat, reason::kIatNotNumber, reason::kIatOutOfRange, &id.issued_at);
         !s.is_ok()) {
       return s;
     }
-    if (id.issued_at > now + skew) {
-      return fail(reason::kIatInFuture, "token claims to be issued in the future (" +
-                                            rfc3339(id.issued_at) + ")");
-    }
+    RETURN_IF_ERROR(check_issued_at(id.issued_at, now));
   }
   if (options_.max_token_lifetime_seconds > 0) {
     if (!claims.has(kIat)) {
@@ -531,6 +607,14 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
     return fail(reason::kUsernameInvalid,
                 std::string("claim '") + config::username_claim_name(options_.username_claim) +
                     "' (security.username_claim) contains control characters");
+  }
+  if (entry != nullptr) {
+    entry->not_before = nbf;
+    entry->has_not_before = claims.has(kNbf);
+    entry->key = *key;
+    entry->kid = kid;
+    entry->alg = alg;
+    entry->issuer = &issuer;
   }
   return id;
 }

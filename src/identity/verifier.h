@@ -2,8 +2,12 @@
 // Model: google/jwt_verify_lib — one reason code per failed check.
 #pragma once
 
+#include <list>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,6 +99,40 @@ struct VerifierOptions {
   config::UsernameClaim username_claim = config::UsernameClaim::kSub;
   int64_t clock_skew_seconds = 30;
   int64_t max_token_lifetime_seconds = 0;
+  // Verified tokens remembered (LRU), 0 = none: see VerifiedTokenCache.
+  size_t token_cache_entries = 4096;
+};
+
+// Tokens that verified, by SHA-256 of the whole token: a tenant's CSI token is presented
+// thousands of times, and an RS256/ES256 signature check costs 20-70 µs. Only successes are
+// kept, so the cache can never turn a refusal into an acceptance. A hit is used only while the
+// key that verified the token is still the one its issuer serves for it (a JWKS rotation or a
+// changed key drops it), and every time-based check (exp, nbf, iat) runs again on every hit,
+// with the same functions as a full verification; an entry that fails one is dropped. Bounded:
+// the least recently used entry goes first. Thread-safe.
+class VerifiedTokenCache {
+ public:
+  struct Entry {
+    Identity identity;
+    int64_t not_before = 0;  // nbf, when present
+    bool has_not_before = false;
+    std::shared_ptr<const VerificationKey> key;  // what verified the signature
+    std::string kid;
+    Alg alg{};
+    const struct TrustedIssuer* issuer = nullptr;  // owned by the Verifier, as long-lived
+  };
+  explicit VerifiedTokenCache(size_t capacity) : capacity_(capacity) {}
+  std::optional<Entry> get(const std::string& digest);
+  void put(const std::string& digest, Entry entry);
+  void erase(const std::string& digest);
+  size_t size() const;
+
+ private:
+  using Lru = std::list<std::pair<std::string, Entry>>;
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  Lru lru_;  // most recent first; guarded by mu_
+  std::unordered_map<std::string, Lru::iterator> index_;  // guarded by mu_
 };
 
 inline constexpr size_t kMaxTokenBytes = 16 * 1024;
@@ -126,10 +164,19 @@ class Verifier : public TokenVerifier {
   Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;
 
   size_t issuer_count() const { return issuers_.size(); }
+  size_t cached_tokens() const { return cache_.size(); }
 
  private:
+  // A full verification; `entry` receives what a cache hit needs to repeat its checks.
+  Result<Identity> verify_uncached(std::string_view token, int64_t now, VerifiedTokenCache::Entry* entry) const;
+  // The time checks, one function each, shared by full verifications and cache hits.
+  Status check_not_expired(int64_t exp, int64_t now) const;
+  Status check_not_before(int64_t nbf, int64_t now) const;
+  Status check_issued_at(int64_t iat, int64_t now) const;
+
   VerifierOptions options_;
   std::map<std::string, TrustedIssuer, std::less<>> issuers_;
+  mutable VerifiedTokenCache cache_;
 };
 
 // Loads a shared secret from a file (one trailing newline dropped) or an env variable.
