@@ -332,7 +332,21 @@ Status VolumeService::enumerate_volumes(Call& call, const v1::EnumerateRequest& 
   std::vector<std::shared_ptr<const VolumeRecord>> visible;
   {
     std::shared_lock lock(catalog_mu_);
-    for (const auto& [id, rec] : volumes_) {
+    // Only the volumes the caller could see (the access index), each still decided by
+    // Call::may; every volume for those who may see all.
+    const auto candidates = enumerate_candidates(call, req.owner());
+    std::vector<const std::shared_ptr<const VolumeRecord>*> records;
+    if (candidates) {
+      records.reserve(candidates->size());
+      for (const auto& id : *candidates) {
+        if (auto it = volumes_.find(id); it != volumes_.end()) records.push_back(&it->second);
+      }
+    } else {
+      records.reserve(volumes_.size());
+      for (const auto& [id, rec] : volumes_) records.push_back(&rec);
+    }
+    for (const auto* entry : records) {
+      const auto& rec = *entry;
       if (!req.owner().empty() && rec->ownership.owner != req.owner()) continue;
       bool labels_match = true;
       for (const auto& [k, v] : req.labels()) {

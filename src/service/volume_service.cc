@@ -6,6 +6,8 @@
 
 #include "common/crash_point.h"
 #include "common/text.h"
+#include "policy/policy.h"
+#include "service/access.h"
 #include "service/handler_support.h"
 
 namespace volguard::service {
@@ -95,14 +97,59 @@ void VolumeService::sync_runtime(const std::string& id) {
   }
 }
 
+std::vector<std::string> VolumeService::access_keys(const VolumeRecord& rec) {
+  std::vector<std::string> keys;
+  const auto& o = rec.ownership;
+  if (o.owner.empty() || o.public_access != Access::kNone) keys.push_back("*");  // everyone's
+  if (!o.owner.empty()) keys.push_back("o:" + o.owner);
+  for (const auto& [g, a] : o.groups) keys.push_back("g:" + g);
+  for (const auto& [c, a] : o.collaborators) keys.push_back("c:" + c);
+  if (!rec.attached_node.empty()) keys.push_back("n:" + rec.attached_node);
+  return keys;
+}
+
+std::optional<std::set<std::string>> VolumeService::enumerate_candidates(const Call& call,
+                                                                         const std::string& owner) const {
+  std::set<std::string> out;
+  auto add = [&](const std::string& key) {
+    if (auto it = access_index_.find(key); it != access_index_.end()) out.insert(it->second.begin(), it->second.end());
+  };
+  // A filter by owner needs only that owner's volumes, whoever asks.
+  if (!owner.empty()) {
+    add("o:" + owner);
+    return out;
+  }
+  const identity::Identity& who = *call.who;
+  if (!call.security_enabled || !call.may || admins_.is_admin(who)) return std::nullopt;
+  if (is_node(who)) {
+    add("n:" + who.username);  // a node sees the volumes attached to it, nothing else
+    return out;
+  }
+  if (!who.guest && who.roles.size() == 1 && who.roles[0] == policy::kCsiControllerRole) return std::nullopt;
+  add("*");
+  add("g:*");
+  add("c:*");
+  if (!who.guest) {
+    add("o:" + who.principal());
+    add("c:" + who.principal());
+    for (const auto& g : who.groups) {
+      const std::string q = who.qualified_group(g);
+      if (g != "*" && !q.empty()) add("g:" + q);
+    }
+  }
+  return out;
+}
+
 void VolumeService::put_volume(std::shared_ptr<const VolumeRecord> rec) {
   std::unique_lock lock(catalog_mu_);
   auto& known = known_revision_["v/" + rec->id];
   if (rec->revision < known) return;  // older than what the catalog has seen
   known = rec->revision;
-  if (auto it = volumes_.find(rec->id); it != volumes_.end() && it->second->name != rec->name) {
-    volume_names_.erase(it->second->name);
+  if (auto it = volumes_.find(rec->id); it != volumes_.end()) {
+    if (it->second->name != rec->name) volume_names_.erase(it->second->name);
+    for (const auto& k : access_keys(*it->second)) access_index_[k].erase(rec->id);
   }
+  for (const auto& k : access_keys(*rec)) access_index_[k].insert(rec->id);
   volume_names_[rec->name] = rec->id;
   volumes_[rec->id] = std::move(rec);
 }
@@ -113,6 +160,12 @@ void VolumeService::erase_volume(const VolumeRecord& rec) {
   known = std::max(known, rec.revision);
   if (auto it = volumes_.find(rec.id); it != volumes_.end()) {
     volume_names_.erase(it->second->name);
+    for (const auto& k : access_keys(*it->second)) {
+      auto entry = access_index_.find(k);
+      if (entry == access_index_.end()) continue;
+      entry->second.erase(rec.id);
+      if (entry->second.empty()) access_index_.erase(entry);
+    }
     volumes_.erase(it);
   }
   runtime_.erase(rec.id);

@@ -6,6 +6,9 @@
 
 #include <functional>
 #include <map>
+#include <optional>
+#include <unordered_map>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -231,6 +234,15 @@ class VolumeService : public ResourceResolver, public Router {
   mutable std::shared_mutex catalog_mu_;
   std::map<std::string, std::shared_ptr<const store::VolumeRecord>> volumes_;  // by id
   std::map<std::string, std::string> volume_names_;                           // name -> id
+  // Who may see which volume, as candidates for enumerate (access_keys): an owner's, a group's,
+  // a collaborator's, a node's, and everyone's (public or unowned) volumes, by key. Only a
+  // pre-filter: every candidate still goes through Call::may. Written with volumes_.
+  std::unordered_map<std::string, std::set<std::string>> access_index_;  // key -> ids
+  // The keys under which `rec` is a candidate (access_index_).
+  static std::vector<std::string> access_keys(const store::VolumeRecord& rec);
+  // The ids enumerate must look at for `call` (filtered to `owner` if given), in id order;
+  // nullopt: every volume (admins, the CSI controller, security off). Under catalog_mu_.
+  std::optional<std::set<std::string>> enumerate_candidates(const Call& call, const std::string& owner) const;
   std::set<std::string> reserved_names_;  // creates in flight
   // Ids of this node's creates in flight (volumes and snapshots): a record "creating" on this
   // node's home that is not among them is what a failed create left behind (cluster.cc).

@@ -4,12 +4,16 @@
 // hold an operation open, so the interleaving is exact, not timed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <random>
+#include <set>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <thread>
 
+#include "service/access.h"
 #include "service/fakes.h"
 #include "service/volume_service.h"
 #include "store/store.h"
@@ -174,6 +178,86 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   EXPECT_EQ(mounted.code(), Code::kNotFound) << mounted.to_string();
   EXPECT_EQ(mounted.reason(), "volume_not_found");
   EXPECT_EQ(driver->mounts.load(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+
+// Enumerate looks only at the volumes the access index names for the caller: the answer must be
+// exactly what the one access rule (volume_access) gives over every volume, for owners, group
+// members (and a same-named group of another domain), collaborators, "*" grants, public and
+// unowned volumes, admins, the CSI controller and guests.
+TEST(EnumerateIndexTest, IndexedEnumerateEqualsTheFullRuleForEveryCaller) {
+  const std::string dir = std::filesystem::temp_directory_path() / ("volguard-enumidx-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  config::Config config;
+  config.security.issuers.push_back({});
+  config.security.issuers[0].issuer = testing::kIssuer;
+  config.security.issuers[0].group_domain = testing::kGroupDomain;
+  auto store = store::open_sqlite_store(dir + "/volguard.db");
+  ASSERT_TRUE(store.is_ok()) << store.status().to_string();
+  std::vector<store::VolumeRecord> all;
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const std::string dom = testing::kGroupDomain;
+  for (int i = 0; i < 400; ++i) {
+    store::VolumeRecord v;
+    v.id = "vol-" + std::to_string(1000 + i);
+    v.name = "v" + std::to_string(i);
+    v.size_bytes = 1 << 20;
+    v.state = store::RecordState::kReady;
+    if (pick(10) != 0) v.ownership.owner = std::string(testing::kIssuer) + "/u" + std::to_string(pick(8));
+    if (pick(4) == 0) v.ownership.groups[dom + "/g" + std::to_string(pick(4))] = Access::kRead;
+    if (pick(20) == 0) v.ownership.groups["*"] = Access::kRead;
+    if (pick(20) == 0) v.ownership.groups["otherdomain/g1"] = Access::kWrite;
+    if (pick(5) == 0) v.ownership.collaborators[std::string(testing::kIssuer) + "/u" + std::to_string(pick(8))] = Access::kWrite;
+    if (pick(25) == 0) v.ownership.collaborators["*"] = Access::kRead;
+    if (pick(12) == 0) v.ownership.public_access = Access::kRead;
+    ASSERT_TRUE((*store)->create_volume(v).is_ok());
+    all.push_back(v);
+  }
+  auto driver = std::make_unique<HoldingDriver>();
+  RoleRegistry roles;
+  DataKeys keys(config.encryption);
+  VolumeService volumes(config, std::move(store).value(), std::move(driver), keys, roles);
+  MethodTable table;
+  volumes.register_methods(&table);
+  ASSERT_TRUE(volumes.recover().is_ok());
+  std::map<std::string, identity::Identity> ids = {
+      {"admin", testing::person("admin", {"system.admin"})},
+      {"controller", testing::person("csi-controller", {"system.csi-controller"})},
+      {"nobody", testing::person("nobody", {"system.user"})},
+      {"star", testing::person("star", {"system.user"}, {"*"})}};
+  for (int u = 0; u < 8; ++u) {
+    ids["u" + std::to_string(u)] = testing::person("u" + std::to_string(u), {"system.user"},
+                                                   {"g" + std::to_string(u % 5), "g" + std::to_string((u + 2) % 5)});
+  }
+  SignallingRecorder recorder("none");
+  Pipeline pipeline(config.security, std::make_shared<TableVerifier>(ids), table, volumes, roles, recorder, volumes);
+  ids["guest"] = identity::guest_identity();
+  const ownership::AdminPolicy admins{config.security.admin_groups};
+  for (const auto& [token, who] : ids) {
+    std::set<std::string> expected;
+    for (const auto& v : all) {
+      if (volume_access(who, v, admins).access >= Access::kRead) expected.insert(v.id);
+    }
+    for (const std::string& owner : {std::string(), std::string(testing::kIssuer) + "/u3"}) {
+      v1::EnumerateRequest req;
+      req.set_owner(owner);
+      v1::EnumerateResponse resp;
+      const RequestMeta meta{.authorization = token == "guest" ? "" : "Bearer " + token};
+      ASSERT_TRUE(pipeline.invoke("volume.enumerate", meta, req, &resp).is_ok()) << token;
+      std::set<std::string> got;
+      for (const auto& v : resp.volumes()) got.insert(v.id());
+      std::set<std::string> want;
+      for (const auto& id : expected) {
+        const auto& rec = *std::find_if(all.begin(), all.end(), [&](const auto& v) { return v.id == id; });
+        if (owner.empty() || rec.ownership.owner == owner) want.insert(id);
+      }
+      EXPECT_EQ(got, want) << token << " owner=" << owner;
+      EXPECT_EQ(resp.volumes_size(), static_cast<int>(got.size())) << "no volume twice";
+    }
+  }
   std::filesystem::remove_all(dir);
 }
 
