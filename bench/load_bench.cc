@@ -6,12 +6,15 @@
 // Seeding: the 10,000 volumes are written through the metadata store with sparse, unformatted
 // image files (they are never mounted here), so that seeding takes seconds, not an hour of mkfs.
 #include <fcntl.h>
+#include <httplib.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <vector>
 
 #include "api/client.h"
@@ -116,8 +119,8 @@ int main(int argc, char** argv) {
     return "127.0.0.1:" + std::to_string(servers[security]->grpc_port());
   };
 
-  auto inspect_run = [&](bool security, double secs) {
-    return drive(clients, secs, [&, security](int) {
+  auto inspect_run = [&](bool security, double secs, int n = 0) {
+    return drive(n > 0 ? n : clients, secs, [&, security](int) {
       auto client = std::make_shared<api::Client>(
           api::Client::connect(endpoint(security), owner_token, "").value());
       return [client] {
@@ -138,6 +141,28 @@ int main(int argc, char** argv) {
       rounds[security].push_back(inspect_run(security, seconds / 4));
     }
   }
+  // REST: the same inspect as POST /v1/volume/inspect over keep-alive connections (one
+  // httplib client each), 1 and `clients` clients, beside gRPC's rows.
+  auto rest_run = [&](int n, double secs) {
+    return drive(n, secs, [&](int) {
+      auto client = std::make_shared<httplib::Client>("127.0.0.1", servers[true]->rest_port());
+      client->set_keep_alive(true);
+      client->set_tcp_nodelay(true);
+      return [client, &owner_token] {
+        httplib::Headers headers = {{"Authorization", "Bearer " + owner_token}};
+        auto res = client->Post("/v1/volume/inspect", headers, R"({"volume":"u7-vol42"})", "application/json");
+        return res && res->status == 200;
+      };
+    });
+  };
+  const double rss_seeded_kb = [] {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6));
+    }
+    return 0.0;
+  }();
   std::map<bool, LoadResult> inspect;
   for (bool security : {true, false}) inspect[security] = bench::combine(rounds[security]);
   // Enumerate: one user's 100 of 10,000 (filtered by ownership), and an admin's all 10,000.
@@ -157,6 +182,11 @@ int main(int argc, char** argv) {
   LoadResult enum_limit = enumerate(token("u0", {"system.user"}), 1, kVolumesPerUser,
                                     "127.0.0.1:" + std::to_string((*small)->grpc_port()));
 
+  rest_run(1, 1);  // warm-up
+  LoadResult rest1 = rest_run(1, seconds / 2);
+  LoadResult rest_n = rest_run(clients, seconds / 2);
+  LoadResult grpc1 = inspect_run(true, seconds / 2, 1);
+
   std::printf("\n%-34s %10s %9s %9s %8s\n", "workload", "calls/s", "p50 ms", "p99 ms", "errors");
   auto row = [](const char* name, const LoadResult& r) {
     std::printf("%-34s %10.0f %9.3f %9.3f %8zu\n", name, r.per_second, r.p50_ms, r.p99_ms, r.errors);
@@ -166,6 +196,9 @@ int main(int argc, char** argv) {
   row("enumerate 100 of 10000 (one user)", enum_user);
   row("enumerate 10000 of 10000 (admin)", enum_admin);
   row("enumerate 100 of 100 (the limit)", enum_limit);
+  row("inspect, gRPC, 1 client", grpc1);
+  row("inspect, REST keep-alive, 1 client", rest1);
+  row(("inspect, REST keep-alive, " + std::to_string(clients) + " clients").c_str(), rest_n);
   double ratio = inspect[true].per_second / inspect[false].per_second;
   bool ok_ratio = ratio >= 0.85;
   bool ok_p99 = inspect[true].p99_ms < 2.0;
@@ -179,8 +212,16 @@ int main(int argc, char** argv) {
               "(target p50 <= 0.5 ms: %s)\n",
               enum_user.p50_ms, enum_limit.p50_ms, enum_user.p50_ms > 0 ? enum_limit.p50_ms / enum_user.p50_ms : 0,
               ok_enum ? "met" : "NOT MET");
+  const bool ok_rest = rest1.p50_ms < 0.5 && rest_n.per_second >= 0.5 * inspect[true].per_second;
+  std::printf("REST inspect: p50 %.3f ms at 1 client (target < 0.5 ms); %.0f/s at %d clients = %.2f of gRPC's "
+              "(target >= 0.5): %s\n",
+              rest1.p50_ms, rest_n.per_second, clients, rest_n.per_second / inspect[true].per_second,
+              ok_rest ? "met" : "NOT MET");
+  std::printf("process RSS with the three servers up (20,100 volumes in catalogs): %.0f KiB, about %.0f bytes "
+              "per volume (an upper bound: code, gRPC and three servers included)\n",
+              rss_seeded_kb, rss_seeded_kb * 1024 / (2 * kUsers * kVolumesPerUser + kVolumesPerUser));
   servers.clear();
   small->reset();
   fs::remove_all(root);
-  return ok_ratio && ok_p99 && ok_enum && no_errors ? 0 : 1;
+  return ok_ratio && ok_p99 && ok_enum && ok_rest && no_errors && rest1.errors + rest_n.errors == 0 ? 0 : 1;
 }
