@@ -17,6 +17,9 @@
 #include <memory>
 #include <vector>
 
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+
 #include "api/client.h"
 #include "api/server.h"
 #include "common/text.h"
@@ -76,6 +79,39 @@ void seed(const std::string& data_dir, int users = kUsers) {
               std::chrono::duration<double>(Clock::now() - start).count());
 }
 
+// The ceiling of the inspect rows: gRPC alone, set up as api::Server sets it up (a callback
+// generic service, the same channel argument), whose one handler reads the request and answers
+// a canned VolumeResponse — no pipeline, no catalog. The same api::Client drives it.
+class CannedReactor : public grpc::ServerGenericBidiReactor {
+ public:
+  CannedReactor(const std::string* canned) : canned_(canned) { StartRead(&request_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request"));
+      return;
+    }
+    grpc::Slice slice(*canned_);
+    response_ = grpc::ByteBuffer(&slice, 1);
+    StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::string* canned_;
+  grpc::ByteBuffer request_, response_;
+};
+
+class CannedService : public grpc::CallbackGenericService {
+ public:
+  explicit CannedService(std::string canned) : canned_(std::move(canned)) {}
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+    return new CannedReactor(&canned_);
+  }
+
+ private:
+  const std::string canned_;
+};
+
 config::Config make_config(const std::string& dir, bool security) {
   std::string yaml = "data_dir: " + dir + "\napi:\n  grpc: 127.0.0.1:0\n  rest: 127.0.0.1:0\n" +
                      "security:\n  enabled: " + (security ? "true" : "false") +
@@ -108,6 +144,25 @@ int main(int argc, char** argv) {
     }
     servers[security] = std::move(s).value();
   }
+  // The bare gRPC server, answering what the real one answers for u7-vol42.
+  std::unique_ptr<CannedService> canned;
+  std::unique_ptr<grpc::Server> bare;
+  int bare_port = 0;
+  {
+    auto c = api::Client::connect("127.0.0.1:" + std::to_string(servers[true]->grpc_port()),
+                                  token("u7", {"system.user"}), "").value();
+    v1::VolumeRef req;
+    req.set_volume("u7-vol42");
+    v1::VolumeResponse resp;
+    if (!c.call("/volguard.v1.VolguardVolume/Inspect", req, &resp).is_ok()) return 1;
+    canned = std::make_unique<CannedService>(resp.SerializeAsString());
+    grpc::ServerBuilder builder;
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &bare_port);
+    builder.RegisterCallbackGenericService(canned.get());
+    bare = builder.BuildAndStart();
+    if (!bare || bare_port == 0) return 1;
+  }
   auto small = api::Server::start(make_config(root + "/small", true));
   if (!small) {
     std::fprintf(stderr, "start: %s\n", small.status().to_string().c_str());
@@ -119,10 +174,10 @@ int main(int argc, char** argv) {
     return "127.0.0.1:" + std::to_string(servers[security]->grpc_port());
   };
 
-  auto inspect_run = [&](bool security, double secs, int n = 0) {
-    return drive(n > 0 ? n : clients, secs, [&, security](int) {
+  auto inspect_run = [&](bool security, double secs, int n = 0, const std::string& at = "") {
+    return drive(n > 0 ? n : clients, secs, [&, security, at](int) {
       auto client = std::make_shared<api::Client>(
-          api::Client::connect(endpoint(security), owner_token, "").value());
+          api::Client::connect(at.empty() ? endpoint(security) : at, owner_token, "").value());
       return [client] {
         v1::VolumeRef req;
         req.set_volume("u7-vol42");
@@ -186,6 +241,11 @@ int main(int argc, char** argv) {
   LoadResult rest1 = rest_run(1, seconds / 2);
   LoadResult rest_n = rest_run(clients, seconds / 2);
   LoadResult grpc1 = inspect_run(true, seconds / 2, 1);
+  const std::string bare_at = "127.0.0.1:" + std::to_string(bare_port);
+  inspect_run(true, 1, clients, bare_at);  // warm-up
+  LoadResult bare_n = inspect_run(true, seconds / 2, clients, bare_at);
+  LoadResult bare64 = inspect_run(true, seconds / 2, 64, bare_at);
+  LoadResult on64 = inspect_run(true, seconds / 2, 64);
 
   std::printf("\n%-34s %10s %9s %9s %8s\n", "workload", "calls/s", "p50 ms", "p99 ms", "errors");
   auto row = [](const char* name, const LoadResult& r) {
@@ -197,6 +257,9 @@ int main(int argc, char** argv) {
   row("enumerate 10000 of 10000 (admin)", enum_admin);
   row("enumerate 100 of 100 (the limit)", enum_limit);
   row("inspect, gRPC, 1 client", grpc1);
+  row(("bare gRPC (canned), " + std::to_string(clients) + " clients").c_str(), bare_n);
+  row("inspect, security on, 64 clients", on64);
+  row("bare gRPC (canned), 64 clients", bare64);
   row("inspect, REST keep-alive, 1 client", rest1);
   row(("inspect, REST keep-alive, " + std::to_string(clients) + " clients").c_str(), rest_n);
   double ratio = inspect[true].per_second / inspect[false].per_second;
@@ -212,6 +275,10 @@ int main(int argc, char** argv) {
               "(target p50 <= 0.5 ms: %s)\n",
               enum_user.p50_ms, enum_limit.p50_ms, enum_user.p50_ms > 0 ? enum_limit.p50_ms / enum_user.p50_ms : 0,
               ok_enum ? "met" : "NOT MET");
+  const double ceil_n = inspect[true].per_second / bare_n.per_second, ceil64 = on64.per_second / bare64.per_second;
+  const bool ok_ceiling = ceil_n >= 0.8 && ceil64 >= 0.8;
+  std::printf("inspect vs the bare gRPC ceiling: %.2f at %d clients, %.2f at 64 (target >= 0.8: %s)\n", ceil_n,
+              clients, ceil64, ok_ceiling ? "met" : "NOT MET");
   const bool ok_rest = rest1.p50_ms < 0.5 && rest_n.per_second >= 0.5 * inspect[true].per_second;
   std::printf("REST inspect: p50 %.3f ms at 1 client (target < 0.5 ms); %.0f/s at %d clients = %.2f of gRPC's "
               "(target >= 0.5): %s\n",
@@ -222,6 +289,7 @@ int main(int argc, char** argv) {
               rss_seeded_kb, rss_seeded_kb * 1024 / (2 * kUsers * kVolumesPerUser + kVolumesPerUser));
   servers.clear();
   small->reset();
+  bare->Shutdown();
   fs::remove_all(root);
-  return ok_ratio && ok_p99 && ok_enum && ok_rest && no_errors && rest1.errors + rest_n.errors == 0 ? 0 : 1;
+  return ok_ratio && ok_p99 && ok_enum && ok_rest && ok_ceiling && no_errors && rest1.errors + rest_n.errors == 0 ? 0 : 1;
 }
