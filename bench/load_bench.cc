@@ -9,12 +9,14 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include <grpcpp/generic/async_generic_service.h>
@@ -122,9 +124,56 @@ config::Config make_config(const std::string& dir, bool security) {
 
 }  // namespace
 
+// volguard_bench_load [CLIENTS [SECONDS]] [--only TEXT] [--json FILE] [--smoke]
+//   CLIENTS (8) and SECONDS (5): the client count of the multi-client rows and the time budget;
+//   --only: run just the rows whose name contains TEXT (e.g. "REST", "enumerate", "bare"); the
+//   targets of rows not run are reported as skipped; --json: every row run, as JSON; --smoke:
+//   the exit code says only whether every row ran without errors (make test's short run).
 int main(int argc, char** argv) {
-  int clients = argc > 1 ? std::atoi(argv[1]) : 8;
-  double seconds = argc > 2 ? std::atof(argv[2]) : 5;
+  int clients = 8;
+  double seconds = 5;
+  std::string only, json_file;
+  bool smoke = false;  // make test: every row runs briefly, only errors fail
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--smoke") {
+      smoke = true;
+    } else if ((a == "--only" || a == "--json") && i + 1 < argc) {
+      (a == "--only" ? only : json_file) = argv[++i];
+    } else if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "usage: volguard_bench_load [CLIENTS [SECONDS]] [--only TEXT] [--json FILE] [--smoke]\n");
+      return 2;
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (!positional.empty()) clients = std::atoi(positional[0].c_str());
+  if (positional.size() > 1) seconds = std::atof(positional[1].c_str());
+  if (clients < 1 || seconds <= 0) {
+    std::fprintf(stderr, "CLIENTS must be >= 1 and SECONDS > 0\n");
+    return 2;
+  }
+  const std::string n = std::to_string(clients);
+  const std::vector<std::string> kRows = {
+      "inspect, security on, " + n + " clients", "inspect, security off, " + n + " clients",
+      "enumerate 100 of 10000 (one user)", "enumerate 10000 of 10000 (admin)", "enumerate 100 of 100 (the limit)",
+      "inspect, gRPC, 1 client", "bare gRPC (canned), " + n + " clients", "inspect, security on, 64 clients",
+      "bare gRPC (canned), 64 clients", "inspect, REST keep-alive, 1 client",
+      "inspect, REST keep-alive, " + n + " clients"};
+  auto want = [&](const std::string& row) { return only.empty() || row.find(only) != std::string::npos; };
+  bool any = false;
+  for (const auto& r : kRows) any = any || want(r);
+  if (!any) {
+    std::fprintf(stderr, "--only %s matches no row\n", only.c_str());
+    return 2;
+  }
+  std::map<std::string, LoadResult> results;  // the rows run, by name
+  // Runs `fn` for `row` when it is wanted; its result is kept under the row's name.
+  auto measure = [&](const std::string& row, auto fn) {
+    if (want(row)) results[row] = fn();
+    return results.count(row) ? results[row] : LoadResult{};
+  };
   char tmpl[] = "/tmp/volguard-bench-XXXXXX";
   std::string root = mkdtemp(tmpl);
   if (Status s = write_file(root + "/secret", kSecret, 0600); !s.is_ok()) {
@@ -188,12 +237,14 @@ int main(int argc, char** argv) {
   };
   // Warm both servers up, then alternate on/off rounds so that drift and noise on this shared
   // 2-core machine fall on both sides alike.
-  inspect_run(true, 1);
-  inspect_run(false, 1);
   std::map<bool, std::vector<LoadResult>> rounds;
-  for (int round = 0; round < 4; ++round) {
-    for (bool security : {round % 2 == 0, round % 2 != 0}) {
-      rounds[security].push_back(inspect_run(security, seconds / 4));
+  if (want(kRows[0]) || want(kRows[1])) {
+    inspect_run(true, 1);
+    inspect_run(false, 1);
+    for (int round = 0; round < 4; ++round) {
+      for (bool security : {round % 2 == 0, round % 2 != 0}) {
+        rounds[security].push_back(inspect_run(security, seconds / 4));
+      }
     }
   }
   // REST: the same inspect as POST /v1/volume/inspect over keep-alive connections (one
@@ -219,7 +270,9 @@ int main(int argc, char** argv) {
     return 0.0;
   }();
   std::map<bool, LoadResult> inspect;
-  for (bool security : {true, false}) inspect[security] = bench::combine(rounds[security]);
+  for (bool security : {true, false}) {
+    inspect[security] = measure(kRows[security ? 0 : 1], [&] { return bench::combine(rounds[security]); });
+  }
   // Enumerate: one user's 100 of 10,000 (filtered by ownership), and an admin's all 10,000.
   auto enumerate = [&](const std::string& tok, int n_clients, size_t expect, const std::string& at) {
     return drive(n_clients, seconds / 2, [&, expect](int) {
@@ -232,64 +285,104 @@ int main(int argc, char** argv) {
       };
     });
   };
-  LoadResult enum_user = enumerate(owner_token, 1, kVolumesPerUser, endpoint(true));
-  LoadResult enum_admin = enumerate(admin_token, 1, kUsers * kVolumesPerUser, endpoint(true));
-  LoadResult enum_limit = enumerate(token("u0", {"system.user"}), 1, kVolumesPerUser,
-                                    "127.0.0.1:" + std::to_string((*small)->grpc_port()));
-
-  rest_run(1, 1);  // warm-up
-  LoadResult rest1 = rest_run(1, seconds / 2);
-  LoadResult rest_n = rest_run(clients, seconds / 2);
-  LoadResult grpc1 = inspect_run(true, seconds / 2, 1);
+  LoadResult enum_user = measure(kRows[2], [&] { return enumerate(owner_token, 1, kVolumesPerUser, endpoint(true)); });
+  LoadResult enum_admin =
+      measure(kRows[3], [&] { return enumerate(admin_token, 1, kUsers * kVolumesPerUser, endpoint(true)); });
+  LoadResult enum_limit = measure(kRows[4], [&] {
+    return enumerate(token("u0", {"system.user"}), 1, kVolumesPerUser,
+                     "127.0.0.1:" + std::to_string((*small)->grpc_port()));
+  });
+  LoadResult grpc1 = measure(kRows[5], [&] { return inspect_run(true, seconds / 2, 1); });
   const std::string bare_at = "127.0.0.1:" + std::to_string(bare_port);
-  inspect_run(true, 1, clients, bare_at);  // warm-up
-  LoadResult bare_n = inspect_run(true, seconds / 2, clients, bare_at);
-  LoadResult bare64 = inspect_run(true, seconds / 2, 64, bare_at);
-  LoadResult on64 = inspect_run(true, seconds / 2, 64);
+  LoadResult bare_n = measure(kRows[6], [&] {
+    inspect_run(true, 1, clients, bare_at);  // warm-up
+    return inspect_run(true, seconds / 2, clients, bare_at);
+  });
+  LoadResult on64 = measure(kRows[7], [&] { return inspect_run(true, seconds / 2, 64); });
+  LoadResult bare64 = measure(kRows[8], [&] { return inspect_run(true, seconds / 2, 64, bare_at); });
+  LoadResult rest1 = measure(kRows[9], [&] {
+    rest_run(1, 1);  // warm-up
+    return rest_run(1, seconds / 2);
+  });
+  LoadResult rest_n = measure(kRows[10], [&] { return rest_run(clients, seconds / 2); });
 
   std::printf("\n%-34s %10s %9s %9s %8s\n", "workload", "calls/s", "p50 ms", "p99 ms", "errors");
   auto row = [](const char* name, const LoadResult& r) {
     std::printf("%-34s %10.0f %9.3f %9.3f %8zu\n", name, r.per_second, r.p50_ms, r.p99_ms, r.errors);
   };
-  row(("inspect, security on, " + std::to_string(clients) + " clients").c_str(), inspect[true]);
-  row(("inspect, security off, " + std::to_string(clients) + " clients").c_str(), inspect[false]);
-  row("enumerate 100 of 10000 (one user)", enum_user);
-  row("enumerate 10000 of 10000 (admin)", enum_admin);
-  row("enumerate 100 of 100 (the limit)", enum_limit);
-  row("inspect, gRPC, 1 client", grpc1);
-  row(("bare gRPC (canned), " + std::to_string(clients) + " clients").c_str(), bare_n);
-  row("inspect, security on, 64 clients", on64);
-  row("bare gRPC (canned), 64 clients", bare64);
-  row("inspect, REST keep-alive, 1 client", rest1);
-  row(("inspect, REST keep-alive, " + std::to_string(clients) + " clients").c_str(), rest_n);
-  double ratio = inspect[true].per_second / inspect[false].per_second;
-  bool ok_ratio = ratio >= 0.85;
-  bool ok_p99 = inspect[true].p99_ms < 2.0;
-  bool ok_enum = enum_user.p50_ms <= 0.5;
-  bool no_errors = inspect[true].errors + inspect[false].errors + enum_user.errors + enum_admin.errors +
-                       enum_limit.errors == 0;
-  std::printf("\ninspect security on / off: %.3f (target >= 0.85: %s)\n", ratio, ok_ratio ? "met" : "NOT MET");
-  std::printf("inspect p99 with security on: %.3f ms (target < 2 ms: %s)\n", inspect[true].p99_ms,
-              ok_p99 ? "met" : "NOT MET");
-  std::printf("enumerate one user's 100 of 10000: p50 %.3f ms beside 100 of 100: p50 %.3f ms, ratio %.2f "
-              "(target p50 <= 0.5 ms: %s)\n",
-              enum_user.p50_ms, enum_limit.p50_ms, enum_user.p50_ms > 0 ? enum_limit.p50_ms / enum_user.p50_ms : 0,
-              ok_enum ? "met" : "NOT MET");
-  const double ceil_n = inspect[true].per_second / bare_n.per_second, ceil64 = on64.per_second / bare64.per_second;
-  const bool ok_ceiling = ceil_n >= 0.8 && ceil64 >= 0.8;
-  std::printf("inspect vs the bare gRPC ceiling: %.2f at %d clients, %.2f at 64 (target >= 0.8: %s)\n", ceil_n,
-              clients, ceil64, ok_ceiling ? "met" : "NOT MET");
-  const bool ok_rest = rest1.p50_ms < 0.5 && rest_n.per_second >= 0.5 * inspect[true].per_second;
-  std::printf("REST inspect: p50 %.3f ms at 1 client (target < 0.5 ms); %.0f/s at %d clients = %.2f of gRPC's "
-              "(target >= 0.5): %s\n",
-              rest1.p50_ms, rest_n.per_second, clients, rest_n.per_second / inspect[true].per_second,
-              ok_rest ? "met" : "NOT MET");
+  for (const auto& name : kRows) {
+    if (results.count(name)) row(name.c_str(), results[name]);
+  }
+  // Each target: its rows, the figure, whether it holds. A target whose rows were not run
+  // (--only) is skipped, neither met nor failed.
+  struct Target {
+    std::vector<std::string> rows;
+    std::string text;
+    bool met;
+  };
+  auto ran = [&](const std::vector<std::string>& rows) {
+    for (const auto& r : rows) {
+      if (!results.count(r)) return false;
+    }
+    return true;
+  };
+  char buf[512];
+  std::vector<Target> targets;
+  {
+    const double ratio = inspect[true].per_second / std::max(inspect[false].per_second, 1e-9);
+    std::snprintf(buf, sizeof buf, "inspect security on / off: %.3f (target >= 0.85)", ratio);
+    targets.push_back({{kRows[0], kRows[1]}, buf, ratio >= 0.85});
+    std::snprintf(buf, sizeof buf, "inspect p99 with security on: %.3f ms (target < 2 ms)", inspect[true].p99_ms);
+    targets.push_back({{kRows[0]}, buf, inspect[true].p99_ms < 2.0});
+    std::snprintf(buf, sizeof buf,
+                  "enumerate one user's 100 of 10000: p50 %.3f ms beside 100 of 100: p50 %.3f ms, ratio %.2f "
+                  "(target p50 <= 0.5 ms)",
+                  enum_user.p50_ms, enum_limit.p50_ms, enum_user.p50_ms > 0 ? enum_limit.p50_ms / enum_user.p50_ms : 0);
+    targets.push_back({{kRows[2], kRows[4]}, buf, enum_user.p50_ms <= 0.5});
+    const double ceil_n = inspect[true].per_second / std::max(bare_n.per_second, 1e-9);
+    const double ceil64 = on64.per_second / std::max(bare64.per_second, 1e-9);
+    std::snprintf(buf, sizeof buf, "inspect vs the bare gRPC ceiling at %d clients: %.2f (target >= 0.8)", clients, ceil_n);
+    targets.push_back({{kRows[0], kRows[6]}, buf, ceil_n >= 0.8});
+    std::snprintf(buf, sizeof buf, "inspect vs the bare gRPC ceiling at 64 clients: %.2f (target >= 0.8)", ceil64);
+    targets.push_back({{kRows[7], kRows[8]}, buf, ceil64 >= 0.8});
+    std::snprintf(buf, sizeof buf, "REST inspect p50 at 1 client: %.3f ms beside gRPC's %.3f ms (target < 0.5 ms)",
+                  rest1.p50_ms, grpc1.p50_ms);
+    targets.push_back({{kRows[9], kRows[5]}, buf, rest1.p50_ms < 0.5});
+    const double rest_ratio = rest_n.per_second / std::max(inspect[true].per_second, 1e-9);
+    std::snprintf(buf, sizeof buf, "REST inspect at %d clients: %.0f/s = %.2f of gRPC's (target >= 0.5)", clients,
+                  rest_n.per_second, rest_ratio);
+    targets.push_back({{kRows[10], kRows[0]}, buf, rest_ratio >= 0.5});
+  }
+  bool all_met = true;
+  std::printf("\n");
+  for (const auto& t : targets) {
+    const bool run = ran(t.rows);
+    all_met = all_met && (!run || t.met);
+    std::printf("%s: %s\n", t.text.c_str(), !run ? "skipped" : t.met ? "met" : "NOT MET");
+  }
+  size_t errors = 0;
+  for (const auto& [name, r] : results) errors += r.errors;
   std::printf("process RSS with the three servers up (20,100 volumes in catalogs): %.0f KiB, about %.0f bytes "
               "per volume (an upper bound: code, gRPC and three servers included)\n",
               rss_seeded_kb, rss_seeded_kb * 1024 / (2 * kUsers * kVolumesPerUser + kVolumesPerUser));
+  if (!json_file.empty()) {
+    nlohmann::json out = {{"clients", clients}, {"seconds", seconds}, {"rows", nlohmann::json::array()},
+                          {"targets", nlohmann::json::array()}, {"rss_kib", rss_seeded_kb}};
+    for (const auto& name : kRows) {
+      if (!results.count(name)) continue;
+      const auto& r = results[name];
+      out["rows"].push_back({{"row", name}, {"calls_per_s", r.per_second}, {"p50_ms", r.p50_ms},
+                             {"p99_ms", r.p99_ms}, {"errors", r.errors}});
+    }
+    for (const auto& t : targets) {
+      out["targets"].push_back({{"target", t.text}, {"result", !ran(t.rows) ? "skipped" : t.met ? "met" : "not met"}});
+    }
+    std::ofstream(json_file) << out.dump(2) << "\n";
+  }
   servers.clear();
   small->reset();
   bare->Shutdown();
   fs::remove_all(root);
-  return ok_ratio && ok_p99 && ok_enum && ok_rest && ok_ceiling && no_errors && rest1.errors + rest_n.errors == 0 ? 0 : 1;
+  if (smoke) return errors == 0 && results.size() == kRows.size() ? 0 : 1;
+  return all_met && errors == 0 ? 0 : 1;
 }
