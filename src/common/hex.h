@@ -13,6 +13,9 @@ namespace volguard {
 std::string to_hex(std::string_view bytes);
 std::string to_hex(std::span<const unsigned char> bytes);
 
+// 0-15 for a hex digit of either case, -1 for any other character.
+int hex_digit_value(char c);
+
 // The bytes of lowercase or uppercase hex digits (what to_hex wrote); nullopt for an odd length
 // or any other character. Not for key material (the result is a std::string).
 std::optional<std::string> from_hex(std::string_view hex);

@@ -289,12 +289,7 @@ Result<std::string> unescape_name(std::string_view escaped) {
   auto bad = [&](const std::string& why) {
     return Status(Code::kInvalidArgument, "bad_name", "'" + std::string(escaped) + "' " + why);
   };
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
+  const auto hex = hex_digit_value;
   std::string out;
   out.reserve(escaped.size());
   for (size_t i = 0; i < escaped.size(); ++i) {

@@ -15,79 +15,22 @@
 
 #include "common/mountinfo.h"
 #include "driver/driver.h"
+#include "driver/driver_fixture.h"
 #include "driver/sys.h"
 
 namespace volguard::driver {
 namespace {
 
 namespace stdfs = std::filesystem;
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-
-#define ASSERT_OK(expr)                                         \
-  do {                                                          \
-    const Status _s = (expr);                                   \
-    ASSERT_TRUE(_s.is_ok()) << #expr << ": " << _s.to_string(); \
-  } while (0)
-
-#define EXPECT_CODE(expr, code_)                                    \
-  do {                                                              \
-    const Status _s = (expr);                                       \
-    EXPECT_EQ(_s.code(), code_) << #expr << ": " << _s.to_string(); \
-  } while (0)
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spew(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-}
+using testing::kMiB;
+using testing::slurp;
+using testing::spew;
 
 // Distinct, recognizable payloads that span several blocks.
 std::string payload(char c) { return std::string(256 * 1024, c) + "end-" + c; }
 
-class LocalDriverTest : public ::testing::Test {
+class LocalDriverTest : public testing::DriverTest {
  protected:
-  void SetUp() override {
-    char templ[] = "/tmp/volguard-driver-XXXXXX";
-    ASSERT_NE(::mkdtemp(templ), nullptr);
-    dir_ = stdfs::canonical(templ).string();
-    root_ = dir_ + "/root";
-    auto d = open_local_driver(root_);
-    ASSERT_TRUE(d.is_ok()) << d.status().to_string();
-    driver_ = std::move(*d);
-  }
-
-  // Independent of the driver, so that a driver bug cannot leave mounts or loops behind.
-  void TearDown() override {
-    if (dir_.empty()) return;
-    std::vector<std::string> points;
-    for (const auto& m : read_mountinfo()) {
-      if (m.mount_point.rfind(dir_ + "/", 0) == 0) points.push_back(m.mount_point);
-    }
-    for (auto it = points.rbegin(); it != points.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
-    std::error_code ec;
-    for (const auto& e : stdfs::directory_iterator("/sys/block", ec)) {
-      std::ifstream bf(e.path() / "loop" / "backing_file");
-      std::string backing;
-      if (std::getline(bf, backing) && backing.rfind(dir_ + "/", 0) == 0) {
-        (void)run_command({"losetup", "-d", "/dev/" + e.path().filename().string()});
-      }
-    }
-    stdfs::remove_all(dir_, ec);
-  }
-
-  std::string mnt(const std::string& name) {
-    const std::string p = dir_ + "/mnt-" + name;
-    stdfs::create_directories(p);
-    return p;
-  }
-  std::string vol_file(const std::string& id) { return root_ + "/volumes/" + id + ".img"; }
-
   // As the service does: resolve the path once beneath the test's root, then mount on the fd.
   Status mount_at(const std::string& id, const std::string& path, FsType fs) {
     auto target = resolve_mount_target({dir_}, path, {});
@@ -101,8 +44,6 @@ class LocalDriverTest : public ::testing::Test {
     return s.is_ok() ? *s : VolumeStatus{};
   }
 
-  std::string dir_, root_;
-  std::unique_ptr<VolumeDriver> driver_;
 };
 
 TEST_F(LocalDriverTest, CreateMakesSparseExt4Image) {
