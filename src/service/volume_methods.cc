@@ -1,5 +1,7 @@
 // volume.*: create, clone, delete, inspect, update, enumerate, stats. Changes to an existing
 // volume run under its lock, on the record re-read there (lock_volume).
+#include <optional>
+
 #include "driver/driver.h"
 #include "service/handler_support.h"
 #include "service/volume_service.h"
@@ -146,7 +148,20 @@ Status VolumeService::clone_volume(Call& call, const v1::CloneVolumeRequest& req
   auto held = reserve_new_volume(call, &rec);  // released once the volume is in the catalog
   if (!held) return held.status();
   auto made = make_volume(std::move(rec), [&](const std::string& id) -> Status {
-    if (!src_vol) return driver_->clone_snapshot(src_snap->id, id);
+    if (!src_vol) {
+      // Under its volume's lock, as snapshot delete and restore take it: the snapshot cannot be
+      // deleted (and its key destroyed) while it is copied. Re-read there: one deleted while
+      // this call waited is gone.
+      std::optional<VolumeLock> parent;
+      if (find_volume(src_snap->volume_id)) {
+        ASSIGN_OR_RETURN(VolumeLock locked, lock_volume(call, src_snap->volume_id, call.need("source_snapshot")));
+        parent = std::move(locked);
+      }
+      if (!find_snapshot(src_snap->id)) {
+        return Status(Code::kNotFound, "snapshot_not_found", "snapshot '" + src_snap->id + "' not found");
+      }
+      return driver_->clone_snapshot(src_snap->id, id);
+    }
     // The source is copied under its own lock (frozen if mounted): no resize or restore of it
     // can run meanwhile.
     ASSIGN_OR_RETURN(VolumeLock source, lock_volume(call, "source"));
