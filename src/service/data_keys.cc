@@ -49,19 +49,14 @@ Result<std::string> DataKeys::resolve(const std::string& requested, const KeyReq
     }
     if (name.empty()) name = default_key_;
   }
+  // Another tenant's key is refused exactly as a name that is not configured: which tenant keys
+  // exist is not for every caller to learn. (Nor are the configured names listed.)
   auto it = entries_.find(name);
-  if (it == entries_.end()) {
-    // (The configured names are not listed: tenants' key names are not everyone's to read.)
+  const bool usable = it != entries_.end() &&
+                      (it->second->config.groups.empty() || who.admin || member(it->second->config));
+  if (!usable) {
     return Status(Code::kInvalidArgument, kReasonSecretKeyUnknown,
-                  "secret_key: no key named \"" + name + "\" is configured (encryption.keys)");
-  }
-  const config::KekConfig& k = it->second->config;
-  if (!k.groups.empty() && !who.admin && !member(k)) {
-    std::string groups;
-    for (const auto& g : k.groups) groups += (groups.empty() ? "" : ", ") + g;
-    return Status(Code::kPermissionDenied, kReasonSecretKeyDenied,
-                  "secret_key: key \"" + name + "\" is for the groups " + groups +
-                      ", and the caller is in none of them");
+                  "secret_key: no key named \"" + name + "\" is configured for this caller (encryption.keys)");
   }
   return name;
 }

@@ -24,7 +24,6 @@ namespace volguard::service {
 // Reasons besides crypto's key_unwrap_failed / kms_unavailable / kek_invalid:
 inline constexpr char kReasonEncryptionNotConfigured[] = "encryption_not_configured";  // FAILED_PRECONDITION
 inline constexpr char kReasonSecretKeyUnknown[] = "secret_key_unknown";                // INVALID_ARGUMENT
-inline constexpr char kReasonSecretKeyDenied[] = "secret_key_denied";                  // PERMISSION_DENIED
 
 // Who asks for a KEK by name (volume create): tenant keys (KekConfig::groups) are theirs alone.
 struct KeyRequester {
@@ -42,8 +41,8 @@ class DataKeys {
 
   bool configured() const { return !entries_.empty(); }
   // The key name a request means. "" → the first tenant key of one of the caller's groups, else
-  // the default key. INVALID_ARGUMENT `secret_key_unknown` for a name the config does not have;
-  // PERMISSION_DENIED `secret_key_denied` for another tenant's key; FAILED_PRECONDITION
+  // the default key. INVALID_ARGUMENT `secret_key_unknown` for a name the config does not have
+  // and, alike, for another tenant's key (its existence is not disclosed); FAILED_PRECONDITION
   // `encryption_not_configured` without keys.
   Result<std::string> resolve(const std::string& requested, const KeyRequester& who) const;
 

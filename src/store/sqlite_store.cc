@@ -411,12 +411,7 @@ class SqliteStore final : public MetadataStore {
       v.attached_node = q.col_text(12);
       v.home_node = q.col_text(13);
       v.revision = q.col_int64(14);
-      v.encryption = q.col_text(15);
-      v.data_key.key_name = q.col_text(16);
-      v.data_key.kek_id = q.col_text(17);
-      auto blob = from_hex(q.col_text(18));
-      if (!blob) return corrupt("volume", v.id, "wrapped_key");
-      v.data_key.blob = std::move(*blob);
+      if (!read_key(q, 15, &v.encryption, &v.data_key)) return corrupt("volume", v.id, "wrapped_key");
       out.push_back(std::move(v));
     }
     return out;
@@ -495,12 +490,7 @@ class SqliteStore final : public MetadataStore {
       s.created_at = q.col_int64(6);
       s.home_node = q.col_text(7);
       s.revision = q.col_int64(8);
-      s.encryption = q.col_text(9);
-      s.data_key.key_name = q.col_text(10);
-      s.data_key.kek_id = q.col_text(11);
-      auto blob = from_hex(q.col_text(12));
-      if (!blob) return corrupt("snapshot", s.id, "wrapped_key");
-      s.data_key.blob = std::move(*blob);
+      if (!read_key(q, 9, &s.encryption, &s.data_key)) return corrupt("snapshot", s.id, "wrapped_key");
       out.push_back(std::move(s));
     }
     return out;
@@ -754,6 +744,18 @@ class SqliteStore final : public MetadataStore {
     StmtUse q(stmt.get());
     if (q.step() != SQLITE_ROW) return error(sql);
     return q.col_text(0);
+  }
+
+  // The four encryption columns from `first` on (encryption, key_name, kek_id, wrapped_key);
+  // false when the wrapped key is not hex.
+  static bool read_key(StmtUse& q, int first, std::string* encryption, WrappedDataKey* key) {
+    *encryption = q.col_text(first);
+    key->key_name = q.col_text(first + 1);
+    key->kek_id = q.col_text(first + 2);
+    auto blob = from_hex(q.col_text(first + 3));
+    if (!blob) return false;
+    key->blob = std::move(*blob);
+    return true;
   }
 
   static void bind_volume(StmtUse& q, const VolumeRecord& v, const std::string& labels,

@@ -25,16 +25,10 @@ using testing::TestServer;
 namespace v1 = volguard::v1;
 namespace stdfs = std::filesystem;
 
-const std::string kVol = "/volguard.v1.VolguardVolume/";
-const std::string kMount = "/volguard.v1.VolguardMountAttach/";
-const std::string kId = "/volguard.v1.VolguardIdentity/";
+const std::string& kVol = testing::kVolumeSvc;
+const std::string& kMount = testing::kMountSvc;
+const std::string& kId = testing::kIdentitySvc;
 
-#define EXPECT_REFUSED(expr, code_, reason_)                                \
-  do {                                                                      \
-    const Status refused_ = (expr);                                         \
-    EXPECT_EQ(refused_.code(), code_) << refused_.to_string();              \
-    EXPECT_EQ(refused_.reason(), reason_) << refused_.to_string();          \
-  } while (0)
 
 // Every mount point the host shows right now (/proc/self/mountinfo, unescaped enough for the
 // plain paths these tests use).

@@ -16,7 +16,20 @@
 #include "config/config.h"
 #include "identity/token.h"
 
+// A refusal with exactly this code and reason (the message is printed when it is not).
+#define EXPECT_REFUSED(expr, code_, reason_)                                \
+  do {                                                                      \
+    const ::volguard::Status refused_ = (expr);                             \
+    EXPECT_EQ(refused_.code(), code_) << #expr << ": " << refused_.to_string();     \
+    EXPECT_EQ(refused_.reason(), reason_) << #expr << ": " << refused_.to_string(); \
+  } while (0)
+
 namespace volguard::testing {
+
+// The gRPC service paths the integration tests call.
+inline const std::string kVolumeSvc = "/volguard.v1.VolguardVolume/";
+inline const std::string kMountSvc = "/volguard.v1.VolguardMountAttach/";
+inline const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
 
 inline const std::string kTestSecret = "integration-test-secret-0123456789abcdef";
 
