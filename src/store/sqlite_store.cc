@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <iterator>
 #include <map>
@@ -341,19 +343,23 @@ class SqliteStore final : public MetadataStore {
     ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
     ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
     ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
-    std::lock_guard lock(mu_);
-    StmtUse q(insert_volume_.get());
-    const Revision next = revision_ + 1;
-    bind_volume(q, v, labels, own, groups, next);
-    int rc = q.step();
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-      return Status(Code::kAlreadyExists, "name_taken",
-                    "volume id " + in_quotes(v.id) + " is already in use (creating volume " +
-                        in_quotes(v.name) + ")");
-    }
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
-    if (rc != SQLITE_DONE) return error("creating volume " + in_quotes(v.name));
-    v.revision = revision_ = next;
+    Revision next = 0;
+    RETURN_IF_ERROR(write([&]() -> Status {
+      StmtUse q(insert_volume_.get());
+      next = revision_ + 1;
+      bind_volume(q, v, labels, own, groups, next);
+      int rc = q.step();
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return Status(Code::kAlreadyExists, "name_taken",
+                      "volume id " + in_quotes(v.id) + " is already in use (creating volume " +
+                          in_quotes(v.name) + ")");
+      }
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
+      if (rc != SQLITE_DONE) return error("creating volume " + in_quotes(v.name));
+      revision_ = next;
+      return Status::ok();
+    }));
+    v.revision = next;  // only once the change is committed
     return Status::ok();
   }
 
@@ -361,16 +367,20 @@ class SqliteStore final : public MetadataStore {
     ASSIGN_OR_RETURN(const std::string labels, labels_json(v.name, v.labels));
     ASSIGN_OR_RETURN(const std::string own, ownership_json("volume", v.name, v.ownership));
     ASSIGN_OR_RETURN(const std::string groups, groups_json(v.name, v.charged_groups));
-    std::lock_guard lock(mu_);
-    StmtUse q(update_volume_.get());
-    const Revision next = revision_ + 1;
-    bind_volume(q, v, labels, own, groups, next);
-    q.int64(16, v.revision);
-    int rc = q.step();
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
-    if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
-    if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(volume_exists_.get(), "volume", v.id);
-    v.revision = revision_ = next;
+    Revision next = 0;
+    RETURN_IF_ERROR(write([&]() -> Status {
+      StmtUse q(update_volume_.get());
+      next = revision_ + 1;
+      bind_volume(q, v, labels, own, groups, next);
+      q.int64(16, v.revision);
+      int rc = q.step();
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("volume", v.name);
+      if (rc != SQLITE_DONE) return error("updating volume " + in_quotes(v.id));
+      if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(volume_exists_.get(), "volume", v.id);
+      revision_ = next;
+      return Status::ok();
+    }));
+    v.revision = next;  // only once the change is committed
     return Status::ok();
   }
 
@@ -419,36 +429,44 @@ class SqliteStore final : public MetadataStore {
 
   Status create_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
-    std::lock_guard lock(mu_);
-    StmtUse q(insert_snapshot_.get());
-    const Revision next = revision_ + 1;
-    bind_snapshot(q, s, own, next);
-    int rc = q.step();
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-      return Status(Code::kAlreadyExists, "name_taken",
-                    "snapshot id " + in_quotes(s.id) + " is already in use (creating snapshot " +
-                        in_quotes(s.name) + ")");
-    }
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
-    if (rc != SQLITE_DONE) return error("creating snapshot " + in_quotes(s.name));
-    s.revision = revision_ = next;
+    Revision next = 0;
+    RETURN_IF_ERROR(write([&]() -> Status {
+      StmtUse q(insert_snapshot_.get());
+      next = revision_ + 1;
+      bind_snapshot(q, s, own, next);
+      int rc = q.step();
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return Status(Code::kAlreadyExists, "name_taken",
+                      "snapshot id " + in_quotes(s.id) + " is already in use (creating snapshot " +
+                          in_quotes(s.name) + ")");
+      }
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
+      if (rc != SQLITE_DONE) return error("creating snapshot " + in_quotes(s.name));
+      revision_ = next;
+      return Status::ok();
+    }));
+    s.revision = next;  // only once the change is committed
     return Status::ok();
   }
 
   Status update_snapshot(SnapshotRecord& s) override {
     ASSIGN_OR_RETURN(const std::string own, ownership_json("snapshot", s.name, s.ownership));
-    std::lock_guard lock(mu_);
-    StmtUse q(update_snapshot_.get());
-    const Revision next = revision_ + 1;
-    bind_snapshot(q, s, own, next);
-    q.int64(10, s.revision);
-    int rc = q.step();
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
-    if (rc != SQLITE_DONE) return error("updating snapshot " + in_quotes(s.id));
-    if (sqlite3_changes(db_.get()) == 0) {
-      return missing_or_changed(snapshot_exists_.get(), "snapshot", s.id);
-    }
-    s.revision = revision_ = next;
+    Revision next = 0;
+    RETURN_IF_ERROR(write([&]() -> Status {
+      StmtUse q(update_snapshot_.get());
+      next = revision_ + 1;
+      bind_snapshot(q, s, own, next);
+      q.int64(10, s.revision);
+      int rc = q.step();
+      if (rc == SQLITE_CONSTRAINT_UNIQUE) return name_taken("snapshot", s.name);
+      if (rc != SQLITE_DONE) return error("updating snapshot " + in_quotes(s.id));
+      if (sqlite3_changes(db_.get()) == 0) {
+        return missing_or_changed(snapshot_exists_.get(), "snapshot", s.id);
+      }
+      revision_ = next;
+      return Status::ok();
+    }));
+    s.revision = next;  // only once the change is committed
     return Status::ok();
   }
 
@@ -497,25 +515,27 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status put_role(const RoleRecord& r, PutMode mode) override {
-    std::lock_guard lock(mu_);
-    StmtUse q(mode == PutMode::kCreate ? insert_role_.get() : upsert_role_.get());
-    q.text(1, r.name);
-    q.text(2, r.json);
-    int rc = q.step();
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-      return Status(Code::kAlreadyExists, "role_exists", "role " + in_quotes(r.name) + " already exists");
-    }
-    if (rc != SQLITE_DONE) return error("storing role " + in_quotes(r.name));
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(mode == PutMode::kCreate ? insert_role_.get() : upsert_role_.get());
+      q.text(1, r.name);
+      q.text(2, r.json);
+      int rc = q.step();
+      if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        return Status(Code::kAlreadyExists, "role_exists", "role " + in_quotes(r.name) + " already exists");
+      }
+      if (rc != SQLITE_DONE) return error("storing role " + in_quotes(r.name));
+      return Status::ok();
+    });
   }
 
   Status delete_role(const std::string& name) override {
-    std::lock_guard lock(mu_);
-    StmtUse q(delete_role_.get());
-    q.text(1, name);
-    if (q.step() != SQLITE_DONE) return error("deleting role " + in_quotes(name));
-    if (sqlite3_changes(db_.get()) == 0) return not_found("role", name);
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(delete_role_.get());
+      q.text(1, name);
+      if (q.step() != SQLITE_DONE) return error("deleting role " + in_quotes(name));
+      if (sqlite3_changes(db_.get()) == 0) return not_found("role", name);
+      return Status::ok();
+    });
   }
 
   Result<std::vector<RoleRecord>> list_roles() override {
@@ -532,28 +552,30 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status put_quota(const QuotaRecord& r) override {
-    std::lock_guard lock(mu_);
-    StmtUse q(put_quota_.get());
-    q.text(1, quota_kind_name(r.kind));
-    q.text(2, r.name);
-    q.uint64(3, r.max_bytes);
-    q.uint64(4, r.max_volumes);
-    q.uint64(5, r.max_snapshots);
-    if (q.step() != SQLITE_DONE) {
-      return error("storing " + std::string(quota_kind_name(r.kind)) + " quota " + in_quotes(r.name));
-    }
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(put_quota_.get());
+      q.text(1, quota_kind_name(r.kind));
+      q.text(2, r.name);
+      q.uint64(3, r.max_bytes);
+      q.uint64(4, r.max_volumes);
+      q.uint64(5, r.max_snapshots);
+      if (q.step() != SQLITE_DONE) {
+        return error("storing " + std::string(quota_kind_name(r.kind)) + " quota " + in_quotes(r.name));
+      }
+      return Status::ok();
+    });
   }
 
   Status delete_quota(QuotaKind kind, const std::string& name) override {
-    std::lock_guard lock(mu_);
-    StmtUse q(delete_quota_.get());
-    q.text(1, quota_kind_name(kind));
-    q.text(2, name);
-    std::string what = std::string(quota_kind_name(kind)) + " quota";
-    if (q.step() != SQLITE_DONE) return error("deleting " + what + " " + in_quotes(name));
-    if (sqlite3_changes(db_.get()) == 0) return not_found(what, name);
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(delete_quota_.get());
+      q.text(1, quota_kind_name(kind));
+      q.text(2, name);
+      std::string what = std::string(quota_kind_name(kind)) + " quota";
+      if (q.step() != SQLITE_DONE) return error("deleting " + what + " " + in_quotes(name));
+      if (sqlite3_changes(db_.get()) == 0) return not_found(what, name);
+      return Status::ok();
+    });
   }
 
   Result<std::vector<QuotaRecord>> list_quotas() override {
@@ -576,16 +598,17 @@ class SqliteStore final : public MetadataStore {
   }
 
   Status register_node(const NodeRecord& self) override {
-    std::lock_guard lock(mu_);
-    StmtUse q(put_node_.get());
-    q.text(1, self.name);
-    q.text(2, self.grpc_address);
-    q.text(3, self.rest_address);
-    q.int64(4, self.started_at);
-    q.text(5, self.version);
-    if (q.step() != SQLITE_DONE) return error("registering node " + in_quotes(self.name));
-    self_ = self.name;
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(put_node_.get());
+      q.text(1, self.name);
+      q.text(2, self.grpc_address);
+      q.text(3, self.rest_address);
+      q.int64(4, self.started_at);
+      q.text(5, self.version);
+      if (q.step() != SQLITE_DONE) return error("registering node " + in_quotes(self.name));
+      self_ = self.name;
+      return Status::ok();
+    });
   }
 
   Result<std::vector<NodeRecord>> list_nodes() override {
@@ -623,6 +646,83 @@ class SqliteStore final : public MetadataStore {
 
  private:
   SqliteStore(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
+
+  // Group commit. With synchronous=FULL a commit returns only after the log is fsynced, and
+  // one connection commits one change at a time: every audited change waited for its own
+  // fsync behind everyone else's. Writers now queue; the first one in leads: it applies every
+  // queued change in one transaction, each inside its own savepoint (a refused change, e.g. a
+  // revision conflict, rolls back alone and the others see exactly the state they would have
+  // seen one after another), commits once, and only then answers each writer. No writer hears
+  // "done" before its change is durable; a failed commit fails every change of the batch.
+  // `apply` runs with mu_ held, inside the transaction.
+  struct PendingWrite {
+    std::function<Status()> apply;
+    Status result;
+    bool done = false;
+  };
+
+  Status write(std::function<Status()> apply) {
+    PendingWrite self{.apply = std::move(apply)};
+    std::unique_lock queue(queue_mu_);
+    queue_.push_back(&self);
+    while (!self.done) {
+      if (leading_) {
+        queue_cv_.wait(queue);
+        continue;
+      }
+      leading_ = true;
+      std::vector<PendingWrite*> batch;
+      batch.swap(queue_);
+      queue.unlock();
+      commit_batch(batch);
+      queue.lock();
+      leading_ = false;
+      queue_cv_.notify_all();
+    }
+    return self.result;
+  }
+
+  void commit_batch(const std::vector<PendingWrite*>& batch) {
+    std::lock_guard lock(mu_);
+    sqlite3* db = db_.get();
+    if (batch.size() == 1) {  // alone: its statement commits itself
+      batch[0]->result = batch[0]->apply();
+      batch[0]->done = true;
+      return;
+    }
+    const Revision before = revision_;
+    Status failed;  // the batch as a whole: its transaction could not begin or commit
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      failed = error("beginning a transaction");
+    }
+    for (PendingWrite* w : batch) {
+      if (!failed.is_ok()) break;
+      if (sqlite3_exec(db, "SAVEPOINT change", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        failed = error("opening a savepoint");
+        break;
+      }
+      w->result = w->apply();
+      // A refused change set no revision; its statements (if any ran) are undone here.
+      if (!w->result.is_ok() &&
+          sqlite3_exec(db, "ROLLBACK TO change", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        failed = error("rolling back a refused change");
+        break;
+      }
+      if (sqlite3_exec(db, "RELEASE change", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        failed = error("releasing a savepoint");
+        break;
+      }
+    }
+    if (failed.is_ok() && sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      failed = error("committing");
+    }
+    if (!failed.is_ok()) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // no-op if nothing is open
+      revision_ = before;
+      for (PendingWrite* w : batch) w->result = failed;
+    }
+    for (PendingWrite* w : batch) w->done = true;
+  }
 
   Status init() {
     sqlite3* db = db_.get();
@@ -802,14 +902,15 @@ class SqliteStore final : public MetadataStore {
   // A guarded delete of `key` at `revision`.
   Status delete_by_key(sqlite3_stmt* stmt, sqlite3_stmt* exists, std::string_view kind,
                        const std::string& key, Revision revision) {
-    std::lock_guard lock(mu_);
-    StmtUse q(stmt);
-    q.text(1, key);
-    q.int64(2, revision);
-    if (q.step() != SQLITE_DONE)
-      return error("deleting " + std::string(kind) + " " + in_quotes(key));
-    if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(exists, kind, key);
-    return Status::ok();
+    return write([&]() -> Status {
+      StmtUse q(stmt);
+      q.text(1, key);
+      q.int64(2, revision);
+      if (q.step() != SQLITE_DONE)
+        return error("deleting " + std::string(kind) + " " + in_quotes(key));
+      if (sqlite3_changes(db_.get()) == 0) return missing_or_changed(exists, kind, key);
+      return Status::ok();
+    });
   }
 
   // After a guarded write changed nothing: was the row gone, or at another revision? Callers
@@ -850,6 +951,10 @@ class SqliteStore final : public MetadataStore {
   StmtPtr put_quota_, delete_quota_, list_quotas_;
   StmtPtr put_node_, list_nodes_;
   mutable std::mutex mu_;
+  std::mutex queue_mu_;  // guards queue_ and leading_; never held while waiting for mu_
+  std::condition_variable queue_cv_;
+  std::vector<PendingWrite*> queue_;  // writers waiting for the next batch
+  bool leading_ = false;              // a writer is committing a batch
   Revision revision_ = 0;  // GUARDED_BY(mu_): the highest revision written
   std::string self_;       // GUARDED_BY(mu_): the node registered by this process
 };
