@@ -1,3 +1,5 @@
+#include <absl/synchronization/mutex.h>
+
 #include "api/server.h"
 
 #include <google/protobuf/util/json_util.h>
@@ -480,6 +482,12 @@ int Server::grpc_port() const { return impl_->grpc_port; }
 int Server::rest_port() const { return impl_->rest_port; }
 
 Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
+  // Debian's abseil is built with absl::Mutex deadlock detection on: every lock gRPC takes
+  // walks a global lock graph under its own mutex (GraphCycles in a profile of the inspect
+  // bench). It is a debugging aid for abseil's users; gRPC's locking is not ours to debug.
+  static std::once_flag no_deadlock_graph;
+  std::call_once(no_deadlock_graph,
+                 [] { absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore); });
   auto impl = std::make_unique<Impl>();
   // The TLS private key is checked before anything is created: a key group or others can read
   // is refused (read_private_file), like the shared secrets and the audit key.

@@ -112,6 +112,8 @@ class LogFile {
   Status append_header(bool genesis, const std::string& removed);
 
   static constexpr size_t kMaxQueued = 100000;
+  static constexpr size_t kGather = 64;  // non-durable logs: records per write under load
+  static constexpr std::chrono::milliseconds kGatherWindow{2};
   struct Pending {
     std::string line;
     Status result;

@@ -262,7 +262,9 @@ size_t VerifiedTokenCache::size() const {
 }
 
 Verifier::Verifier(VerifierOptions options, std::vector<TrustedIssuer> issuers)
-    : options_(options), cache_(options.token_cache_entries) {
+    : options_(options),
+      cache_(options.token_cache_entries),
+      refused_(options.token_cache_entries / 4) {
   for (auto& issuer : issuers) {
     std::string key = issuer.issuer;
     issuers_.emplace(std::move(key), std::move(issuer));
@@ -386,10 +388,14 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   }
   if (options_.token_cache_entries == 0) return verify_uncached(token, now, nullptr);
   const std::string digest = sha256(token);
+  // An entry counts only while the key it was checked with is still the one its issuer serves
+  // for it: a JWKS rotation or a changed key drops it and the token is verified afresh.
+  auto same_key = [](const VerifiedTokenCache::Entry& e) {
+    auto key = e.issuer->keys->key_for(e.kid, e.alg);
+    return key.is_ok() && key->get() == e.key.get();
+  };
   if (auto hit = cache_.get(digest)) {
-    // The key that verified it must still be the one its issuer serves for it.
-    auto key = hit->issuer->keys->key_for(hit->kid, hit->alg);
-    if (key.is_ok() && key->get() == hit->key.get()) {
+    if (same_key(*hit)) {
       const Identity& id = hit->identity;
       Status timely = check_not_expired(id.expires_at, now);
       if (timely.is_ok() && hit->has_not_before) timely = check_not_before(hit->not_before, now);
@@ -397,12 +403,19 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
       if (timely.is_ok()) return id;
     }
     cache_.erase(digest);  // verified afresh below: the refusal (or success) is a full one's
+  } else if (auto refused = refused_.get(digest)) {
+    if (same_key(*refused)) return refused->refusal;
+    refused_.erase(digest);
   }
   VerifiedTokenCache::Entry entry;
   auto verified = verify_uncached(token, now, &entry);
   if (verified.is_ok()) {
     entry.identity = *verified;
     cache_.put(digest, std::move(entry));
+  } else if (verified.status().reason() == reason::kSignatureInvalid && entry.key) {
+    // The signature is the expensive check and its answer, for this key, never changes.
+    entry.refusal = verified.status();
+    refused_.put(digest, std::move(entry));
   }
   return verified;
 }
@@ -479,6 +492,12 @@ Result<Identity> Verifier::verify_uncached(std::string_view token, int64_t now,
       return fail(reason::kSignatureBadLength,
                   "signature has the wrong length for " + alg_text);
     case SignatureCheck::kInvalid:
+      if (entry != nullptr) {
+        entry->key = *key;
+        entry->kid = kid;
+        entry->alg = alg;
+        entry->issuer = &issuer;
+      }
       return fail(reason::kSignatureInvalid,
                   "signature does not verify with issuer " + printable(iss) + "'s key");
   }

@@ -99,13 +99,16 @@ struct VerifierOptions {
   config::UsernameClaim username_claim = config::UsernameClaim::kSub;
   int64_t clock_skew_seconds = 30;
   int64_t max_token_lifetime_seconds = 0;
-  // Verified tokens remembered (LRU), 0 = none: see VerifiedTokenCache.
+  // Verified tokens remembered (LRU), 0 = none: see VerifiedTokenCache. A quarter as many
+  // tokens whose signature did not verify are remembered apart (a client retrying a bad token).
   size_t token_cache_entries = 4096;
 };
 
 // Tokens that verified, by SHA-256 of the whole token: a tenant's CSI token is presented
-// thousands of times, and an RS256/ES256 signature check costs 20-70 µs. Only successes are
-// kept, so the cache can never turn a refusal into an acceptance. A hit is used only while the
+// thousands of times, and an RS256/ES256 signature check costs 20-70 µs. The verifier keeps
+// successes in one cache and signature refusals in another (a misconfigured client retries its
+// bad token as often as a good one is presented), so the cache can never turn a refusal into an
+// acceptance, and a flood of distinct bad tokens evicts only other refusals. A hit is used only while the
 // key that verified the token is still the one its issuer serves for it (a JWKS rotation or a
 // changed key drops it), and every time-based check (exp, nbf, iat) runs again on every hit,
 // with the same functions as a full verification; an entry that fails one is dropped. Bounded:
@@ -120,6 +123,7 @@ class VerifiedTokenCache {
     std::string kid;
     Alg alg{};
     const struct TrustedIssuer* issuer = nullptr;  // owned by the Verifier, as long-lived
+    Status refusal;  // the refusals cache: why the signature did not verify with `key`
   };
   explicit VerifiedTokenCache(size_t capacity) : capacity_(capacity) {}
   std::optional<Entry> get(const std::string& digest);
@@ -165,6 +169,7 @@ class Verifier : public TokenVerifier {
 
   size_t issuer_count() const { return issuers_.size(); }
   size_t cached_tokens() const { return cache_.size(); }
+  size_t cached_refusals() const { return refused_.size(); }
 
  private:
   // A full verification; `entry` receives what a cache hit needs to repeat its checks.
@@ -177,6 +182,7 @@ class Verifier : public TokenVerifier {
   VerifierOptions options_;
   std::map<std::string, TrustedIssuer, std::less<>> issuers_;
   mutable VerifiedTokenCache cache_;
+  mutable VerifiedTokenCache refused_;  // tokens whose signature did not verify
 };
 
 // Loads a shared secret from a file (one trailing newline dropped) or an env variable.

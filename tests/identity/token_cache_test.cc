@@ -100,13 +100,14 @@ TEST_F(TokenCacheTest, TimeChecksRepeatOnEveryHitWithTheSameSkew) {
   EXPECT_EQ(reason_at(no_nbf, kNow - 41), "iat_in_future");
 }
 
-TEST_F(TokenCacheTest, RefusalsAreNeverCachedAndOneByteMakesAnotherToken) {
+TEST_F(TokenCacheTest, RefusalsAreNeverAcceptedAndOneByteMakesAnotherToken) {
   build(16);
   const std::string good = token(claims(kNow + 600));
   const std::string forged = token(claims(kNow + 600), "an-attacker-guessed-secret-0123456789abcd");
   EXPECT_EQ(reason_at(forged, kNow), "signature_invalid");
+  EXPECT_EQ(verifier_->cached_refusals(), 1u) << "a bad signature is remembered as a refusal";
   EXPECT_EQ(reason_at(forged, kNow), "signature_invalid");
-  EXPECT_EQ(verifier_->cached_tokens(), 0u);
+  EXPECT_EQ(verifier_->cached_tokens(), 0u) << "and never as a verified token";
   ASSERT_EQ(reason_at(good, kNow), "accepted");
   std::string tampered = good;
   tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
@@ -114,6 +115,35 @@ TEST_F(TokenCacheTest, RefusalsAreNeverCachedAndOneByteMakesAnotherToken) {
   const std::string early = token(claims(kNow + 600, kNow + 3600));
   EXPECT_EQ(reason_at(early, kNow), "token_not_yet_valid");
   EXPECT_EQ(verifier_->cached_tokens(), 1u);
+  EXPECT_EQ(verifier_->cached_refusals(), 2u) << "only signature refusals are remembered";
+}
+
+// A remembered refusal is tied to the key that refused it: when the issuer's key changes to
+// one the token was signed with, the token is verified afresh and accepted.
+TEST_F(TokenCacheTest, ARefusalIsForgottenWhenTheIssuerKeyChanges) {
+  build(16);
+  const std::string next_secret = "the-next-secret-0123456789abcdef0123456789";
+  const std::string t = token(claims(kNow + 600), next_secret);
+  ASSERT_EQ(reason_at(t, kNow), "signature_invalid");
+  ASSERT_EQ(reason_at(t, kNow), "signature_invalid");
+  keys_->swap(hmac_key(next_secret));
+  EXPECT_EQ(reason_at(t, kNow), "accepted");
+  EXPECT_EQ(verifier_->cached_refusals(), 0u);
+  EXPECT_EQ(verifier_->cached_tokens(), 1u);
+}
+
+// A flood of distinct bad tokens evicts only remembered refusals, never verified tokens.
+TEST_F(TokenCacheTest, BadTokensCannotEvictVerifiedOnes) {
+  build(8);  // 8 verified, 2 refusals
+  const std::string good = token(claims(kNow + 600));
+  ASSERT_EQ(reason_at(good, kNow), "accepted");
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(reason_at(token(claims(kNow + 600 + i), "flood-secret-0123456789abcdef0123456789ab"), kNow),
+              "signature_invalid");
+  }
+  EXPECT_EQ(verifier_->cached_refusals(), 2u);
+  EXPECT_EQ(verifier_->cached_tokens(), 1u) << "the verified token is still remembered";
+  EXPECT_EQ(reason_at(good, kNow), "accepted");
 }
 
 TEST_F(TokenCacheTest, AChangedIssuerKeyDropsTheEntry) {
