@@ -30,12 +30,8 @@ Result<Paths> resolve(const AuditArgs& a) {
   return p;
 }
 
-// RFC 3339 (ours: always UTC "Z") → unix seconds.
-int64_t parse_time(const std::string& t) {
-  struct tm tm {};
-  if (strptime(t.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
-  return static_cast<int64_t>(timegm(&tm));
-}
+// RFC 3339 (ours: always UTC "Z") → unix seconds; 0 for a time that does not parse.
+int64_t parse_time(const std::string& t) { return parse_rfc3339(t).value_or(0); }
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "api/client.h"
@@ -27,6 +29,7 @@ const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
 const std::string kQuotaSvc = "/volguard.v1.VolguardQuota/";
 const std::string kNodeSvc = "/volguard.v1.VolguardNode/";
 const std::string kKeySvc = "/volguard.v1.VolguardKey/";
+const std::string kTokenSvc = "/volguard.v1.VolguardToken/";
 
 std::string resolve_token(const Globals& g) {
   if (!g.token.empty()) return g.token;
@@ -563,6 +566,103 @@ int node_command(const Globals& g, const std::string& verb) {
     });
   }
   return usage("unknown node verb " + verb);
+}
+
+namespace {
+
+// The claims of a token read without verifying it: the server verified it when it was used;
+// here only its jti, iss and exp are wanted. Nothing of the token is ever printed.
+struct TokenIds {
+  std::string jti, issuer;
+  int64_t exp = 0;
+};
+Result<TokenIds> token_ids(const std::string& file) {
+  std::string text;
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    ASSIGN_OR_RETURN(text, read_file(file));
+  }
+  const std::string_view token = trim_trailing_whitespace(text);
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  auto bad = [&](const std::string& why) {
+    return Status(Code::kInvalidArgument, "bad_token_file", "--file " + file + ": " + why);
+  };
+  if (dot2 == std::string_view::npos) return bad("not a compact JWS token (header.payload.signature)");
+  auto payload = base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload) return bad("the token's payload is not base64url");
+  nlohmann::json claims = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  if (!claims.is_object()) return bad("the token's payload is not a JSON object");
+  TokenIds ids;
+  if (!claims.contains("jti") || !claims["jti"].is_string() || claims["jti"].get<std::string>().empty()) {
+    return bad("the token has no jti claim: revoke its user's tokens with --user ISSUER/USERNAME");
+  }
+  ids.jti = claims["jti"].get<std::string>();
+  if (claims.contains("iss") && claims["iss"].is_string()) ids.issuer = claims["iss"].get<std::string>();
+  if (claims.contains("exp") && claims["exp"].is_number_integer()) ids.exp = claims["exp"].get<int64_t>();
+  return ids;
+}
+
+Result<int64_t> time_option(const std::string& flag, const std::string& text) {
+  if (text.empty()) return int64_t{0};
+  auto t = parse_rfc3339(text);
+  if (!t) {
+    return Status(Code::kInvalidArgument, "bad_time",
+                  flag + " must be an RFC 3339 UTC time such as 2026-12-07T10:00:00Z");
+  }
+  return *t;
+}
+
+void print_revocation(const v1::Revocation& r) {
+  const auto when = [](int64_t t) { return t == 0 ? std::string("-") : rfc3339(t); };
+  std::cout << std::left << std::setw(7) << r.kind() << std::setw(40)
+            << (r.kind() == "token" ? (r.issuer().empty() ? "*" : r.issuer()) + " jti " + r.subject()
+                                    : r.subject() + " before " + when(r.before()))
+            << "  expires " << (r.expires_at() == 0 ? std::string("never (kept until removed)") : when(r.expires_at()))
+            << "  by " << r.by() << "\n";
+}
+
+}  // namespace
+
+int revoke_command(const Globals& g, const std::string& verb, const RevokeArgs& a) {
+  if (verb == "revocations") {
+    v1::RevocationEnumerateResponse resp;
+    return call(g, kTokenSvc + "Enumerate", v1::Empty(), &resp, [&] {
+      for (const auto& r : resp.revocations()) print_revocation(r);
+    });
+  }
+  if (verb != "revoke") return usage("unknown token verb " + verb);
+  if ((!a.jti.empty()) + (!a.file.empty()) + (!a.user.empty()) != 1) {
+    return usage("token revoke: give exactly one of --jti, --file, --user");
+  }
+  v1::TokenRevokeRequest req;
+  auto before = time_option("--before", a.before);
+  auto expires = time_option("--expires", a.expires);
+  for (const auto* t : {&before, &expires}) {
+    if (!*t) return usage(t->status().message());
+  }
+  if (!a.file.empty()) {
+    if (!a.issuer.empty()) return usage("token revoke: --file reads the issuer from the token");
+    auto ids = token_ids(a.file);
+    if (!ids) return usage(ids.status().message());
+    req.set_jti(ids->jti);
+    req.set_issuer(ids->issuer);
+    req.set_expires_at(*expires != 0 ? *expires : ids->exp);
+  } else {
+    req.set_jti(a.jti);
+    req.set_issuer(a.issuer);
+    req.set_user(a.user);
+    req.set_expires_at(*expires);
+  }
+  if (!a.user.empty()) req.set_before(*before);
+  else if (*before != 0) return usage("token revoke: --before applies to --user");
+  v1::TokenRevokeResponse resp;
+  return call(g, kTokenSvc + "Revoke", req, &resp, [&] {
+    std::cout << "Revoked: ";
+    print_revocation(resp.revocation());
+    if (resp.purged() > 0) std::cout << "Expired revocations removed: " << resp.purged() << "\n";
+  });
 }
 
 int key_command(const Globals& g, const std::string& verb, const VolumeArgs& a) {

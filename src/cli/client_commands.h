@@ -54,6 +54,15 @@ int node_command(const Globals& g, const std::string& verb);
 // `volguard key rotate [--secret-key NAME]`.
 int key_command(const Globals& g, const std::string& verb, const VolumeArgs& a);
 
+// `volguard token revoke` (one of --jti, --file, --user) and `volguard token revocations`.
+struct RevokeArgs {
+  std::string jti, issuer;  // one token by its jti (issuer: only that issuer's)
+  std::string file;         // the token itself ("-": stdin): its jti, iss and exp are read
+  std::string user;         // a principal's tokens issued before --before (default now)
+  std::string before, expires;  // RFC 3339 UTC ("2026-12-07T10:00:00Z")
+};
+int revoke_command(const Globals& g, const std::string& verb, const RevokeArgs& a);
+
 // `volguard store migrate`: every record of a single node's SQLite store into the etcd store a
 // cluster config names (offline: the node's server is stopped). Volumes and snapshots are
 // homed on `node` (default: the config's node.name), whose disk holds their data.

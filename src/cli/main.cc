@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("volguard ") + volguard::kVersion);
 
   // token generate / verify
-  auto* token = app.add_subcommand("token", "Generate or verify tokens");
+  auto* token = app.add_subcommand("token", "Generate, verify or revoke tokens");
   token->require_subcommand(1);
   TokenGenerateArgs gen;
   auto* generate = token->add_subcommand("generate", "Sign a token (prints only the token)");
@@ -183,6 +183,21 @@ int main(int argc, char** argv) {
   verb(key, "key", "rotate", "Re-wrap every data key under its KEK's current version (admins)")
       ->add_option("--secret-key", va.secret_key, "Only the data keys of this KEK name");
 
+  RevokeArgs ra;
+  auto* revoke = verb(token, "token", "revoke",
+                      "Take back tokens before they expire (admins): one by jti, or a user's");
+  revoke->add_option("--jti", ra.jti, "The token's jti claim");
+  revoke->add_option("--issuer", ra.issuer, "With --jti: only this issuer's token (default: any issuer)");
+  revoke->add_option("--file", ra.file,
+                     "A file holding the token (- for stdin): its jti, issuer and exp are read, "
+                     "the token is never printed");
+  revoke->add_option("--user", ra.user, "ISSUER/USERNAME: every token of this user issued before --before");
+  revoke->add_option("--before", ra.before, "With --user: RFC 3339 UTC time (default: now)");
+  revoke->add_option("--expires", ra.expires,
+                     "RFC 3339 UTC time by which every token revoked has expired (then the "
+                     "revocation goes by itself)");
+  verb(token, "token", "revocations", "List the revocations in force");
+
   MigrateArgs ma;
   auto* store_cmd = app.add_subcommand("store", "Metadata store maintenance (offline)");
   store_cmd->require_subcommand(1);
@@ -236,6 +251,7 @@ int main(int argc, char** argv) {
     if (group == "quota") return quota_command(g, name, qa);
     if (group == "node") return node_command(g, name);
     if (group == "key") return key_command(g, name, va);
+    if (group == "token") return revoke_command(g, name, ra);
   }
   if (migrate->parsed()) return store_migrate(ma);
   if (averify->parsed()) return audit_verify(audit_args);

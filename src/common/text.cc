@@ -183,6 +183,23 @@ std::string rfc3339(int64_t unix_seconds) {
   return buf;
 }
 
+std::optional<int64_t> parse_rfc3339(std::string_view text) {
+  if (text.size() < 20 || text.size() > 40 || text.back() != 'Z') return std::nullopt;
+  std::string whole(text.substr(0, text.size() - 1));
+  if (auto dot = whole.find('.'); dot != std::string::npos) {
+    const std::string_view fraction = std::string_view(whole).substr(dot + 1);
+    if (fraction.empty() || fraction.find_first_not_of("0123456789") != std::string_view::npos) {
+      return std::nullopt;
+    }
+    whole.resize(dot);
+  }
+  if (whole.size() != 19) return std::nullopt;
+  struct tm tm {};
+  const char* end = strptime(whole.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr || *end != '\0') return std::nullopt;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
 namespace {
 
 Result<UniqueFd> open_for_reading(const std::string& path) {

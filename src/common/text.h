@@ -40,6 +40,9 @@ std::string to_lower(std::string_view text);
 
 // Seconds since the epoch → RFC 3339 UTC ("2026-11-22T18:00:00Z").
 std::string rfc3339(int64_t unix_seconds);
+// "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (what rfc3339() and the audit log write) → unix seconds;
+// nullopt for anything else (other offsets, missing parts, trailing text).
+std::optional<int64_t> parse_rfc3339(std::string_view text);
 
 // Reads a whole file; the error names the path and errno text.
 Result<std::string> read_file(const std::string& path);

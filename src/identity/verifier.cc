@@ -420,6 +420,11 @@ Result<Identity> Verifier::verify_at(std::string_view token, int64_t now) const 
   return verified;
 }
 
+void Verifier::forget(std::string_view token) const {
+  if (options_.token_cache_entries == 0 || token.size() > kMaxTokenBytes) return;
+  cache_.erase(sha256(token));
+}
+
 Result<Identity> Verifier::verify_uncached(std::string_view token, int64_t now,
                                            VerifiedTokenCache::Entry* entry) const {
   size_t dot1 = token.find('.');

@@ -151,6 +151,8 @@ class TokenVerifier {
   virtual ~TokenVerifier() = default;
   // The identity a compact-JWS bearer token proves, or UNAUTHENTICATED with one reason.
   virtual Result<Identity> verify(std::string_view token) const = 0;
+  // Drops whatever is remembered of `token` (a revocation now covers it).
+  virtual void forget(std::string_view token) const = 0;
 };
 
 class Verifier : public TokenVerifier {
@@ -165,6 +167,7 @@ class Verifier : public TokenVerifier {
                                                              bool fetch_keys_now = false);
 
   Result<Identity> verify(std::string_view token) const override;
+  void forget(std::string_view token) const override;
   Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;
 
   size_t issuer_count() const { return issuers_.size(); }

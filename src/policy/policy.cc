@@ -22,6 +22,7 @@ const std::map<std::string, std::vector<std::string>>& known_methods() {
       {"identity", {"version", "whoami", "capabilities"}},
       {"quota", {"set", "show"}},  // per-tenant capacity quotas
       {"key", {"rotate"}},         // KEK rotation of encrypted volumes' data keys
+      {"token", {"revoke", "enumerate"}},  // token revocation (volguard token revoke)
       {"metrics", {"inspect"}},  // GET /metrics when metrics.require_token
       {"migrate", {"start", "cancel", "status"}},
       {"cloudbackup", {"create", "groupcreate", "restore", "delete", "deleteall",

@@ -62,6 +62,12 @@ void VolumeService::apply_change(const store::Change& c) {
         spdlog::error("cluster: quota change at revision {} not applied: {}", c.revision, s.message());
       }
       return;
+    case Kind::kRevocation:
+      // Rare, and wanted everywhere at once: rebuilt from the store and swapped in whole.
+      if (Status s = load_revocations(); !s.is_ok()) {
+        spdlog::error("cluster: revocation at revision {} not applied: {}", c.revision, s.message());
+      }
+      return;
     case Kind::kNode: {
       std::unique_lock lock(catalog_mu_);
       if (c.deleted) {

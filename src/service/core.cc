@@ -84,11 +84,13 @@ Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
   }
   ASSIGN_OR_RETURN(auto driver, driver::open_local_driver(config.data_dir));
   core->volumes_ =
-      std::make_unique<VolumeService>(config, std::move(store), std::move(driver), *core->keys_, core->roles_);
+      std::make_unique<VolumeService>(config, std::move(store), std::move(driver), *core->keys_,
+                                      core->roles_, core->revocations_);
   core->volumes_->register_methods(&core->table_);
   register_metrics_methods(&core->table_, &core->metrics_);
   core->pipeline_ = std::make_unique<Pipeline>(config.security, core->verifier_, core->table_,
-                                               *core->volumes_, core->roles_, *core->recorder_,
+                                               *core->volumes_, core->roles_, core->revocations_,
+                                               *core->recorder_,
                                                *core->volumes_);
   RETURN_IF_ERROR(core->volumes_->recover());
   // Write-ahead audit: an intent a crash left open gets its outcome now ("unknown", with what

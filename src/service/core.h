@@ -51,6 +51,7 @@ class Core {
   Metrics metrics_;
   std::unique_ptr<AuditRecorder> recorder_;
   RoleRegistry roles_;
+  RevocationRegistry revocations_;
   std::unique_ptr<DataKeys> keys_;
   std::unique_ptr<VolumeService> volumes_;
   MethodTable table_;

@@ -63,12 +63,14 @@ std::string default_audit_message(const Call& call) {
 Pipeline::Pipeline(const config::SecurityConfig& security,
                    std::shared_ptr<const identity::TokenVerifier> verifier, const MethodTable& table,
                    const ResourceResolver& resolver, const RoleRegistry& roles,
-                   DecisionRecorder& recorder, const Router& router)
+                   const RevocationRegistry& revocations, DecisionRecorder& recorder,
+                   const Router& router)
     : security_(security),
       verifier_(std::move(verifier)),
       table_(table),
       resolver_(resolver),
       roles_(roles),
+      revocations_(revocations),
       recorder_(recorder),
       router_(router),
       admins_{security.admin_groups} {
@@ -94,7 +96,15 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   if (verifier_ == nullptr) {
     return Status(Code::kUnauthenticated, "issuer_unknown", "no token issuers are configured");
   }
-  return verifier_->verify(token);
+  auto who = verifier_->verify(token);
+  if (!who) return who;
+  // After the signature (an unverified token's claims name nobody), every time: a verification
+  // remembered by the verifier's cache is checked here like a fresh one, and then forgotten.
+  if (Status revoked = revocations_.check(*who); !revoked.is_ok()) {
+    verifier_->forget(token);
+    return revoked;
+  }
+  return who;
 }
 
 Status Pipeline::invoke(const std::string& key, const RequestMeta& meta, const Message& request,

@@ -21,6 +21,7 @@
 #include "ownership/ownership.h"
 #include "policy/policy.h"
 #include "service/method_table.h"
+#include "service/revocations.h"
 #include "service/role_registry.h"
 #include "store/store.h"
 
@@ -135,7 +136,7 @@ class Pipeline {
   // is then refused with issuer_unknown).
   Pipeline(const config::SecurityConfig& security, std::shared_ptr<const identity::TokenVerifier> verifier,
            const MethodTable& table, const ResourceResolver& resolver, const RoleRegistry& roles,
-           DecisionRecorder& recorder, const Router& router);
+           const RevocationRegistry& revocations, DecisionRecorder& recorder, const Router& router);
 
   Status invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
                 Message* response) const;
@@ -162,6 +163,7 @@ class Pipeline {
   const MethodTable& table_;
   const ResourceResolver& resolver_;
   const RoleRegistry& roles_;
+  const RevocationRegistry& revocations_;
   DecisionRecorder& recorder_;
   const Router& router_;
   ownership::AdminPolicy admins_;

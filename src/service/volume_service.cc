@@ -19,12 +19,13 @@ using store::VolumeRecord;
 VolumeService::VolumeService(const config::Config& config,
                              std::unique_ptr<store::MetadataStore> store,
                              std::unique_ptr<driver::VolumeDriver> driver, DataKeys& keys,
-                             RoleRegistry& roles)
+                             RoleRegistry& roles, RevocationRegistry& revocations)
     : config_(config),
       store_(std::move(store)),
       driver_(std::move(driver)),
       keys_(keys),
       roles_(roles),
+      revocations_(revocations),
       admins_{config.security.admin_groups} {}
 
 size_t VolumeService::volume_count() const {
@@ -434,6 +435,7 @@ Status VolumeService::recover() {
   }
   RETURN_IF_ERROR(load_quotas());
   RETURN_IF_ERROR(rebuild_roles());
+  RETURN_IF_ERROR(load_revocations());
   if (!store_->shared()) return Status::ok();
   {
     ASSIGN_OR_RETURN(auto nodes, store_->list_nodes());
@@ -610,6 +612,11 @@ void VolumeService::register_methods(MethodTable* t) {
   // ---- key.* (key_methods.cc): KEK rotation, for whoever the rules allow key.rotate (admins).
   t->add({.service = "key", .api = "rotate", .grpc_path = "/volguard.v1.VolguardKey/Rotate", .effect = kMutates},
          this, &VolumeService::rotate_keys);
+  // ---- token.* (token_methods.cc): revocations, admins only by default (token.revoke).
+  t->add({.service = "token", .api = "revoke", .grpc_path = "/volguard.v1.VolguardToken/Revoke", .effect = kMutates},
+         this, &VolumeService::revoke_token);
+  t->add({.service = "token", .api = "enumerate", .grpc_path = "/volguard.v1.VolguardToken/Enumerate"}, this,
+         &VolumeService::enumerate_revocations);
   // ---- node.* (cluster.cc): the cluster's nodes and their liveness.
   t->add({.service = "node", .api = "enumerate", .grpc_path = "/volguard.v1.VolguardNode/Enumerate"},
          this, &VolumeService::enumerate_nodes);

@@ -42,7 +42,8 @@ class VolumeService : public ResourceResolver, public Router {
   // is never called (the table test).
   // `keys` makes and opens encrypted volumes' data keys (data_keys.h).
   VolumeService(const config::Config& config, std::unique_ptr<store::MetadataStore> store,
-                std::unique_ptr<driver::VolumeDriver> driver, DataKeys& keys, RoleRegistry& roles);
+                std::unique_ptr<driver::VolumeDriver> driver, DataKeys& keys, RoleRegistry& roles,
+                RevocationRegistry& revocations);
   // The store first: its watch thread calls into the catalog, which must outlive it.
   ~VolumeService() override { store_.reset(); }
 
@@ -104,6 +105,9 @@ class VolumeService : public ResourceResolver, public Router {
   Status capabilities(Call& call, const v1::CapabilitiesRequest& req, v1::CapabilitiesResponse* resp);
   // ---- key.* (key_methods.cc)
   Status rotate_keys(Call& call, const v1::KeyRotateRequest& req, v1::KeyRotateResponse* resp);
+  // ---- token.* (token_methods.cc)
+  Status revoke_token(Call& call, const v1::TokenRevokeRequest& req, v1::TokenRevokeResponse* resp);
+  Status enumerate_revocations(Call& call, const v1::Empty& req, v1::RevocationEnumerateResponse* resp);
   // ---- node.* (cluster.cc)
   Status enumerate_nodes(Call& call, const v1::Empty& req, v1::NodeEnumerateResponse* resp);
   // ---- quota.* (quota_methods.cc)
@@ -165,6 +169,8 @@ class VolumeService : public ResourceResolver, public Router {
   // issuer makes them unambiguous, else named in a warning. True when `o` changed.
   bool migrate_legacy_groups(ownership::Ownership* o, const std::string& what) const;
   Status rebuild_roles();
+  // The revocations in the store, compiled into the registry the pipeline checks.
+  Status load_revocations();
   // A mount or publish target resolved once beneath the mount roots; one that lies on another
   // volume's filesystem needs write access on that volume.
   // (The volume acted on itself is exempt: its own access was checked by the pipeline.)
@@ -229,6 +235,7 @@ class VolumeService : public ResourceResolver, public Router {
   std::unique_ptr<driver::VolumeDriver> driver_;
   DataKeys& keys_;
   RoleRegistry& roles_;
+  RevocationRegistry& revocations_;
   const ownership::AdminPolicy admins_;
 
   mutable std::shared_mutex catalog_mu_;

@@ -8,6 +8,7 @@
 //   P/names/volume/<name>, P/names/snapshot/<name>   → id: a name is claimed with its record
 //   P/roles/<name>                          the role's JSON (Portworx format)
 //   P/quotas/<kind>/<name>                  a quota (JSON)
+//   P/revocations/<kind>/<hex of issuer NUL subject>   a token revocation (JSON, every field)
 //   P/nodes/<name>                          a node's registration (kept)
 //   P/alive/<name>                          its liveness, under a lease the node renews
 //
@@ -16,6 +17,7 @@
 // or a progress notification arrive on a stream whose member has a leader.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -403,6 +405,49 @@ class EtcdStore final : public MetadataStore {
     return out;
   }
 
+  // ---- revocations
+  Status put_revocation(const RevocationRecord& r) override {
+    json j = {{"kind", revocation_kind_name(r.kind)}, {"issuer", r.issuer}, {"subject", r.subject},
+              {"before", r.before}, {"expires_at", r.expires_at}, {"created_at", r.created_at},
+              {"by", r.by}};
+    ASSIGN_OR_RETURN(const std::string value, dump(j, "revocation"));
+    ASSIGN_OR_RETURN(auto t, txn({}, {put(revocation_key(r), value)}, {}));
+    (void)t;
+    return Status::ok();
+  }
+
+  Status delete_revocation(const RevocationRecord& r) override {
+    const std::string key = revocation_key(r);
+    ASSIGN_OR_RETURN(auto t, txn({present(key)}, {del(key)}, {}));
+    if (!t.succeeded) return not_found("revocation", r.subject);
+    return Status::ok();
+  }
+
+  Result<std::vector<RevocationRecord>> list_revocations() override {
+    ASSIGN_OR_RETURN(auto kvs, list(p_ + "revocations/"));
+    std::vector<RevocationRecord> out;
+    for (const auto& kv : kvs) {
+      RevocationRecord r;
+      try {
+        json j = json::parse(kv.value);
+        const std::string kind = j.at("kind").get<std::string>();
+        if (kind != "token" && kind != "user") return corrupt(kv.key, "unknown kind '" + kind + "'");
+        r.kind = kind == "user" ? RevocationKind::kUser : RevocationKind::kToken;
+        r.issuer = j.at("issuer").get<std::string>();
+        r.subject = j.at("subject").get<std::string>();
+        r.before = j.at("before").get<int64_t>();
+        r.expires_at = j.at("expires_at").get<int64_t>();
+        r.created_at = j.at("created_at").get<int64_t>();
+        r.by = j.at("by").get<std::string>();
+      } catch (const json::exception& e) {
+        return corrupt(kv.key, e.what());
+      }
+      out.push_back(std::move(r));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.created_at < b.created_at; });
+    return out;
+  }
+
   // ---- nodes
   Status register_node(const NodeRecord& self) override {
     json j = {{"name", self.name},
@@ -509,6 +554,10 @@ class EtcdStore final : public MetadataStore {
   std::string snap_key(const std::string& id) const { return p_ + "snapshots/" + id; }
   std::string name_key(const char* kind, const std::string& name) const {
     return p_ + "names/" + kind + "/" + name;
+  }
+  std::string revocation_key(const RevocationRecord& r) const {
+    return p_ + "revocations/" + revocation_kind_name(r.kind) + "/" +
+           to_hex(r.issuer + std::string(1, '\0') + r.subject);
   }
   std::string quota_key(QuotaKind kind, const std::string& name) const {
     return p_ + "quotas/" + quota_kind_name(kind) + "/" + name;
@@ -623,6 +672,9 @@ class EtcdStore final : public MetadataStore {
       c.key = tail;
     } else if (under("quotas", &tail)) {
       c.kind = Change::Kind::kQuota;
+      c.key = tail;
+    } else if (under("revocations", &tail)) {
+      c.kind = Change::Kind::kRevocation;
       c.key = tail;
     } else if (under("nodes", &tail) || under("alive", &tail)) {
       // Membership and liveness are two keys; the service sees one record with both.

@@ -51,6 +51,10 @@ const char* quota_kind_name(QuotaKind k) {
   return "user";
 }
 
+const char* revocation_kind_name(RevocationKind k) {
+  return k == RevocationKind::kUser ? "user" : "token";
+}
+
 namespace {
 // Long enough to ride out another process's checkpoint, short enough to fail a request visibly.
 constexpr int kBusyTimeoutMs = 5000;
@@ -144,7 +148,21 @@ ALTER TABLE snapshots ADD COLUMN key_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN kek_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE snapshots ADD COLUMN wrapped_key TEXT NOT NULL DEFAULT '';
 )sql";
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4}, {5, kSchemaV5}};
+// Token revocations (volguard token revoke).
+constexpr const char* kSchemaV6 = R"sql(
+CREATE TABLE IF NOT EXISTS revocations (
+  kind       TEXT NOT NULL CHECK (kind IN ('token', 'user')),
+  issuer     TEXT NOT NULL,
+  subject    TEXT NOT NULL,
+  before     INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  by         TEXT NOT NULL,
+  PRIMARY KEY (kind, issuer, subject)
+);
+)sql";
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3},
+                                     {4, kSchemaV4}, {5, kSchemaV5}, {6, kSchemaV6}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].to;
 
 constexpr const char* kVolumeColumns =
@@ -597,6 +615,54 @@ class SqliteStore final : public MetadataStore {
     return out;
   }
 
+  Status put_revocation(const RevocationRecord& r) override {
+    return write([&]() -> Status {
+      StmtUse q(put_revocation_.get());
+      q.text(1, revocation_kind_name(r.kind));
+      q.text(2, r.issuer);
+      q.text(3, r.subject);
+      q.int64(4, r.before);
+      q.int64(5, r.expires_at);
+      q.int64(6, r.created_at);
+      q.text(7, r.by);
+      if (q.step() != SQLITE_DONE) return error("storing the revocation of " + in_quotes(r.subject));
+      return Status::ok();
+    });
+  }
+
+  Status delete_revocation(const RevocationRecord& r) override {
+    return write([&]() -> Status {
+      StmtUse q(delete_revocation_.get());
+      q.text(1, revocation_kind_name(r.kind));
+      q.text(2, r.issuer);
+      q.text(3, r.subject);
+      if (q.step() != SQLITE_DONE) return error("deleting the revocation of " + in_quotes(r.subject));
+      if (sqlite3_changes(db_.get()) == 0) return not_found("revocation", r.subject);
+      return Status::ok();
+    });
+  }
+
+  Result<std::vector<RevocationRecord>> list_revocations() override {
+    std::lock_guard lock(mu_);
+    StmtUse q(list_revocations_.get());
+    std::vector<RevocationRecord> out;
+    for (;;) {
+      int rc = q.step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return error("listing revocations");
+      const std::string kind = q.col_text(0);
+      if (kind != "token" && kind != "user") return corrupt("revocation", q.col_text(2), "kind");
+      out.push_back(RevocationRecord{.kind = kind == "user" ? RevocationKind::kUser : RevocationKind::kToken,
+                                     .issuer = q.col_text(1),
+                                     .subject = q.col_text(2),
+                                     .before = q.col_int64(3),
+                                     .expires_at = q.col_int64(4),
+                                     .created_at = q.col_int64(5),
+                                     .by = q.col_text(6)});
+    }
+    return out;
+  }
+
   Status register_node(const NodeRecord& self) override {
     return write([&]() -> Status {
       StmtUse q(put_node_.get());
@@ -808,6 +874,13 @@ class SqliteStore final : public MetadataStore {
          "max_bytes = excluded.max_bytes, max_volumes = excluded.max_volumes, "
          "max_snapshots = excluded.max_snapshots"},
         {&delete_quota_, "DELETE FROM quotas WHERE kind = ?1 AND name = ?2"},
+        {&put_revocation_,
+         "INSERT OR REPLACE INTO revocations (kind, issuer, subject, before, expires_at, created_at, by) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+        {&delete_revocation_, "DELETE FROM revocations WHERE kind = ?1 AND issuer = ?2 AND subject = ?3"},
+        {&list_revocations_,
+         "SELECT kind, issuer, subject, before, expires_at, created_at, by FROM revocations "
+         "ORDER BY created_at, kind, issuer, subject"},
         {&list_quotas_, "SELECT kind, name, max_bytes, max_volumes, max_snapshots FROM quotas "
                         "ORDER BY kind, name"},
         {&put_node_,
@@ -949,6 +1022,7 @@ class SqliteStore final : public MetadataStore {
   StmtPtr insert_snapshot_, update_snapshot_, delete_snapshot_, snapshot_exists_, list_snapshots_;
   StmtPtr insert_role_, upsert_role_, delete_role_, list_roles_;
   StmtPtr put_quota_, delete_quota_, list_quotas_;
+  StmtPtr put_revocation_, delete_revocation_, list_revocations_;
   StmtPtr put_node_, list_nodes_;
   mutable std::mutex mu_;
   std::mutex queue_mu_;  // guards queue_ and leading_; never held while waiting for mu_

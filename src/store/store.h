@@ -121,9 +121,29 @@ struct NodeRecord {
   bool operator==(const NodeRecord&) const = default;
 };
 
+// Taken-back tokens (volguard token revoke). A token is refused `token_revoked` after its
+// signature verified when a revocation covers it:
+//  - kToken: its jti is `subject`, from `issuer` ("" = whatever issuer signed it);
+//  - kUser: its principal (issuer/username, as grants write it) is `subject` and it was issued
+//    (iat) before `before`, or it has no iat (nothing shows it was issued after).
+// `expires_at`: when every token it covers has expired and it may go (0 = kept until removed).
+enum class RevocationKind { kToken, kUser };
+const char* revocation_kind_name(RevocationKind k);  // "token", "user"
+
+struct RevocationRecord {
+  RevocationKind kind = RevocationKind::kToken;
+  std::string issuer;   // kToken only
+  std::string subject;  // the jti (kToken) or the principal (kUser)
+  int64_t before = 0;   // kUser: unix seconds
+  int64_t expires_at = 0;
+  int64_t created_at = 0;
+  std::string by;       // the principal who revoked
+  bool operator==(const RevocationRecord&) const = default;
+};
+
 // One change, as a watch delivers it.
 struct Change {
-  enum class Kind { kVolume, kSnapshot, kRole, kQuota, kNode };
+  enum class Kind { kVolume, kSnapshot, kRole, kQuota, kNode, kRevocation };
   Kind kind = Kind::kVolume;
   bool deleted = false;
   Revision revision = 0;  // of the write or the delete
@@ -165,6 +185,12 @@ class MetadataStore {
   virtual Status put_quota(const QuotaRecord& q) = 0;
   virtual Status delete_quota(QuotaKind kind, const std::string& name) = 0;
   virtual Result<std::vector<QuotaRecord>> list_quotas() = 0;
+
+  // Upsert by (kind, issuer, subject) / delete (NOT_FOUND if absent) / all. Every node reads
+  // them at start and follows them through `watch`.
+  [[nodiscard]] virtual Status put_revocation(const RevocationRecord& r) = 0;
+  [[nodiscard]] virtual Status delete_revocation(const RevocationRecord& r) = 0;
+  virtual Result<std::vector<RevocationRecord>> list_revocations() = 0;
 
   // Nodes: `self` registered (kept) and marked alive for as long as the store is open (etcd: a
   // key under a lease the store keeps renewing). Single-node stores keep just `self`.

@@ -26,8 +26,9 @@ service::MethodTable build_table() {
   // Registration only: no handler of this table is ever called.
   static const config::Config cfg;
   static service::RoleRegistry roles;
+  static service::RevocationRegistry revocations;
   static service::DataKeys keys(cfg.encryption);
-  static service::VolumeService svc(cfg, nullptr, nullptr, keys, roles);
+  static service::VolumeService svc(cfg, nullptr, nullptr, keys, roles, revocations);
   service::MethodTable table;
   svc.register_methods(&table);
   static const service::Metrics metrics;

@@ -58,7 +58,7 @@ struct World {
     role_list.push_back({"volume.inspector", {{{"volume"}, {"inspect"}}}});
     roles.replace(std::make_shared<const policy::RoleSet>(std::move(role_list)));
 
-    volumes = std::make_unique<VolumeService>(config, nullptr, nullptr, keys, roles);
+    volumes = std::make_unique<VolumeService>(config, nullptr, nullptr, keys, roles, revocations);
     MethodTable real;
     volumes->register_methods(&real);
     register_metrics_methods(&real, &metrics);
@@ -66,7 +66,7 @@ struct World {
     EXPECT_EQ(table.methods().size(), real.methods().size());
 
     add_fixtures();
-    pipeline = std::make_unique<Pipeline>(security, verifier, table, resolver, roles, recorder, resolver);
+    pipeline = std::make_unique<Pipeline>(security, verifier, table, resolver, roles, revocations, recorder, resolver);
   }
 
   // The real table, copied entry by entry with every handler but can-i's replaced by a stub that
@@ -197,6 +197,7 @@ struct World {
   config::SecurityConfig security;
   config::Config config;
   RoleRegistry roles;
+  RevocationRegistry revocations;
   DataKeys keys{config::EncryptionConfig{}};
   std::unique_ptr<VolumeService> volumes;
   MethodTable table;

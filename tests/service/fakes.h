@@ -53,12 +53,16 @@ class FakeVerifier : public identity::TokenVerifier {
     }
     return it->second;
   }
+  void forget(std::string_view token) const override { forgotten_.emplace_back(token); }
   // Every token the pipeline asked about, as it was handed over (scheme and newline stripped).
   const std::vector<std::string>& seen() const { return seen_; }
+  // Every token the pipeline told it to forget.
+  const std::vector<std::string>& forgotten() const { return forgotten_; }
 
  private:
   std::map<std::string, identity::Identity> ids_;
   mutable std::vector<std::string> seen_;
+  mutable std::vector<std::string> forgotten_;
 };
 
 // Volumes and snapshots by id or name; a snapshot's access is its volume's, as in VolumeService.

@@ -108,6 +108,7 @@ class TableVerifier : public identity::TokenVerifier {
     if (it == ids_.end()) return Status(Code::kUnauthenticated, "signature_invalid", "unknown token");
     return it->second;
   }
+  void forget(std::string_view) const override {}  // remembers nothing
 
  private:
   std::map<std::string, identity::Identity> ids_;
@@ -128,8 +129,9 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   auto owned_driver = std::make_unique<HoldingDriver>();
   HoldingDriver* driver = owned_driver.get();
   RoleRegistry roles;
+  RevocationRegistry revocations;
   DataKeys keys(config.encryption);
-  VolumeService volumes(config, std::move(store).value(), std::move(owned_driver), keys, roles);
+  VolumeService volumes(config, std::move(store).value(), std::move(owned_driver), keys, roles, revocations);
   MethodTable table;
   volumes.register_methods(&table);
   ASSERT_TRUE(volumes.recover().is_ok());
@@ -137,7 +139,7 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   auto verifier = std::make_shared<TableVerifier>(std::map<std::string, identity::Identity>{
       {"alice", testing::person("alice", {"system.user"})},
       {"node-1", testing::person("node-1", {"system.node"})}});
-  Pipeline pipeline(config.security, verifier, table, volumes, roles, recorder, volumes);
+  Pipeline pipeline(config.security, verifier, table, volumes, roles, revocations, recorder, volumes);
   auto as = [](const char* token) { return RequestMeta{.authorization = std::string("Bearer ") + token}; };
 
   v1::CreateVolumeRequest create;
@@ -218,8 +220,9 @@ TEST(EnumerateIndexTest, IndexedEnumerateEqualsTheFullRuleForEveryCaller) {
   }
   auto driver = std::make_unique<HoldingDriver>();
   RoleRegistry roles;
+  RevocationRegistry revocations;
   DataKeys keys(config.encryption);
-  VolumeService volumes(config, std::move(store).value(), std::move(driver), keys, roles);
+  VolumeService volumes(config, std::move(store).value(), std::move(driver), keys, roles, revocations);
   MethodTable table;
   volumes.register_methods(&table);
   ASSERT_TRUE(volumes.recover().is_ok());
@@ -233,7 +236,7 @@ TEST(EnumerateIndexTest, IndexedEnumerateEqualsTheFullRuleForEveryCaller) {
                                                    {"g" + std::to_string(u % 5), "g" + std::to_string((u + 2) % 5)});
   }
   SignallingRecorder recorder("none");
-  Pipeline pipeline(config.security, std::make_shared<TableVerifier>(ids), table, volumes, roles, recorder, volumes);
+  Pipeline pipeline(config.security, std::make_shared<TableVerifier>(ids), table, volumes, roles, revocations, recorder, volumes);
   ids["guest"] = identity::guest_identity();
   const ownership::AdminPolicy admins{config.security.admin_groups};
   for (const auto& [token, who] : ids) {

@@ -98,7 +98,7 @@ class PipelineTest : public ::testing::Test {
   const Pipeline& pipeline() {
     if (!pipeline_) {
       pipeline_ =
-          std::make_unique<Pipeline>(security_, verifier_, table_, resolver_, roles_, recorder_, resolver_);
+          std::make_unique<Pipeline>(security_, verifier_, table_, resolver_, roles_, revocations_, recorder_, resolver_);
     }
     return *pipeline_;
   }
@@ -148,6 +148,7 @@ class PipelineTest : public ::testing::Test {
   std::shared_ptr<FakeVerifier> verifier_ = std::make_shared<FakeVerifier>();
   FakeResolver resolver_;
   RoleRegistry roles_;
+  RevocationRegistry revocations_;
   std::vector<std::string> trace_;  // recorder calls and handler runs, in order
   FakeRecorder recorder_{&trace_};
   MethodTable table_;

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/hex.h"
 #include "etcd/etcd_cluster.h"
 #include "store/store.h"
 
@@ -169,6 +170,8 @@ const char* kind_name(Change::Kind k) {
       return "quota";
     case Change::Kind::kNode:
       return "node";
+    case Change::Kind::kRevocation:
+      return "revocation";
   }
   return "?";
 }
@@ -689,6 +692,35 @@ TEST_F(EtcdStoreTest, QuotasUpsertListDelete) {
   EXPECT_EQ(quotas(*a), (std::vector<QuotaRecord>{user2}));
 }
 
+TEST_F(EtcdStoreTest, RevocationsUpsertListDelete) {
+  auto a = open(0);
+  auto b = open(1);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto list = [](MetadataStore& s) {
+    auto r = s.list_revocations();
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<RevocationRecord>{};
+  };
+  EXPECT_TRUE(list(*a).empty());
+  const RevocationRecord jti{.kind = RevocationKind::kToken, .issuer = "https://idp.example/a/b",
+                             .subject = "id/with\nodd\0bytes", .expires_at = 2'000'000'000,
+                             .created_at = 1'900'000'000, .by = "test.local/admin"};
+  const RevocationRecord any{.kind = RevocationKind::kToken, .issuer = "", .subject = "id/with\nodd\0bytes",
+                             .created_at = 1'900'000'001, .by = "test.local/admin"};
+  const RevocationRecord user{.kind = RevocationKind::kUser, .subject = "test.local/eu%2Falice",
+                              .before = 1'900'000'100, .created_at = 1'900'000'002, .by = "x"};
+  for (const auto& r : {jti, any, user}) ASSERT_TRUE(a->put_revocation(r).is_ok());
+  EXPECT_EQ(list(*b), (std::vector<RevocationRecord>{jti, any, user})) << "the issuer keeps them apart";
+  RevocationRecord later = user;
+  later.before = 1'900'000'200;
+  ASSERT_TRUE(b->put_revocation(later).is_ok());
+  EXPECT_EQ(list(*a), (std::vector<RevocationRecord>{jti, any, later}));
+  ASSERT_TRUE(a->delete_revocation(any).is_ok());
+  EXPECT_TRUE(Refused(b->delete_revocation(any), Code::kNotFound, "not_found"));
+  EXPECT_EQ(list(*b), (std::vector<RevocationRecord>{jti, later}));
+}
+
 // ---- nodes
 
 TEST_F(EtcdStoreTest, NodesAreAliveWhileTheirStoreIsOpen) {
@@ -789,6 +821,9 @@ TEST_F(EtcdStoreTest, WatchDeliversEveryKindOfChangeInOrderWithinASecond) {
   wrote(Change::Kind::kQuota, "user/https://idp.example/alice", false);
   ASSERT_TRUE(a->delete_quota(QuotaKind::kUser, "https://idp.example/alice").is_ok());
   wrote(Change::Kind::kQuota, "user/https://idp.example/alice", true);
+  const RevocationRecord revoked{.kind = RevocationKind::kToken, .issuer = "hs", .subject = "j1"};
+  ASSERT_TRUE(a->put_revocation(revoked).is_ok());
+  wrote(Change::Kind::kRevocation, std::string("token/") + to_hex(std::string("hs\0j1", 5)), false);
   // Refused writes are no changes.
   ASSERT_TRUE(a->put_role({"last", "{}"}, PutMode::kUpsert).is_ok());
   wrote(Change::Kind::kRole, "last", false);

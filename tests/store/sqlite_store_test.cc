@@ -671,6 +671,31 @@ TEST_F(SqliteStoreTest, ConcurrentConflictingWritersCommitExactlyTheWinners) {
   EXPECT_EQ(volumes().size(), 2u);
 }
 
+TEST_F(SqliteStoreTest, RevocationsUpsertDeleteListAndSurviveReopen) {
+  auto list = [&] {
+    auto r = store_->list_revocations();
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : std::vector<RevocationRecord>{};
+  };
+  EXPECT_TRUE(list().empty());
+  const RevocationRecord jti{.kind = RevocationKind::kToken, .issuer = "https://idp.example/a",
+                             .subject = "j'1\"; DROP TABLE volumes; --", .expires_at = 2'000'000'000,
+                             .created_at = 1'900'000'000, .by = "test.local/admin"};
+  const RevocationRecord any{.kind = RevocationKind::kToken, .subject = jti.subject, .created_at = 1'900'000'001};
+  const RevocationRecord user{.kind = RevocationKind::kUser, .subject = "test.local/eu%2Falice",
+                              .before = 1'900'000'100, .created_at = 1'900'000'002, .by = "x"};
+  for (const auto& r : {jti, any, user}) ASSERT_TRUE(store_->put_revocation(r).is_ok());
+  EXPECT_EQ(list(), (std::vector<RevocationRecord>{jti, any, user}));
+  RevocationRecord later = user;
+  later.before = 1'900'000'200;
+  ASSERT_TRUE(store_->put_revocation(later).is_ok());
+  reopen();
+  EXPECT_EQ(list(), (std::vector<RevocationRecord>{jti, any, later}));
+  ASSERT_TRUE(store_->delete_revocation(any).is_ok());
+  EXPECT_EQ(store_->delete_revocation(any).code(), Code::kNotFound);
+  EXPECT_EQ(list(), (std::vector<RevocationRecord>{jti, later}));
+}
+
 TEST_F(SqliteStoreTest, QuotasUpsertDeleteList) {
   const uint64_t big = static_cast<uint64_t>(INT64_MAX);
   QuotaRecord alice{QuotaKind::kUser, "test.local/alice", 1ull << 30, 5, 0};
@@ -729,7 +754,7 @@ PRAGMA user_version = 1;
     sqlite3_close(db);
   }
   reopen();
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "5");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "6");
   auto vols = volumes();
   ASSERT_EQ(vols.size(), 1u);
   EXPECT_EQ(vols[0].name, "legacy");
@@ -751,8 +776,9 @@ PRAGMA user_version = 1;
   updated.data_key = {.key_name = "main", .kek_id = "local:00", .blob = "\x01wrapped"};
   ASSERT_TRUE(store_->update_volume(updated).is_ok());
   ASSERT_TRUE(store_->put_quota({QuotaKind::kUser, "test.local/alice", 0, 3, 0}).is_ok());
+  ASSERT_TRUE(store_->put_revocation({.kind = RevocationKind::kToken, .subject = "j"}).is_ok());  // v6
   reopen();  // a second open runs no step again
-  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "5");
+  EXPECT_EQ(raw_query(path_, "PRAGMA user_version"), "6");
   ASSERT_EQ(volumes().size(), 1u);
   EXPECT_EQ(volumes()[0], updated);
   auto quotas = store_->list_quotas();
