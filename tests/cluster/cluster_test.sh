@@ -4,6 +4,7 @@
 # on when it runs volguard on several machines:
 #   - a volume made on a is seen and used through b (forwarded to a, audited on both);
 #   - a role made on b is enforced on c, and a grant revoked on a is refused on c, within 1 s;
+#   - a token revoked on a (from its file) is refused on c within 1 s;
 #   - the same name created on a and b at once: exactly one volume, every round;
 #   - etcd's leader killed: writes continue; 2 of 3 members down: writes refused with a reason
 #     and nothing half-done, decisions refused past the staleness bound; members back: resumes;
@@ -165,6 +166,17 @@ on a "$ALICE" volume access remove v1 --collaborator bob > /dev/null || fail "re
 gone() { ! on c "$BOB" volume list -o json | grep -q '"v1"'; }
 took=$(within 1000 gone) || fail "revoked grant still honoured on c after 1 s"
 echo "   revoke seen on c after ${took} ms"
+
+echo "== a token revoked on a (read from its file) is refused on c within 1 s; never printed"
+LEAK=$(tok lena system.user)
+printf '%s\n' "$LEAK" > leaked.token
+on c "$LEAK" volume list > /dev/null || fail "the token did not work before it was revoked"
+on a "$ADMIN" token revoke --file leaked.token > revoke.out 2>&1 || fail "token revoke on a: $(cat revoke.out)"
+! grep -qF "$LEAK" revoke.out || fail "token revoke printed the token"
+revoked() { local out; out=$(on c "$LEAK" volume list 2>&1) && return 1; grep -q token_revoked <<< "$out"; }
+took=$(within 1000 revoked) || fail "revoked token still accepted on c after 1 s: $(on c "$LEAK" volume list 2>&1 | tail -2)"
+echo "   revocation enforced on c after ${took} ms"
+on b "$ADMIN" token revocations | grep -q "lena\|jti" || fail "token revocations on b: $(on b "$ADMIN" token revocations 2>&1)"
 
 echo "== the same name on a and b at once: exactly one volume each round"
 rounds=12
