@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   // Client verbs; global flags may come anywhere on the line.
   Globals g;
   app.fallthrough();
+  token->fallthrough();  // made before: token revoke/revocations take the global flags too
   app.add_option("--endpoint", g.endpoint, "Server gRPC address")->capture_default_str();
   app.add_option("--token", g.token, "Bearer token (else --token-file, else $VOLGUARD_TOKEN)");
   app.add_option("--token-file", g.token_file, "File holding the bearer token");

@@ -146,6 +146,25 @@ expect_rc 4 --token "$QUOTA_T" quota show --all
 expect_rc 0 --token "$ADMIN" quota set --user volguard.local/quota-user --reset
 expect_rc 0 --token "$QUOTA_T" volume create q2 --size 16M
 
+# --- Token revocation from a file: never printed; refusals of a bad file change nothing.
+LEAKED=$(mint --subject leaky --roles system.user --duration 1h)
+printf '%s\n' "$LEAKED" > leaked.token
+printf 'not.a-token\n' > junk.token
+expect_rc 0 --token "$LEAKED" volume list
+expect_rc 2 --token "$ADMIN" token revoke --file junk.token
+expect_rc 2 --token "$ADMIN" token revoke --file leaked.token --jti x
+expect_rc 2 --token "$ADMIN" token revoke --jti x --before 2026-01-01T00:00:00Z
+expect_rc 2 --token "$ADMIN" token revoke --user volguard.local/leaky --before yesterday
+expect_rc 4 --token "$USER_T" token revoke --file leaked.token
+expect_rc 0 --token "$LEAKED" volume list
+expect_rc 0 --token "$ADMIN" token revoke --file leaked.token
+echo "$out" | grep -q "expires 20" || fail "a revocation from a token file expires with the token: $out"
+expect_rc 3 --token "$LEAKED" volume list
+grep -q token_revoked <<< "$out" || fail "revoked token: $out"
+expect_rc 0 --token "$ADMIN" token revocations -o json
+echo "$out" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin)["revocations"]; assert len(r) == 1 and r[0]["kind"] == "token", r' ||
+  fail "token revocations: $out"
+
 # --- Restart: everything is still there.
 kill -TERM "$server_pid"; wait "$server_pid" || fail "server exit code after SIGTERM"
 grep -q "volguard stopped" server.log || fail "no clean stop"
@@ -218,7 +237,7 @@ PY
 
 # --- No token text anywhere but `token generate`'s own output.
 cat server.log >> "$ALL_OUT"
-for t in "$ADMIN" "$USER_T" "$VIEW_T" "$CUSTOM_T"; do
+for t in "$ADMIN" "$USER_T" "$VIEW_T" "$CUSTOM_T" "$LEAKED"; do
   sig="${t##*.}"
   if grep -qF -- "$sig" "$ALL_OUT"; then fail "a token signature appeared in CLI or server output"; fi
 done
