@@ -12,16 +12,11 @@ namespace volguard::api {
 
 Result<Client> Client::connect(const std::string& endpoint, const std::string& token,
                                const std::string& tls_ca) {
-  std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (tls_ca.empty()) {
-    creds = grpc::InsecureChannelCredentials();
-  } else {
-    auto ca = read_file(tls_ca);
-    if (!ca) return ca.status();
-    grpc::SslCredentialsOptions options;
-    options.pem_root_certs = *ca;
-    creds = grpc::SslCredentials(options);
-  }
+  return connect(endpoint, token, ClientTls{.ca = tls_ca});
+}
+
+Result<Client> Client::connect(const std::string& endpoint, const std::string& token, const ClientTls& tls) {
+  ASSIGN_OR_RETURN(auto creds, channel_credentials(tls));
   Client c;
   c.channel_ = grpc::CreateChannel(endpoint, creds);
   c.token_ = token;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/grpc_call.h"
 #include "common/status.h"
 
 namespace grpc {
@@ -20,6 +21,8 @@ class Client {
   // endpoint "127.0.0.1:9020"; tls_ca empty = plaintext.
   static Result<Client> connect(const std::string& endpoint, const std::string& token,
                                 const std::string& tls_ca);
+  // With a client certificate (mTLS) when tls.cert_file is set.
+  static Result<Client> connect(const std::string& endpoint, const std::string& token, const ClientTls& tls);
   // grpc_path "/volguard.v1.Volume/Create". The returned Status carries the server's code,
   // reason (trailer volguard-reason) and message.
   Status call(const std::string& grpc_path, const google::protobuf::Message& request,

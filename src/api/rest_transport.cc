@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <nlohmann/json.hpp>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
@@ -119,6 +120,23 @@ class Connection final : public httplib::Stream {
     expired_ = false;
     responded_ = false;
     got_bytes_ = buf_pos_ < buf_len_;  // a pipelined request already began
+  }
+  // The peer's certificate as the handshake verified it (PEM), "" without one.
+  std::string peer_certificate_pem() const {
+    if (ssl_ == nullptr) return "";
+    X509* cert = SSL_get1_peer_certificate(ssl_);
+    if (cert == nullptr) return "";
+    std::string pem;
+    if (BIO* bio = BIO_new(BIO_s_mem())) {
+      if (PEM_write_bio_X509(bio, cert) == 1) {
+        char* data = nullptr;
+        const long n = BIO_get_mem_data(bio, &data);
+        if (n > 0) pem.assign(data, static_cast<size_t>(n));
+      }
+      BIO_free(bio);
+    }
+    X509_free(cert);
+    return pem;
   }
   // The TLS handshake, within the first request's deadline.
   bool handshake() {
@@ -472,14 +490,18 @@ RestServer::~RestServer() { stop(); }
 
 Result<std::unique_ptr<RestServer>> RestServer::create(const RestLimits& limits,
                                                        const std::string& cert_file,
-                                                       const std::string& key_file) {
+                                                       const std::string& key_file,
+                                                       const std::string& client_ca) {
   auto impl = std::make_unique<Impl>(limits);
   if (!cert_file.empty()) {
-    auto server = std::make_unique<GuardedServer<httplib::SSLServer>>(impl.get(), cert_file.c_str(),
-                                                                      key_file.c_str());
+    // With a client CA httplib makes OpenSSL require and verify a peer certificate
+    // (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT): no certificate, no request.
+    auto server = std::make_unique<GuardedServer<httplib::SSLServer>>(
+        impl.get(), cert_file.c_str(), key_file.c_str(), client_ca.empty() ? nullptr : client_ca.c_str());
     if (!server->is_valid()) {
       return Status(Code::kInvalidArgument, "bad_config",
-                    "api.tls: cannot load the certificate " + cert_file + " and key " + key_file);
+                    "api.tls: cannot load the certificate " + cert_file + " and key " + key_file +
+                        (client_ca.empty() ? "" : " or the client CA " + client_ca));
     }
     impl->tls = server->ssl_context();
     impl->serve_request = [s = server.get()](httplib::Stream& strm, bool last, bool& closed) {
@@ -555,6 +577,11 @@ Status request_timeout(std::chrono::seconds read_timeout) {
 }
 
 bool request_deadline_passed() { return t_connection != nullptr && t_connection->expired(); }
+
+std::string peer_certificate_pem() {
+  if (t_connection == nullptr) return "";
+  return t_connection->peer_certificate_pem();
+}
 
 void close_after_response() {
   if (t_connection != nullptr) t_connection->close_after_response();

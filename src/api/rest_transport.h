@@ -32,9 +32,11 @@ struct RestLimits {
 class RestServer {
  public:
   // An HTTP server (HTTPS when cert_file is set) serving under `limits`. Add routes on http().
+  // With client_ca, every connection must present a certificate that chains to it (mTLS).
   static Result<std::unique_ptr<RestServer>> create(const RestLimits& limits,
                                                     const std::string& cert_file,
-                                                    const std::string& key_file);
+                                                    const std::string& key_file,
+                                                    const std::string& client_ca = "");
   ~RestServer();
 
   httplib::Server& http();
@@ -63,6 +65,8 @@ Status request_timeout(std::chrono::seconds read_timeout);
 //
 // True when the request's read deadline passed before it was read whole.
 bool request_deadline_passed();
+// The client certificate the connection's TLS handshake verified (PEM), or "" (no mTLS).
+std::string peer_certificate_pem();
 // Closes the connection once the current response is written: the rest of a refused request may
 // still be on the wire and must not be parsed as the next request.
 void close_after_response();

@@ -141,6 +141,10 @@ class UnaryReactor : public grpc::ServerGenericBidiReactor {
       meta.authorization.assign(it->second.data(), it->second.size());
     }
     meta.remote = ctx_->peer();
+    if (const auto auth = ctx_->auth_context()) {
+      const auto pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+      if (!pems.empty()) meta.client_certificate.assign(pems.front().data(), pems.front().size());
+    }
     if (auto it = md.find("volguard-min-revision"); it != md.end()) {
       auto rev = parse_count(std::string_view(it->second.data(), it->second.size()));
       if (!rev || *rev > static_cast<uint64_t>(INT64_MAX)) {
@@ -414,6 +418,7 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
     }
     service::RequestMeta meta;
     meta.authorization = req.get_header_value("Authorization");
+    meta.client_certificate = peer_certificate_pem();
     meta.remote = req.remote_addr + ":" + std::to_string(req.remote_port);
     if (req.has_header("Volguard-Min-Revision")) {
       auto rev = parse_count(req.get_header_value("Volguard-Min-Revision"));
@@ -449,7 +454,9 @@ void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
       return;
     }
     const service::MethodSpec* spec = table->find("metrics.inspect");
-    service::RequestMeta meta{req.get_header_value("Authorization"), req.remote_addr};
+    service::RequestMeta meta{.authorization = req.get_header_value("Authorization"),
+                              .client_certificate = peer_certificate_pem(),
+                              .remote = req.remote_addr};
     v1::MetricsResponse out;
     Status s = spec == nullptr ? Status(Code::kInternal, "method_missing", "metrics.inspect")
                                : pipeline->invoke(*spec, meta, v1::Empty(), &out);
@@ -514,6 +521,17 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
     if (!cert) return Status(Code::kInvalidArgument, "bad_config", config.file + ": api.tls.cert_file: " + cert.status().message());
     grpc::SslServerCredentialsOptions options;
     options.pem_key_cert_pairs.push_back({tls_key, *cert});
+    if (!config.api.tls.client_ca.empty()) {
+      // mTLS: no certificate chaining to the client CA, no call (the chain and the dates are
+      // checked in the handshake; the pipeline maps the verified leaf, CRL included).
+      auto ca = read_file(config.api.tls.client_ca);
+      if (!ca) {
+        return Status(Code::kInvalidArgument, "bad_config",
+                      config.file + ": api.tls.client_ca: " + ca.status().message());
+      }
+      options.pem_root_certs = *ca;
+      options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
     creds = grpc::SslServerCredentials(options);
   }
   // gRPC binds with SO_REUSEPORT by default: a second server on the same port would start and
@@ -534,7 +552,8 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
   limits.read_timeout = config.api.rest_read_timeout;
   limits.max_connections = config.api.rest_max_connections;
   limits.max_connections_per_peer = config.api.rest_max_connections_per_peer;
-  auto rest = RestServer::create(limits, config.api.tls.cert_file, config.api.tls.key_file);
+  auto rest = RestServer::create(limits, config.api.tls.cert_file, config.api.tls.key_file,
+                                 config.api.tls.client_ca);
   if (!rest) {
     impl->grpc_server->Shutdown();
     return Status(rest.status().code(), rest.status().reason(),

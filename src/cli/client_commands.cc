@@ -59,7 +59,8 @@ void print_json(const Message& m) {
 // Calls and reports; returns the exit code. `print` runs only on success in table mode.
 int call(const Globals& g, const std::string& path, const Message& req, Message* resp,
          const std::function<void()>& print) {
-  auto client = api::Client::connect(g.endpoint, resolve_token(g), g.tls_ca);
+  auto client = api::Client::connect(g.endpoint, resolve_token(g),
+                                     ClientTls{.ca = g.tls_ca, .cert_file = g.tls_cert, .key_file = g.tls_key});
   if (!client) {
     std::cerr << "error: " << client.status().message() << "\n";
     return kExitUsage;

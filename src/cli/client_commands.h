@@ -13,6 +13,7 @@ struct Globals {
   std::string token;
   std::string token_file;
   std::string tls_ca;
+  std::string tls_cert, tls_key;  // a client certificate (mTLS)
   std::string output;  // "" (table) | "json"
   // A file carrying the store revision from one command to the next (else $VOLGUARD_SESSION):
   // read-your-writes when consecutive commands go to different nodes of a cluster.

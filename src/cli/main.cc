@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--token", g.token, "Bearer token (else --token-file, else $VOLGUARD_TOKEN)");
   app.add_option("--token-file", g.token_file, "File holding the bearer token");
   app.add_option("--tls-ca", g.tls_ca, "CA certificate: use TLS to the server");
+  app.add_option("--tls-cert", g.tls_cert, "Client certificate (mTLS; with --tls-key and --tls-ca)");
+  app.add_option("--tls-key", g.tls_key, "Client certificate's private key (mode 0600)");
   app.add_option("--session", g.session, "File carrying the last revision seen (cluster read-your-writes)");
   app.add_option("-o,--output", g.output, "Output format: json")->check(CLI::IsMember({"json", "table"}));
 

@@ -5,7 +5,28 @@
 
 #include <future>
 
+#include "common/text.h"
+
 namespace volguard {
+
+Result<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials(const ClientTls& tls) {
+  if (tls.ca.empty()) {
+    if (!tls.cert_file.empty()) {
+      return Status(Code::kInvalidArgument, "bad_tls", "a client certificate needs TLS: give the CA too");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return Status(Code::kInvalidArgument, "bad_tls", "a client certificate and its key go together");
+  }
+  grpc::SslCredentialsOptions options;
+  ASSIGN_OR_RETURN(options.pem_root_certs, read_file(tls.ca));
+  if (!tls.cert_file.empty()) {
+    ASSIGN_OR_RETURN(options.pem_cert_chain, read_file(tls.cert_file));
+    ASSIGN_OR_RETURN(options.pem_private_key, read_private_file(tls.key_file));
+  }
+  return grpc::SslCredentials(options);
+}
 
 Status grpc_unary_call(const std::shared_ptr<grpc::Channel>& channel, const std::string& path,
                        const google::protobuf::Message& request, google::protobuf::Message* response,

@@ -16,6 +16,7 @@
 
 namespace grpc {
 class Channel;
+class ChannelCredentials;
 }
 
 namespace volguard {
@@ -26,6 +27,15 @@ struct GrpcCallOptions {
   // Trailing metadata of the reply the caller wants back (e.g. "volguard-revision"), filled in.
   std::map<std::string, std::string>* trailers = nullptr;
 };
+
+// How a client reaches a volguard server: plaintext (no ca), TLS verifying the server against
+// `ca`, and with a client certificate (mTLS) when cert_file and key_file are set.
+struct ClientTls {
+  std::string ca;
+  std::string cert_file;
+  std::string key_file;  // must be the owner's alone (read_private_file)
+};
+Result<std::shared_ptr<grpc::ChannelCredentials>> channel_credentials(const ClientTls& tls);
 
 // grpc_path "/volguard.v1.VolguardVolume/Create". The returned Status carries the server's
 // code, reason and message; UNAVAILABLE with reason `unavailable` when nothing answered.

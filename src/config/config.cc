@@ -210,11 +210,65 @@ Result<std::string> qualified_admin_group(const std::string& entry,
   return qualify_name(parts->first, *group);
 }
 
+Result<X509Config> parse_x509(const YAML::Node& node, const std::vector<IssuerConfig>& issuers,
+                              const std::string& file, const std::string& w) {
+  RETURN_IF_ERROR(check_keys(node, file, w, {"issuer", "principal", "mappings"}));
+  X509Config out;
+  out.enabled = true;
+  if (node["issuer"]) {
+    ASSIGN_OR_RETURN(out.issuer, get_string(node["issuer"], file, w + ".issuer"));
+  }
+  if (out.issuer.empty() || has_control_chars(out.issuer)) {
+    return bad(file, w + ".issuer", "must be a non-empty name without control characters");
+  }
+  for (const auto& ic : issuers) {
+    if (ic.issuer == out.issuer || ic.group_domain == out.issuer) {
+      return bad(file, w + ".issuer",
+                 "'" + out.issuer + "' is also a token issuer or group domain: certificate identities "
+                 "must not be mistaken for token ones");
+    }
+  }
+  if (node["principal"]) {
+    std::string p;
+    ASSIGN_OR_RETURN(p, get_string(node["principal"], file, w + ".principal"));
+    if (p == "san_uri") out.principal = X509Principal::kSanUri;
+    else if (p == "cn") out.principal = X509Principal::kCommonName;
+    else return bad(file, w + ".principal", "'" + p + "' is not one of san_uri, cn");
+  }
+  if (node["mappings"]) {
+    const auto& list = node["mappings"];
+    if (!list.IsSequence()) return bad(file, w + ".mappings", "must be a list");
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = w + ".mappings[" + std::to_string(i) + "]";
+      RETURN_IF_ERROR(check_keys(list[i], file, where, {"match", "prefix", "roles", "groups"}));
+      X509Mapping m;
+      if (list[i]["match"]) {
+        ASSIGN_OR_RETURN(m.match, get_string(list[i]["match"], file, where + ".match"));
+      }
+      if (list[i]["prefix"]) {
+        ASSIGN_OR_RETURN(m.prefix, get_string(list[i]["prefix"], file, where + ".prefix"));
+      }
+      if (m.match.empty() == m.prefix.empty()) {
+        return bad(file, where, "needs exactly one of match (the whole principal) and prefix");
+      }
+      if (list[i]["roles"]) {
+        ASSIGN_OR_RETURN(m.roles, get_string_list(list[i]["roles"], file, where + ".roles"));
+      }
+      if (list[i]["groups"]) {
+        ASSIGN_OR_RETURN(m.groups, get_string_list(list[i]["groups"], file, where + ".groups"));
+      }
+      if (m.roles.empty() && m.groups.empty()) return bad(file, where, "gives no roles and no groups");
+      out.mappings.push_back(std::move(m));
+    }
+  }
+  return out;
+}
+
 Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string& file) {
   const std::string w = "security";
   RETURN_IF_ERROR(check_keys(node, file, w,
                              {"enabled", "guest_access", "username_claim", "clock_skew",
-                              "token_lifetime", "max_token_lifetime", "admin_groups", "issuers"}));
+                              "token_lifetime", "max_token_lifetime", "admin_groups", "issuers", "x509"}));
   SecurityConfig out;
   if (node["enabled"]) {
     ASSIGN_OR_RETURN(out.enabled, get_bool(node["enabled"], file, w + ".enabled"));
@@ -268,13 +322,18 @@ Result<SecurityConfig> parse_security(const YAML::Node& node, const std::string&
       out.issuers.push_back(std::move(issuer));
     }
   }
+  if (node["x509"]) {
+    ASSIGN_OR_RETURN(out.x509, parse_x509(node["x509"], out.issuers, file, w + ".x509"));
+  }
   // Checked once the issuers are known: every entry names one of their group domains.
+  std::vector<IssuerConfig> domains = out.issuers;
+  if (out.x509.enabled) domains.push_back(IssuerConfig{.issuer = out.x509.issuer, .group_domain = out.x509.issuer});
   for (size_t i = 0; i < out.admin_groups.size(); ++i) {
     ASSIGN_OR_RETURN(out.admin_groups[i],
-                     qualified_admin_group(out.admin_groups[i], out.issuers, file,
+                     qualified_admin_group(out.admin_groups[i], domains, file,
                                            w + ".admin_groups[" + std::to_string(i) + "]"));
   }
-  if (out.enabled && out.issuers.empty() && !out.guest_access) {
+  if (out.enabled && out.issuers.empty() && !out.x509.enabled && !out.guest_access) {
     return bad(file, w + ".issuers",
                "security is enabled with no issuers and no guest access: nobody could call");
   }
@@ -327,7 +386,16 @@ Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
   }
   if (node["tls"]) {
     const auto& tls = node["tls"];
-    RETURN_IF_ERROR(check_keys(tls, file, "api.tls", {"cert_file", "key_file"}));
+    RETURN_IF_ERROR(check_keys(tls, file, "api.tls", {"cert_file", "key_file", "client_ca", "client_crl"}));
+    if (tls["client_ca"]) {
+      ASSIGN_OR_RETURN(out.tls.client_ca, get_string(tls["client_ca"], file, "api.tls.client_ca"));
+    }
+    if (tls["client_crl"]) {
+      ASSIGN_OR_RETURN(out.tls.client_crl, get_string(tls["client_crl"], file, "api.tls.client_crl"));
+    }
+    if (!out.tls.client_crl.empty() && out.tls.client_ca.empty()) {
+      return bad(file, "api.tls.client_crl", "needs api.tls.client_ca (whose certificates it revokes)");
+    }
     if (tls["cert_file"]) {
       ASSIGN_OR_RETURN(out.tls.cert_file, get_string(tls["cert_file"], file, "api.tls.cert_file"));
     }
@@ -336,6 +404,9 @@ Result<ApiConfig> parse_api(const YAML::Node& node, const std::string& file) {
     }
     if (out.tls.cert_file.empty() != out.tls.key_file.empty()) {
       return bad(file, "api.tls", "cert_file and key_file go together");
+    }
+    if (!out.tls.client_ca.empty() && out.tls.cert_file.empty()) {
+      return bad(file, "api.tls.client_ca", "needs cert_file and key_file (client certificates need TLS)");
     }
   }
   return out;
@@ -657,6 +728,9 @@ Result<Config> parse_config(const std::string& yaml_text, const std::string& fil
     if (out.audit.key_file.empty()) out.audit.key_file = out.data_dir + "/audit.key";
     if (!root["security"]) return bad(file, "security", "is required");
     ASSIGN_OR_RETURN(out.security, parse_security(root["security"], file));
+    if (out.security.x509.enabled && out.api.tls.client_ca.empty()) {
+      return bad(file, "security.x509", "needs api.tls.client_ca: without it no client certificate is asked for");
+    }
     if (root["encryption"]) {
       ASSIGN_OR_RETURN(out.encryption, parse_encryption(root["encryption"], out.security.issuers, file));
     }

@@ -41,6 +41,22 @@ struct IssuerConfig {
   std::string group_domain;
 };
 
+// Client certificates as identities (api.tls.client_ca): who a verified certificate is, and
+// which roles and groups it has. A bearer token, when the call also carries one, decides.
+struct X509Mapping {
+  std::string match;   // the principal exactly ("spiffe://cluster.local/ns/a/sa/b", a CN), or
+  std::string prefix;  // its beginning ("spiffe://cluster.local/ns/a/"); one of the two
+  std::vector<std::string> roles;
+  std::vector<std::string> groups;
+};
+enum class X509Principal { kSanUri, kCommonName };
+struct X509Config {
+  bool enabled = false;           // security.x509 is present
+  std::string issuer = "x509";    // the identity's issuer: principals are "<issuer>/<name>"
+  X509Principal principal = X509Principal::kSanUri;  // san_uri (SPIFFE ID) | cn
+  std::vector<X509Mapping> mappings;  // every matching mapping adds its roles and groups
+};
+
 struct SecurityConfig {
   bool enabled = true;
   bool guest_access = true;
@@ -53,11 +69,16 @@ struct SecurityConfig {
   // unless the config names that issuer's group.
   std::vector<std::string> admin_groups;
   std::vector<IssuerConfig> issuers;
+  X509Config x509;
 };
 
 struct TlsConfig {
   std::string cert_file;
   std::string key_file;
+  // Require a client certificate signed by this CA on gRPC and REST (mTLS); also the CA that
+  // the node certificates of a cluster come from (forwards between nodes present and verify them).
+  std::string client_ca;
+  std::string client_crl;  // PEM CRL(s) of client_ca: certificates listed are refused
 };
 
 struct ApiConfig {

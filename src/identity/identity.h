@@ -26,6 +26,9 @@ struct Identity {
   int64_t expires_at = 0;    // exp, seconds since epoch
   int64_t issued_at = 0;     // iat, 0 when absent
   bool guest = false;        // no token was presented
+  // Proven by a client certificate (api.tls.client_ca, security.x509) rather than a token: such
+  // a caller is served only where the call arrived (a forward carries tokens, not certificates).
+  bool by_certificate = false;
 
   // The principal that owns things: issuer and username together, so that two issuers'
   // users with the same name are never one principal. The username is escaped (qualify_name),

@@ -155,8 +155,20 @@ Status VolumeService::forward(const std::string& node, const MethodSpec& spec, c
   {
     std::lock_guard lock(channels_mu_);
     auto& c = channels_[address];
-    // Plain gRPC on the cluster network for now: node-to-node mTLS is the next step (README).
-    if (!c) c = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    // With api.tls the other nodes listen with TLS: verified against api.tls.client_ca (the
+    // cluster's CA), presenting this node's own certificate (mTLS) — the home node requires one.
+    // The caller's token still decides there.
+    if (!c) {
+      const auto& tls = config_.api.tls;
+      auto creds = channel_credentials(ClientTls{.ca = tls.cert_file.empty() ? "" : tls.client_ca,
+                                                 .cert_file = tls.client_ca.empty() ? "" : tls.cert_file,
+                                                 .key_file = tls.client_ca.empty() ? "" : tls.key_file});
+      if (!creds) {
+        return Status(Code::kUnavailable, "node_unavailable",
+                      "node " + node + ": " + creds.status().message());
+      }
+      c = grpc::CreateChannel(address, *creds);
+    }
     channel = c;
   }
   GrpcCallOptions options;

@@ -88,7 +88,12 @@ Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
                                       core->roles_, core->revocations_);
   core->volumes_->register_methods(&core->table_);
   register_metrics_methods(&core->table_, &core->metrics_);
-  core->pipeline_ = std::make_unique<Pipeline>(config.security, core->verifier_, core->table_,
+  std::shared_ptr<const identity::CertificateIdentities> certificates;
+  if (!config.api.tls.client_ca.empty()) {
+    ASSIGN_OR_RETURN(certificates, identity::CertificateIdentities::from_config(config));
+  }
+  core->pipeline_ = std::make_unique<Pipeline>(config.security, core->verifier_, std::move(certificates),
+                                               core->table_,
                                                *core->volumes_, core->roles_, core->revocations_,
                                                *core->recorder_,
                                                *core->volumes_);

@@ -1,5 +1,7 @@
 #include "service/pipeline.h"
 
+#include <ctime>
+
 #include <google/protobuf/util/json_util.h>
 
 #include <chrono>
@@ -61,12 +63,15 @@ std::string default_audit_message(const Call& call) {
 }  // namespace
 
 Pipeline::Pipeline(const config::SecurityConfig& security,
-                   std::shared_ptr<const identity::TokenVerifier> verifier, const MethodTable& table,
+                   std::shared_ptr<const identity::TokenVerifier> verifier,
+                   std::shared_ptr<const identity::CertificateIdentities> certificates,
+                   const MethodTable& table,
                    const ResourceResolver& resolver, const RoleRegistry& roles,
                    const RevocationRegistry& revocations, DecisionRecorder& recorder,
                    const Router& router)
     : security_(security),
       verifier_(std::move(verifier)),
+      certificates_(std::move(certificates)),
       table_(table),
       resolver_(resolver),
       roles_(roles),
@@ -78,7 +83,19 @@ Pipeline::Pipeline(const config::SecurityConfig& security,
 }
 
 Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const {
+  // A client certificate (mTLS) is checked whenever one came, a token deciding or not: a
+  // revoked or expired certificate is no way in. The precedence, then: a bearer token decides;
+  // without one, the certificate's identity (security.x509); without either, the guest. A call
+  // forwarded by another node came over that node's certificate, not the caller's: only its
+  // token counts.
+  const bool certificate = !meta.client_certificate.empty() && certificates_ != nullptr;
+  if (certificate) {
+    if (Status ok = certificates_->check(meta.client_certificate, static_cast<int64_t>(::time(nullptr))); !ok.is_ok()) return ok;
+  }
   if (meta.authorization.empty()) {
+    if (certificate && meta.forwarded_by.empty() && certificates_->identities_enabled()) {
+      return certificates_->identify(meta.client_certificate, static_cast<int64_t>(::time(nullptr)));
+    }
     if (security_.guest_access) return identity::guest_identity();
     return Status(Code::kUnauthenticated, "token_missing",
                   "no token presented and guest access is disabled");
@@ -269,6 +286,14 @@ Status Pipeline::invoke(const MethodSpec& spec, const RequestMeta& meta, const M
   //    again by that node; this node records its own decision and the outcome it was given.
   auto home = router_.route(spec, call, request);
   if (!home) return finish(home.status());
+  if (!home->empty() && who.by_certificate) {
+    // A forward carries the caller's token to the home node, which decides again; a
+    // certificate cannot be carried (the home node would see this node's certificate).
+    return finish(Status(Code::kFailedPrecondition, "certificate_not_forwardable",
+                         call.method + " runs on node " + *home + ", which decides on the caller's own "
+                         "token: a client certificate identity is served only by the node it reaches; "
+                         "call node " + *home + " directly or present a token"));
+  }
   if (!home->empty() && !meta.forwarded_by.empty()) {
     // Catalogs disagree about the home (one is behind): refuse rather than bounce the call.
     return finish(Status(Code::kUnavailable, "misrouted",

@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "config/config.h"
 #include "identity/verifier.h"
+#include "identity/x509.h"
 #include "ownership/ownership.h"
 #include "policy/policy.h"
 #include "service/method_table.h"
@@ -115,6 +116,9 @@ struct CallDecision {
 
 struct RequestMeta {
   std::string authorization;  // the raw "authorization" header/metadata value, may be empty
+  // The client certificate (PEM) the TLS handshake verified against api.tls.client_ca; empty
+  // without mTLS. An identity only when no token is presented (a token decides).
+  std::string client_certificate;
   std::string remote;         // peer address
   // Read-your-writes: the catalog must hold every change through this revision (metadata
   // volguard-min-revision; 0: any).
@@ -134,8 +138,9 @@ class Pipeline {
   // recorder (no audit means no calls) and no second copy of the roles.
   // `verifier` may be null only when security is off or no issuer is configured (every token
   // is then refused with issuer_unknown).
+  // `certificates` may be null: no api.tls.client_ca, no client certificates.
   Pipeline(const config::SecurityConfig& security, std::shared_ptr<const identity::TokenVerifier> verifier,
-           const MethodTable& table, const ResourceResolver& resolver, const RoleRegistry& roles,
+           std::shared_ptr<const identity::CertificateIdentities> certificates, const MethodTable& table, const ResourceResolver& resolver, const RoleRegistry& roles,
            const RevocationRegistry& revocations, DecisionRecorder& recorder, const Router& router);
 
   Status invoke(const MethodSpec& spec, const RequestMeta& meta, const Message& request,
@@ -160,6 +165,7 @@ class Pipeline {
  private:
   config::SecurityConfig security_;
   std::shared_ptr<const identity::TokenVerifier> verifier_;
+  std::shared_ptr<const identity::CertificateIdentities> certificates_;
   const MethodTable& table_;
   const ResourceResolver& resolver_;
   const RoleRegistry& roles_;

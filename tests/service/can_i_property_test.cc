@@ -66,7 +66,7 @@ struct World {
     EXPECT_EQ(table.methods().size(), real.methods().size());
 
     add_fixtures();
-    pipeline = std::make_unique<Pipeline>(security, verifier, table, resolver, roles, revocations, recorder, resolver);
+    pipeline = std::make_unique<Pipeline>(security, verifier, nullptr, table, resolver, roles, revocations, recorder, resolver);
   }
 
   // The real table, copied entry by entry with every handler but can-i's replaced by a stub that

@@ -139,7 +139,7 @@ TEST(LockRecheckTest, NodeWhoseVolumeIsDetachedWhileItWaitsDoesNotMount) {
   auto verifier = std::make_shared<TableVerifier>(std::map<std::string, identity::Identity>{
       {"alice", testing::person("alice", {"system.user"})},
       {"node-1", testing::person("node-1", {"system.node"})}});
-  Pipeline pipeline(config.security, verifier, table, volumes, roles, revocations, recorder, volumes);
+  Pipeline pipeline(config.security, verifier, nullptr, table, volumes, roles, revocations, recorder, volumes);
   auto as = [](const char* token) { return RequestMeta{.authorization = std::string("Bearer ") + token}; };
 
   v1::CreateVolumeRequest create;
@@ -236,7 +236,7 @@ TEST(EnumerateIndexTest, IndexedEnumerateEqualsTheFullRuleForEveryCaller) {
                                                    {"g" + std::to_string(u % 5), "g" + std::to_string((u + 2) % 5)});
   }
   SignallingRecorder recorder("none");
-  Pipeline pipeline(config.security, std::make_shared<TableVerifier>(ids), table, volumes, roles, revocations, recorder, volumes);
+  Pipeline pipeline(config.security, std::make_shared<TableVerifier>(ids), nullptr, table, volumes, roles, revocations, recorder, volumes);
   ids["guest"] = identity::guest_identity();
   const ownership::AdminPolicy admins{config.security.admin_groups};
   for (const auto& [token, who] : ids) {

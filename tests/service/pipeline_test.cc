@@ -98,7 +98,7 @@ class PipelineTest : public ::testing::Test {
   const Pipeline& pipeline() {
     if (!pipeline_) {
       pipeline_ =
-          std::make_unique<Pipeline>(security_, verifier_, table_, resolver_, roles_, revocations_, recorder_, resolver_);
+          std::make_unique<Pipeline>(security_, verifier_, nullptr, table_, resolver_, roles_, revocations_, recorder_, resolver_);
     }
     return *pipeline_;
   }

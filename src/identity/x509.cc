@@ -1,0 +1,179 @@
+#include "identity/x509.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <ctime>
+
+#include "common/text.h"
+
+namespace volguard::identity {
+
+namespace {
+
+Status fail(const char* why, const std::string& message) {
+  return Status(Code::kUnauthenticated, why, message);
+}
+
+struct X509Deleter {
+  void operator()(X509* x) const { X509_free(x); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+
+// Every PEM certificate in `text`.
+std::vector<X509Ptr> read_certificates(const std::string& text) {
+  std::vector<X509Ptr> out;
+  BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+  while (bio) {
+    X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+    if (x == nullptr) break;
+    out.emplace_back(x);
+  }
+  ERR_clear_error();
+  return out;
+}
+
+int64_t unix_of(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+}  // namespace
+
+CertificateIdentities::~CertificateIdentities() {
+  for (X509_CRL* c : crls_) X509_CRL_free(c);
+}
+
+Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from_config(
+    const config::Config& config) {
+  std::shared_ptr<CertificateIdentities> out(new CertificateIdentities());
+  out->config_ = config.security.x509;
+  const auto& tls = config.api.tls;
+  if (tls.client_crl.empty()) return std::shared_ptr<const CertificateIdentities>(out);
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return Status(Code::kInvalidArgument, "bad_config", config.file + ": " + key + ": " + why);
+  };
+  auto ca_text = read_file(tls.client_ca);
+  if (!ca_text) return bad("api.tls.client_ca", ca_text.status().message());
+  const auto cas = read_certificates(*ca_text);
+  if (cas.empty()) return bad("api.tls.client_ca", "holds no PEM certificate");
+  auto crl_text = read_file(tls.client_crl);
+  if (!crl_text) return bad("api.tls.client_crl", crl_text.status().message());
+  BioPtr bio(BIO_new_mem_buf(crl_text->data(), static_cast<int>(crl_text->size())));
+  while (bio) {
+    X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
+    if (crl == nullptr) break;
+    out->crls_.push_back(crl);
+    // A CRL counts only when a CA of client_ca signed it: a forged list could otherwise be
+    // used to hide nothing, but a wrong file must not pass silently either.
+    bool signed_by_ca = false;
+    for (const auto& ca : cas) {
+      if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca.get())) == 0 &&
+          X509_CRL_verify(crl, X509_get0_pubkey(ca.get())) == 1) {
+        signed_by_ca = true;
+      }
+    }
+    if (!signed_by_ca) {
+      ERR_clear_error();
+      return bad("api.tls.client_crl", "a CRL in " + tls.client_crl + " is not signed by a CA of api.tls.client_ca");
+    }
+  }
+  ERR_clear_error();
+  if (out->crls_.empty()) return bad("api.tls.client_crl", tls.client_crl + " holds no PEM CRL");
+  return std::shared_ptr<const CertificateIdentities>(out);
+}
+
+Status CertificateIdentities::check(std::string_view pem, int64_t now) const {
+  auto certs = read_certificates(std::string(pem));
+  if (certs.empty()) return fail(reason::kCertificateUnreadable, "the client certificate is not PEM X.509");
+  X509* cert = certs.front().get();
+  // The handshake checked the dates; checked again so that a long-lived connection whose
+  // certificate expired meanwhile is not served on it.
+  const int64_t not_after = unix_of(X509_get0_notAfter(cert));
+  const int64_t not_before = unix_of(X509_get0_notBefore(cert));
+  if (not_after != 0 && now > not_after) {
+    return fail(reason::kCertificateExpired, "the client certificate expired at " + rfc3339(not_after));
+  }
+  if (not_before != 0 && now < not_before) {
+    return fail(reason::kCertificateNotYetValid, "the client certificate is valid from " + rfc3339(not_before));
+  }
+  for (X509_CRL* crl : crls_) {
+    X509_REVOKED* revoked = nullptr;
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) == 0 &&
+        X509_CRL_get0_by_cert(crl, &revoked, cert) == 1) {
+      return fail(reason::kCertificateRevoked, "the client certificate is revoked (api.tls.client_crl)");
+    }
+  }
+  return Status::ok();
+}
+
+Result<Identity> CertificateIdentities::identify(std::string_view pem, int64_t now) const {
+  if (!config_.enabled) {
+    return fail(reason::kCertificatesNotAccepted,
+                "client certificates are not identities here (no security.x509): present a token");
+  }
+  RETURN_IF_ERROR(check(pem, now));
+  auto certs = read_certificates(std::string(pem));
+  X509* cert = certs.front().get();
+  const int64_t not_after = unix_of(X509_get0_notAfter(cert));
+  const int64_t not_before = unix_of(X509_get0_notBefore(cert));
+  std::vector<std::string> names;
+  if (config_.principal == config::X509Principal::kSanUri) {
+    auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
+      if (n->type != GEN_URI) continue;
+      const ASN1_IA5STRING* uri = n->d.uniformResourceIdentifier;
+      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                         static_cast<size_t>(ASN1_STRING_length(uri)));
+    }
+    GENERAL_NAMES_free(sans);
+  } else {
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    for (int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); at >= 0;
+         at = X509_NAME_get_index_by_NID(subject, NID_commonName, at)) {
+      const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
+                         static_cast<size_t>(ASN1_STRING_length(cn)));
+    }
+  }
+  const char* what = config_.principal == config::X509Principal::kSanUri ? "SAN URI" : "subject CN";
+  if (names.empty()) {
+    return fail(reason::kCertificateNoPrincipal,
+                std::string("the client certificate has no ") + what + " (security.x509.principal)");
+  }
+  if (names.size() > 1) {
+    return fail(reason::kCertificateAmbiguous,
+                std::string("the client certificate has ") + std::to_string(names.size()) + " " + what +
+                    "s: which one is the caller is not decided for it");
+  }
+  const std::string& principal = names.front();
+  if (principal.empty() || has_control_chars(principal) || principal.size() > 1024) {
+    return fail(reason::kCertificateNoPrincipal,
+                std::string("the client certificate's ") + what + " is empty, too long or has control characters");
+  }
+  Identity id;
+  id.issuer = config_.issuer;
+  id.group_domain = config_.issuer;
+  id.username = principal;
+  id.subject = principal;
+  id.expires_at = not_after;
+  id.issued_at = not_before;
+  id.by_certificate = true;
+  for (const auto& m : config_.mappings) {
+    const bool fits = !m.match.empty() ? principal == m.match : principal.rfind(m.prefix, 0) == 0;
+    if (!fits) continue;
+    id.roles.insert(id.roles.end(), m.roles.begin(), m.roles.end());
+    id.groups.insert(id.groups.end(), m.groups.begin(), m.groups.end());
+  }
+  return id;
+}
+
+}  // namespace volguard::identity
