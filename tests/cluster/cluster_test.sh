@@ -2,6 +2,8 @@
 # A real cluster on loopback: a 3-member etcd cluster (Debian's etcd, started here) and three
 # volguard nodes a, b, c (separate data dirs and ports) sharing it. What a platform team relies
 # on when it runs volguard on several machines:
+#   - every node requires a client certificate of the cluster CA (mTLS); a node forwards to
+#     another with its own node certificate;
 #   - a volume made on a is seen and used through b (forwarded to a, audited on both);
 #   - a role made on b is enforced on c, and a grant revoked on a is refused on c, within 1 s;
 #   - a token revoked on a (from its file) is refused on c within 1 s;
@@ -66,21 +68,47 @@ tok() {  # tok SUBJECT ROLES [GROUPS]
 ALICE=$(tok alice system.user)
 BOB=$(tok bob system.user)
 
+# The cluster's PKI, made here: a CA, a certificate per node (its server certificate and, for
+# forwards, its client certificate) and one for the CLI. Tokens still decide who a caller is.
+pki="$work/pki"; mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca.key" -out "$pki/ca.pem" \
+  -days 2 -subj /CN=volguard-cluster-ca 2>/dev/null
+cert() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/$1.key" -out "$pki/$1.csr" \
+    -subj "/CN=$1" -addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -out "$pki/$1.pem" \
+    -days 2 -copy_extensions copy 2>/dev/null
+  chmod 600 "$pki/$1.key"
+}
+for n in node-a node-b node-c node-d cli; do cert "$n"; done
+declare -A tls  # nodes serving mTLS
+
 write_config() {  # write_config NODE [store-yaml]
   local n="$1"
   gport[$n]=$(free_port); rport[$n]=$(free_port)
   mkdir -p "$work/$n/data"
+  tls[$n]=1
   cat > "$n.yaml" <<EOF
 data_dir: $work/$n/data
 api:
   grpc: 127.0.0.1:${gport[$n]}
   rest: 127.0.0.1:${rport[$n]}
+  tls:
+    cert_file: $pki/node-$n.pem
+    key_file: $pki/node-$n.key
+    client_ca: $pki/ca.pem
 security:
   enabled: true
   guest_access: false
   issuers:
     - issuer: volguard.local
       shared_secret_file: $SECRET
+  x509:
+    issuer: cluster-x509
+    principal: cn
+    mappings:
+      - match: cli
+        roles: [system.user]
 node:
   name: $n
 store:
@@ -96,15 +124,24 @@ start_node() {  # start_node NODE [CRASH_AT]
   VOLGUARD_CRASH_AT="${2:-}" "$VG" server --config "$n.yaml" >> "$n.log" 2>&1 &
   pid[$n]=$!
   for _ in $(seq 150); do
-    curl -sf "http://127.0.0.1:${rport[$n]}/healthz" >/dev/null 2>&1 && return 0
+    healthy "$n" && return 0
     kill -0 "${pid[$n]}" 2>/dev/null || fail "node $n exited at start"
     sleep 0.1
   done
   fail "node $n did not start"
 }
 stop_node() { kill -TERM "${pid[$1]}" 2>/dev/null || true; wait "${pid[$1]}" 2>/dev/null || true; unset "pid[$1]"; }
-# on NODE TOKEN ARGS...: the CLI against that node.
-on() { local n="$1" t="$2"; shift 2; "$VG" --endpoint "127.0.0.1:${gport[$n]}" --token "$t" "$@"; }
+# on NODE TOKEN ARGS...: the CLI against that node (with the CLI's certificate where mTLS).
+cli_tls() { [ -n "${tls[$1]:-}" ] && echo "--tls-ca $pki/ca.pem --tls-cert $pki/cli.pem --tls-key $pki/cli.key" || true; }
+# shellcheck disable=SC2046
+on() { local n="$1" t="$2"; shift 2; "$VG" --endpoint "127.0.0.1:${gport[$n]}" $(cli_tls "$n") --token "$t" "$@"; }
+healthy() {
+  if [ -n "${tls[$1]:-}" ]; then
+    curl -sf --cacert "$pki/ca.pem" --cert "$pki/cli.pem" --key "$pki/cli.key" "https://127.0.0.1:${rport[$1]}/healthz"
+  else
+    curl -sf "http://127.0.0.1:${rport[$1]}/healthz"
+  fi >/dev/null 2>&1
+}
 json() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # within MS CMD...: CMD succeeds within MS milliseconds (polled); prints the time it took.
 within() {
@@ -126,7 +163,26 @@ on a "$ADMIN" node list -o json > nodes.json
 [ "$(json 'sorted(n["name"] for n in d["nodes"] if n.get("alive"))' < nodes.json)" = "['a', 'b', 'c']" ] ||
   fail "node list: $(cat nodes.json)"
 
-echo "== created on a, inspected and mounted through b (forwarded, audited on both)"
+echo "== every node requires a client certificate of the cluster CA"
+for n in a b c; do
+  set +e
+  "$VG" --endpoint "127.0.0.1:${gport[$n]}" --tls-ca "$pki/ca.pem" --token "$ALICE" volume list > nocert.out 2>&1; rc1=$?
+  "$VG" --endpoint "127.0.0.1:${gport[$n]}" --token "$ALICE" volume list > plain.out 2>&1; rc2=$?
+  curl -sf --cacert "$pki/ca.pem" "https://127.0.0.1:${rport[$n]}/healthz" > /dev/null 2>&1; rc3=$?
+  set -e
+  [ "$rc1" != 0 ] && [ "$rc2" != 0 ] && [ "$rc3" != 0 ] || fail "node $n served a client without a certificate ($rc1 $rc2 $rc3)"
+done
+
+echo "== a certificate identity is served by the node it reaches, never forwarded"
+CERT=(--tls-ca "$pki/ca.pem" --tls-cert "$pki/cli.pem" --tls-key "$pki/cli.key")
+"$VG" --endpoint "127.0.0.1:${gport[a]}" "${CERT[@]}" volume create by-cert --size 16M > cert.out 2>&1 ||
+  fail "create with a certificate identity on a: $(cat cert.out)"
+set +e; "$VG" --endpoint "127.0.0.1:${gport[b]}" "${CERT[@]}" volume inspect by-cert > fwd.out 2>&1; rc=$?; set -e
+[ "$rc" != 0 ] && grep -q certificate_not_forwardable fwd.out || fail "a certificate identity was forwarded: $(cat fwd.out)"
+"$VG" --endpoint "127.0.0.1:${gport[a]}" "${CERT[@]}" volume inspect by-cert -o json | grep -q '"owner": "cluster-x509/cli"' ||
+  fail "the volume is not the certificate identity's"
+
+echo "== created on a, inspected and mounted through b (forwarded over mTLS, audited on both)"
 export VOLGUARD_SESSION="$work/alice.session"
 on a "$ALICE" volume create v1 --size 64M --collaborator bob:r > /dev/null || fail "create on a"
 on b "$ALICE" volume inspect v1 -o json > v1.json || fail "inspect via b (read-your-writes)"
@@ -254,7 +310,7 @@ cp d/data/volguard.yaml d-single.yaml
 start_node_single() {
   "$VG" server --config d-single.yaml >> d.log 2>&1 &
   pid[d]=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:${rport[d]}/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 100); do healthy d && return 0; sleep 0.1; done
   fail "single node d did not start"
 }
 start_node_single

@@ -115,6 +115,45 @@ TEST_F(ConfigTest, BadValuesNameKeyAndReason) {
             std::string::npos);
 }
 
+TEST_F(ConfigTest, ClientCertificatesAndX509IdentitiesParseAndRefuseWhatIsIncomplete) {
+  const std::string tls = "api:\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n    client_ca: ca.pem\n";
+  const std::string issuer = "  issuers:\n    - issuer: tok\n      shared_secret_file: " + secret_ + "\n";
+  auto ok = parse_config(tls + "    client_crl: crl.pem\nsecurity:\n  guest_access: false\n  x509:\n"
+                         "    issuer: spiffe\n    principal: cn\n    mappings:\n"
+                         "      - prefix: spiffe://c/ns/a/\n        roles: [system.user]\n"
+                         "      - match: spiffe://c/ns/a/sa/b\n        groups: [g]\n"
+                         "  admin_groups: [spiffe/ops]\n",
+                         "vg.yaml");
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string() << " (certificates alone are a way in: no issuer needed)";
+  EXPECT_EQ(ok->api.tls.client_ca, "ca.pem");
+  EXPECT_EQ(ok->api.tls.client_crl, "crl.pem");
+  EXPECT_TRUE(ok->security.x509.enabled);
+  EXPECT_EQ(ok->security.x509.principal, X509Principal::kCommonName);
+  ASSERT_EQ(ok->security.x509.mappings.size(), 2u);
+  EXPECT_EQ(ok->security.x509.mappings[0].prefix, "spiffe://c/ns/a/");
+  EXPECT_EQ(ok->security.x509.mappings[1].groups, std::vector<std::string>{"g"});
+  EXPECT_EQ(ok->security.admin_groups, std::vector<std::string>{"spiffe/ops"});
+  EXPECT_EQ(parse_config(tls + "security:\n" + issuer, "vg.yaml").value().security.x509.enabled, false);
+
+  auto refused = [&](const std::string& yaml, const std::string& where) {
+    EXPECT_NE(message_of(yaml).find(where), std::string::npos) << yaml;
+  };
+  refused("api:\n  tls:\n    client_ca: ca.pem\nsecurity:\n" + issuer, "api.tls.client_ca: needs cert_file");
+  refused("api:\n  tls:\n    cert_file: c.pem\n    key_file: k.pem\n    client_crl: x\nsecurity:\n" + issuer,
+          "api.tls.client_crl: needs api.tls.client_ca");
+  refused("security:\n  x509:\n    issuer: s\n" + issuer, "security.x509: needs api.tls.client_ca");
+  const std::string x = tls + "security:\n" + issuer + "  x509:\n";
+  refused(x + "    principal: email\n", "security.x509.principal: 'email' is not one of san_uri, cn");
+  refused(x + "    issuer: tok\n", "security.x509.issuer: 'tok' is also a token issuer");
+  refused(x + "    issuer: \"\"\n", "security.x509.issuer: must be a non-empty name");
+  refused(x + "    mappings:\n      - roles: [a]\n", "security.x509.mappings[0]: needs exactly one of match");
+  refused(x + "    mappings:\n      - match: a\n        prefix: b\n        roles: [a]\n",
+          "security.x509.mappings[0]: needs exactly one of match");
+  refused(x + "    mappings:\n      - match: a\n", "security.x509.mappings[0]: gives no roles and no groups");
+  refused(x + "    mappings:\n      - match: a\n        role: [x]\n", "role");
+  refused(x + "    mappings: {}\n", "security.x509.mappings: must be a list");
+}
+
 TEST_F(ConfigTest, EncryptionKeysParseAndRefuseWhatIsAmbiguous) {
   auto r = parse_config("security:\n  issuers: []\nencryption:\n  keys:\n    main: {file: /k/main.key, retired_files: [/k/old.key]}\n"
                         "    vault: {kms: {socket: 'unix:///run/kms.sock', timeout: 3s}}\n"
