@@ -1,10 +1,13 @@
 # The two commands: `make run` and `make test`. Both install what is missing first.
 BUILD      ?= build
 TEST_BUILD ?= build-test
+FUZZ_BUILD ?= build-fuzz
+# make fuzz: seconds per target (each target runs on one core; JOBS targets at a time).
+FUZZ_SECONDS ?= 3600
 JOBS       ?= 2
 DATA_DIR   ?= ./data
 
-.PHONY: all deps build run test bench clean format
+.PHONY: all deps build run test fuzz fuzz-build bench clean format
 
 all: build
 
@@ -23,7 +26,20 @@ run: build
 test: deps
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_SANITIZE=ON -DVOLGUARD_CRASH_POINTS=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
+	@$(MAKE) --no-print-directory fuzz-build FUZZ_SECONDS=15
 	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# The libFuzzer targets (tests/fuzz), a clang build of their own. `make fuzz` runs each for
+# FUZZ_SECONDS from the checked-in seeds plus what earlier runs found (build-fuzz/fuzz-corpus);
+# a crash leaves its input in build-fuzz/fuzz-artifacts.
+fuzz-build: deps
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_FUZZ=ON \
+	  -DVOLGUARD_BENCH=OFF -DFUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS) --timeout $$(( $(FUZZ_SECONDS) + 600 ))
 
 # Every tool runs and prints its rows even when an earlier one missed a target; the exit code
 # says whether all of them met theirs.
@@ -39,4 +55,4 @@ format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

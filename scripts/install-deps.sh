@@ -12,6 +12,7 @@ PACKAGES=(
   e2fsprogs xfsprogs util-linux mount procps
   python3 curl   # used by the end-to-end test scripts (/usr/bin/python3, curl)
   fio   # encrypted vs plain volume throughput (make bench)
+  clang-14 libclang-rt-14-dev   # libFuzzer targets (tests/fuzz: make fuzz, smoke in make test)
   etcd-server etcd-client jq   # real etcd clusters for the etcd client's tests (tests/etcd, tests/cluster)
 )
 
