@@ -139,10 +139,13 @@ Result<Record> parse_line(std::string_view line) {
   auto bad = [&](const std::string& why) {
     return Status(Code::kDataLoss, "bad_record", why);
   };
+  // Only what the encoder writes is read back: a key outside its alphabet is not ours.
+  auto foreign_key = [](const std::string& k) { return k.empty() || safe_key(k) != k; };
   if (!line.empty() && line.front() == '{') {
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
     for (const auto& [k, v] : j.items()) {
+      if (foreign_key(k)) return bad("key '" + safe_key(k) + "' is not one volguard writes");
       if (v.is_string()) {
         r.add(k, v.get<std::string>());
       } else if (v.is_number()) {
@@ -164,6 +167,7 @@ Result<Record> parse_line(std::string_view line) {
     size_t eq = line.find('=', i);
     if (eq == std::string_view::npos) return bad("key without value");
     std::string key(line.substr(i, eq - i));
+    if (foreign_key(key)) return bad("key '" + safe_key(key) + "' is not one volguard writes");
     i = eq + 1;
     std::string value;
     if (i < line.size() && line[i] == '"') {
@@ -187,11 +191,15 @@ Result<Record> parse_line(std::string_view line) {
               const char* first = line.data() + i;
               auto [end, ec] = std::from_chars(first, first + 4, code, 16);
               if (ec != std::errc() || end != first + 4) return bad("bad \\u escape");
+              // The encoder escapes control characters only; anything else it writes raw.
+              if (code >= 0x20 && code != 0x7f) return bad("\\u escape of a character volguard writes raw");
               value.push_back(static_cast<char>(code));
               i += 4;
               break;
             }
-            default: value.push_back(e);
+            case '"':
+            case '\\': value.push_back(e); break;
+            default: return bad(std::string("unknown escape \\") + (e >= 0x20 && e < 0x7f ? std::string(1, e) : "?"));
           }
         } else {
           value.push_back(c);

@@ -88,6 +88,39 @@ TEST_F(AuditTest, LogfmtQuotesSoClaimsCannotForgeFieldsOrLines) {
   EXPECT_EQ(*jback->get("name"), "Eve\" level=error msg=\"forged");
 }
 
+// Found by tests/fuzz/audit_line_fuzz.cc: the parser accepted lines the encoder never writes
+// (a key outside [a-z0-9_], which the encoder writes as '_'; a \u escape of a character it
+// writes raw, decoded to a different byte; an unknown escape), so a parsed line did not render
+// back to itself. Such lines are now refused: verify and show read only what volguard wrote.
+TEST_F(AuditTest, TheParserRefusesWhatTheEncoderNeverWrites) {
+  for (const char* line : {"ti*me=t level=info", "Time=t", "=v", "a-b=1", "k=\"\\u0100\"", "k=\"\\x\"",
+                           "{\"Time\":\"t\"}", "{\"a b\":1}", "{\"\":1}"}) {
+    auto r = parse_line(line);
+    EXPECT_FALSE(r.is_ok()) << line;
+    if (!r.is_ok()) {
+      EXPECT_EQ(r.status().reason(), "bad_record") << line;
+    }
+  }
+  // What the encoder writes still parses back to itself.
+  auto ok = parse_line("time=t k_2=\"a\\u0001\\u007f\\n\\\"\"");
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ(*ok->get("k_2"), std::string("a\x01\x7f\n\"", 5));
+}
+
+// JSON lines must be UTF-8: a value that is not (no claim can be: tokens are UTF-8 JSON) is
+// written with U+FFFD in place of each bad sequence, and the line stays one valid record.
+// logfmt keeps the bytes as they are (tests/fuzz/logfmt_fuzz.cc checks both).
+TEST_F(AuditTest, JsonLinesReplaceInvalidUtf8AndStayValid) {
+  Record r;
+  r.add("name", std::string("a\xff\xfe" "b", 4));
+  auto back = parse_line(to_json_line(r));
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(*back->get("name"), "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+  auto raw = parse_line(to_logfmt(r));
+  ASSERT_TRUE(raw.is_ok());
+  EXPECT_EQ(*raw->get("name"), std::string("a\xff\xfe" "b", 4));
+}
+
 // In the JSON format numbers and booleans are bare and lists are arrays (a group named
 // "eng,admin" is one element, never two); logfmt writes the same values as text. Typed text
 // that is not what it claims is written as a string, so no value can break the line's JSON.
