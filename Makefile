@@ -27,7 +27,7 @@ test: deps
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVOLGUARD_SANITIZE=ON -DVOLGUARD_CRASH_POINTS=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	@$(MAKE) --no-print-directory fuzz-build FUZZ_SECONDS=15
-	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600
+	@cd $(TEST_BUILD) && ctest --output-on-failure --timeout 600 -j$(JOBS)
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j$(JOBS)
 
 # The libFuzzer targets (tests/fuzz), a clang build of their own. `make fuzz` runs each for
