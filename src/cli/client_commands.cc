@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <iomanip>
 #include <iostream>
 #include <iterator>
@@ -648,8 +649,11 @@ int revoke_command(const Globals& g, const std::string& verb, const RevokeArgs& 
     auto ids = token_ids(a.file);
     if (!ids) return usage(ids.status().message());
     req.set_jti(ids->jti);
-    req.set_issuer(ids->issuer);
-    req.set_expires_at(*expires != 0 ? *expires : ids->exp);
+    req.set_issuer(ids->issuer);  // the server refuses an issuer it does not trust
+    // The file is not verified: an exp already past (or edited to be) must not shorten the
+    // revocation to nothing; the server then bounds it by max_token_lifetime, or keeps it.
+    const int64_t now = static_cast<int64_t>(::time(nullptr));
+    req.set_expires_at(*expires != 0 ? *expires : (ids->exp > now ? ids->exp : 0));
   } else {
     req.set_jti(a.jti);
     req.set_issuer(a.issuer);

@@ -41,7 +41,7 @@ int store_migrate(const MigrateArgs& a) {
   struct Count {
     size_t copied = 0, present = 0;
   };
-  Count roles, quotas, volumes, snapshots;
+  Count roles, quotas, revocations, volumes, snapshots;
   auto already = [](const Status& s) { return s.code() == Code::kAlreadyExists; };
 
   auto role_list = (*from)->list_roles();
@@ -57,6 +57,13 @@ int store_migrate(const MigrateArgs& a) {
   for (const auto& q : *quota_list) {
     if (Status s = (*to)->put_quota(q); !s.is_ok()) return fail("quota " + q.name, s);
     ++quotas.copied;
+  }
+  // Revoked tokens stay revoked in the cluster (an upsert: a second migrate changes nothing).
+  auto revocation_list = (*from)->list_revocations();
+  if (!revocation_list) return fail("reading revocations", revocation_list.status());
+  for (const auto& r : *revocation_list) {
+    if (Status s = (*to)->put_revocation(r); !s.is_ok()) return fail("revocation of " + r.subject, s);
+    ++revocations.copied;
   }
   // Only finished records: a create or delete a crash interrupted is the node's own recovery's
   // to undo, at its next start on SQLite — migrate after that.
@@ -86,6 +93,7 @@ int store_migrate(const MigrateArgs& a) {
   std::cout << "Migrated to etcd (" << e.prefix << "), homed on node " << node << ":\n"
             << "  roles     : " << roles.copied << " copied, " << roles.present << " already there\n"
             << "  quotas    : " << quotas.copied << " copied\n"
+            << "  revocations: " << revocations.copied << " copied\n"
             << "  volumes   : " << volumes.copied << " copied, " << volumes.present << " already there\n"
             << "  snapshots : " << snapshots.copied << " copied, " << snapshots.present << " already there\n";
   if (skipped > 0) std::cout << "  skipped   : " << skipped << " unfinished record(s) (start the node once on SQLite to recover them)\n";

@@ -131,17 +131,25 @@ Result<Identity> CertificateIdentities::identify(std::string_view pem, int64_t n
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
       if (n->type != GEN_URI) continue;
       const ASN1_IA5STRING* uri = n->d.uniformResourceIdentifier;
-      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
-                         static_cast<size_t>(ASN1_STRING_length(uri)));
+      std::string text(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                       static_cast<size_t>(ASN1_STRING_length(uri)));
+      // An IA5String is ASCII: anything else is a malformed certificate, not a name.
+      for (unsigned char c : text) {
+        if (c >= 0x80) text.clear();
+      }
+      names.push_back(text.empty() ? std::string(1, '\0') : text);  // refused below
     }
     GENERAL_NAMES_free(sans);
   } else {
     const X509_NAME* subject = X509_get_subject_name(cert);
     for (int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); at >= 0;
          at = X509_NAME_get_index_by_NID(subject, NID_commonName, at)) {
-      const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
-      names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
-                         static_cast<size_t>(ASN1_STRING_length(cn)));
+      // Converted from whatever string type it is (a BMPString's bytes are not its text).
+      unsigned char* utf8 = nullptr;
+      const int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)));
+      names.push_back(n > 0 ? std::string(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n))
+                            : std::string(1, '\0'));  // unconvertible: refused below
+      OPENSSL_free(utf8);
     }
   }
   const char* what = config_.principal == config::X509Principal::kSanUri ? "SAN URI" : "subject CN";

@@ -39,8 +39,9 @@ Status RevocationRegistry::check(const identity::Identity& who) const {
   }
   if (!compiled->users.empty()) {
     if (auto it = compiled->users.find(who.principal()); it != compiled->users.end()) {
-      // No iat: nothing shows the token was issued after the revocation.
-      if (who.issued_at == 0 || who.issued_at < it->second) {
+      // No iat: nothing shows the token was issued after the revocation. Issued in the very
+      // second of the date: not shown to be after it either (iat has whole seconds).
+      if (who.issued_at == 0 || who.issued_at <= it->second) {
         return Status(Code::kUnauthenticated, "token_revoked",
                       "the tokens of " + who.principal() + " issued before " + rfc3339(it->second) +
                           " were revoked");

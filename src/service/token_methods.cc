@@ -30,7 +30,22 @@ void fill_revocation(const RevocationRecord& r, v1::Revocation* out) {
 
 }  // namespace
 
+bool VolumeService::token_issuer_known(const std::string& issuer) const {
+  for (const auto& ic : config_.security.issuers) {
+    if (ic.issuer == issuer) return true;
+  }
+  return false;
+}
+
 Status VolumeService::load_revocations() {
+  // Listing and swapping in are one step against a concurrent revoke or watch reload: else an
+  // older list could be swapped in over a newer one, and a revocation already answered "done"
+  // would not be enforced.
+  std::lock_guard reload(reload_mu_);
+  return load_revocations_locked();
+}
+
+Status VolumeService::load_revocations_locked() {
   ASSIGN_OR_RETURN(auto records, store_->list_revocations());
   revocations_.replace(records, static_cast<int64_t>(::time(nullptr)));
   return Status::ok();
@@ -58,6 +73,11 @@ Status VolumeService::revoke_token(Call& call, const v1::TokenRevokeRequest& req
     if (req.issuer().size() > kMaxIssuerBytes || has_control_chars(req.issuer())) {
       return invalid("issuer", "must be at most 1024 bytes without control characters");
     }
+    // A misspelt (or, from an unverified token file, edited) issuer would revoke nothing while
+    // saying "revoked": only a configured token issuer is accepted.
+    if (!req.issuer().empty() && !token_issuer_known(req.issuer())) {
+      return invalid("issuer", "'" + req.issuer() + "' is not a configured token issuer (security.issuers)");
+    }
     if (req.before() != 0) return invalid("before", "applies to user, not jti");
     r.kind = RevocationKind::kToken;
     r.issuer = req.issuer();
@@ -72,11 +92,20 @@ Status VolumeService::revoke_token(Call& call, const v1::TokenRevokeRequest& req
                          " revoked";
   } else {
     if (!req.issuer().empty()) return invalid("issuer", "is part of user (<issuer>/<username>)");
+    if (req.user().size() > kMaxIssuerBytes + kMaxJtiBytes) return invalid("user", "is too long");
     auto principal = qualify_user(*call.who, req.user());
     if (!principal) return principal.status();
     if (*principal == "*") return invalid("user", "must name one user");
+    // Certificates are taken back through api.tls.client_crl; tokens are what this revokes.
+    if (auto parts = split_qualified(*principal); !parts || !token_issuer_known(std::string(parts->first))) {
+      return invalid("user", "'" + *principal + "' is not a user of a configured token issuer "
+                     "(client certificates are revoked through api.tls.client_crl)");
+    }
     if (req.before() < 0 || req.before() > kMaxUnixTime) {
       return invalid("before", "must be a unix time between 0 and 9999-12-31");
+    }
+    if (req.expires_at() != 0 && req.before() != 0 && req.expires_at() < req.before()) {
+      return invalid("expires_at", "is before 'before': the tokens it covers outlive it");
     }
     r.kind = RevocationKind::kUser;
     r.subject = *principal;
@@ -88,6 +117,8 @@ Status VolumeService::revoke_token(Call& call, const v1::TokenRevokeRequest& req
   }
   // A second revocation of the same thing never narrows the first: the later date and the
   // longer life win (0, kept until removed, is the longest). Expired ones are purged here.
+  // Read, merge, store and publish as one against a concurrent revoke or watch reload.
+  std::lock_guard reload(reload_mu_);
   ASSIGN_OR_RETURN(auto existing, store_->list_revocations());
   uint32_t purged = 0;
   for (const auto& e : existing) {
@@ -100,7 +131,7 @@ Status VolumeService::revoke_token(Call& call, const v1::TokenRevokeRequest& req
     if (e.expires_at != 0 && e.expires_at < now && store_->delete_revocation(e).is_ok()) ++purged;
   }
   RETURN_IF_ERROR(store_->put_revocation(r));
-  RETURN_IF_ERROR(load_revocations());
+  RETURN_IF_ERROR(load_revocations_locked());
   fill_revocation(r, resp->mutable_revocation());
   resp->set_purged(purged);
   return Status::ok();

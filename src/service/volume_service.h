@@ -171,6 +171,8 @@ class VolumeService : public ResourceResolver, public Router {
   Status rebuild_roles();
   // The revocations in the store, compiled into the registry the pipeline checks.
   Status load_revocations();
+  Status load_revocations_locked();  // the caller holds reload_mu_
+  bool token_issuer_known(const std::string& issuer) const;
   // A mount or publish target resolved once beneath the mount roots; one that lies on another
   // volume's filesystem needs write access on that volume.
   // (The volume acted on itself is exempt: its own access was checked by the pipeline.)

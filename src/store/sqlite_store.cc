@@ -742,6 +742,9 @@ class SqliteStore final : public MetadataStore {
       queue.unlock();
       commit_batch(batch);
       queue.lock();
+      // Published under queue_mu_: a waiter reads its result only after seeing `done` under
+      // the same lock, so it never sees a result from before a failed COMMIT.
+      for (PendingWrite* w : batch) w->done = true;
       leading_ = false;
       queue_cv_.notify_all();
     }
@@ -753,7 +756,6 @@ class SqliteStore final : public MetadataStore {
     sqlite3* db = db_.get();
     if (batch.size() == 1) {  // alone: its statement commits itself
       batch[0]->result = batch[0]->apply();
-      batch[0]->done = true;
       return;
     }
     const Revision before = revision_;
@@ -787,7 +789,6 @@ class SqliteStore final : public MetadataStore {
       revision_ = before;
       for (PendingWrite* w : batch) w->result = failed;
     }
-    for (PendingWrite* w : batch) w->done = true;
   }
 
   Status init() {

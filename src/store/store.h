@@ -125,7 +125,7 @@ struct NodeRecord {
 // signature verified when a revocation covers it:
 //  - kToken: its jti is `subject`, from `issuer` ("" = whatever issuer signed it);
 //  - kUser: its principal (issuer/username, as grants write it) is `subject` and it was issued
-//    (iat) before `before`, or it has no iat (nothing shows it was issued after).
+//    (iat) before `before` or in that second, or it has no iat (nothing shows it was after).
 // `expires_at`: when every token it covers has expired and it may go (0 = kept until removed).
 enum class RevocationKind { kToken, kUser };
 const char* revocation_kind_name(RevocationKind k);  // "token", "user"

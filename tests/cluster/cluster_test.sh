@@ -319,6 +319,9 @@ on d "$ALICE" volume snapshot create legacy --name legacy-snap > /dev/null || fa
 sed 's/ops.lister/ops.legacy/' ops.json > legacy-role.json
 on d "$ADMIN" role create --role-config legacy-role.json > /dev/null || fail "role on d"
 on d "$ALICE" volume inspect legacy -o json > legacy-before.json
+GONE=$(tok gone system.user)
+printf '%s\n' "$GONE" > gone.token
+on d "$ADMIN" token revoke --file gone.token > /dev/null || fail "token revoke on single node d"
 stop_node d
 write_config d
 sed -i "s#^data_dir: .*#data_dir: $work/d/data#" d.yaml
@@ -326,6 +329,8 @@ sed -i "s#^data_dir: .*#data_dir: $work/d/data#" d.yaml
 grep -q "volumes   : 1 copied" migrate.out || fail "migrate report: $(cat migrate.out)"
 start_node d
 on a "$ALICE" volume inspect legacy -o json > legacy-after.json || fail "migrated volume not visible on a"
+set +e; on a "$GONE" volume list > gone.out 2>&1; set -e
+grep -q token_revoked gone.out || fail "a token revoked on the single node works in the cluster: $(cat gone.out)"
 /usr/bin/python3 - legacy-before.json legacy-after.json <<'PY' || fail "migration changed the volume"
 import json, sys
 b, a = (json.load(open(f))["volume"] for f in sys.argv[1:])

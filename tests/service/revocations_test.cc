@@ -34,7 +34,8 @@ TEST(RevocationRegistryTest, CoversExactlyWhatItNames) {
   EXPECT_TRUE(r.check(caller("a", "alice", "", 100)).is_ok()) << "no jti: no jti revocation applies";
   EXPECT_EQ(r.check(caller("a", "bob", "", 499)).reason(), "token_revoked");
   EXPECT_EQ(r.check(caller("a", "bob", "", 0)).reason(), "token_revoked") << "no iat";
-  EXPECT_TRUE(r.check(caller("a", "bob", "", 500)).is_ok()) << "issued at the date: after it";
+  EXPECT_EQ(r.check(caller("a", "bob", "", 500)).reason(), "token_revoked") << "issued in the date's second";
+  EXPECT_TRUE(r.check(caller("a", "bob", "", 501)).is_ok()) << "issued after the date";
   EXPECT_TRUE(r.check(caller("b", "bob", "", 100)).is_ok()) << "b/bob is another principal";
   // A username holding the separator is another principal (escaped), never a/bob.
   EXPECT_TRUE(r.check(caller("a/bob", "", "", 100)).is_ok());
