@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
                       "volguard.io/node (default: --node-id)");
   csi_cmd->add_option("--server", csi_opts.server, "volguard server gRPC address")->required();
   csi_cmd->add_option("--tls-ca", csi_opts.tls_ca, "CA certificate: use TLS to the server");
+  csi_cmd->add_option("--tls-cert", csi_opts.tls_cert, "Client certificate, when the server requires one (mTLS)");
+  csi_cmd->add_option("--tls-key", csi_opts.tls_key, "The client certificate's key (mode 0600)");
   csi_cmd->add_option("--node-token-file", csi_opts.node_token_file,
                       "This node's credential (role system.node, username = --node-id)");
   csi_cmd->add_option("--controller-token-file", csi_opts.controller_token_file,

@@ -26,7 +26,9 @@ namespace volguard::csi {
 Status Backend::call(const std::string& token, const std::string& grpc_path,
                      const google::protobuf::Message& request,
                      google::protobuf::Message* response) const {
-  auto client = api::Client::connect(options_.server, token, options_.tls_ca);
+  auto client = api::Client::connect(
+      options_.server, token,
+      ClientTls{.ca = options_.tls_ca, .cert_file = options_.tls_cert, .key_file = options_.tls_key});
   if (!client) return client.status();
   return client->call(grpc_path, request, response);
 }

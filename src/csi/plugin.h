@@ -32,6 +32,8 @@ struct PluginOptions {
   std::string volguard_node;
   std::string server;  // volguard gRPC address, "127.0.0.1:9020"
   std::string tls_ca;  // empty = plaintext to the server
+  // The plugin's client certificate and key, for a server that requires one (api.tls.client_ca).
+  std::string tls_cert, tls_key;
   // This node's own credential (a token with role system.node whose username is node_id),
   // mounted from a Secret: the node calls kubelet makes without secrets (unstage, unpublish,
   // stats) and stage/publish when the StorageClass names no node secrets. Read at each call,
