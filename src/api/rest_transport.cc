@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+
+#include <optional>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
@@ -121,8 +123,13 @@ class Connection final : public httplib::Stream {
     responded_ = false;
     got_bytes_ = buf_pos_ < buf_len_;  // a pipelined request already began
   }
-  // The peer's certificate as the handshake verified it (PEM), "" without one.
-  std::string peer_certificate_pem() const {
+  // The peer's certificate as the handshake verified it (PEM), "" without one. Rendered once
+  // per connection: it cannot change after the handshake (SSL_OP_NO_RENEGOTIATION below).
+  const std::string& peer_certificate_pem() {
+    if (!peer_pem_) peer_pem_ = render_peer_certificate();
+    return *peer_pem_;
+  }
+  std::string render_peer_certificate() const {
     if (ssl_ == nullptr) return "";
     X509* cert = SSL_get1_peer_certificate(ssl_);
     if (cert == nullptr) return "";
@@ -271,6 +278,7 @@ class Connection final : public httplib::Stream {
 
   UniqueFd fd_;
   SSL* ssl_;
+  std::optional<std::string> peer_pem_;
   const RestLimits& limits_;
   const std::atomic<bool>& stopping_;
   Clock::time_point deadline_{};
@@ -504,6 +512,8 @@ Result<std::unique_ptr<RestServer>> RestServer::create(const RestLimits& limits,
                         (client_ca.empty() ? "" : " or the client CA " + client_ca));
     }
     impl->tls = server->ssl_context();
+    // The client certificate is read once per connection: it must not change under it.
+    SSL_CTX_set_options(impl->tls, SSL_OP_NO_RENEGOTIATION);
     impl->serve_request = [s = server.get()](httplib::Stream& strm, bool last, bool& closed) {
       return s->serve_request(strm, last, closed);
     };

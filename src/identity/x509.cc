@@ -93,7 +93,10 @@ Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from
 Status CertificateIdentities::check(std::string_view pem, int64_t now) const {
   auto certs = read_certificates(std::string(pem));
   if (certs.empty()) return fail(reason::kCertificateUnreadable, "the client certificate is not PEM X.509");
-  X509* cert = certs.front().get();
+  return check_parsed(certs.front().get(), now);
+}
+
+Status CertificateIdentities::check_parsed(X509* cert, int64_t now) const {
   // The handshake checked the dates; checked again so that a long-lived connection whose
   // certificate expired meanwhile is not served on it.
   const int64_t not_after = unix_of(X509_get0_notAfter(cert));
@@ -119,9 +122,11 @@ Result<Identity> CertificateIdentities::identify(std::string_view pem, int64_t n
     return fail(reason::kCertificatesNotAccepted,
                 "client certificates are not identities here (no security.x509): present a token");
   }
-  RETURN_IF_ERROR(check(pem, now));
+  // Parsed once per request: the checks and the principal read the same certificate.
   auto certs = read_certificates(std::string(pem));
+  if (certs.empty()) return fail(reason::kCertificateUnreadable, "the client certificate is not PEM X.509");
   X509* cert = certs.front().get();
+  RETURN_IF_ERROR(check_parsed(cert, now));
   const int64_t not_after = unix_of(X509_get0_notAfter(cert));
   const int64_t not_before = unix_of(X509_get0_notBefore(cert));
   std::vector<std::string> names;

@@ -46,6 +46,7 @@ class CertificateIdentities {
 
  private:
   CertificateIdentities() = default;
+  Status check_parsed(X509* cert, int64_t now) const;
   config::X509Config config_;
   std::vector<X509_CRL*> crls_;  // owned
 };

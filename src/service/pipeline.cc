@@ -89,13 +89,14 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   // forwarded by another node came over that node's certificate, not the caller's: only its
   // token counts.
   const bool certificate = !meta.client_certificate.empty() && certificates_ != nullptr;
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  const bool as_identity = certificate && meta.authorization.empty() && meta.forwarded_by.empty() &&
+                           certificates_->identities_enabled();
+  if (as_identity) return certificates_->identify(meta.client_certificate, now);  // checks it too
   if (certificate) {
-    if (Status ok = certificates_->check(meta.client_certificate, static_cast<int64_t>(::time(nullptr))); !ok.is_ok()) return ok;
+    if (Status ok = certificates_->check(meta.client_certificate, now); !ok.is_ok()) return ok;
   }
   if (meta.authorization.empty()) {
-    if (certificate && meta.forwarded_by.empty() && certificates_->identities_enabled()) {
-      return certificates_->identify(meta.client_certificate, static_cast<int64_t>(::time(nullptr)));
-    }
     if (security_.guest_access) return identity::guest_identity();
     return Status(Code::kUnauthenticated, "token_missing",
                   "no token presented and guest access is disabled");

@@ -18,7 +18,7 @@ namespace {
 
 using testing::TestServer;
 
-const std::string kWhoAmI = "/volguard.v1.VolguardIdentity/WhoAmI";
+using testing::kWhoAmI;
 const std::string kRoles = "/volguard.v1.VolguardRole/Enumerate";
 const std::string kSpiffe = "spiffe://cluster.local/ns/tenant-a/sa/";
 

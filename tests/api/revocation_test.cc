@@ -23,7 +23,7 @@ using testing::TestServer;
 
 const std::string kRevoke = "/volguard.v1.VolguardToken/Revoke";
 const std::string kList = "/volguard.v1.VolguardToken/Enumerate";
-const std::string kWhoAmI = "/volguard.v1.VolguardIdentity/WhoAmI";
+using testing::kWhoAmI;
 
 int64_t now() { return static_cast<int64_t>(std::time(nullptr)); }
 

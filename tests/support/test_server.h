@@ -32,6 +32,8 @@ inline const std::string kMountSvc = "/volguard.v1.VolguardMountAttach/";
 inline const std::string kIdentitySvc = "/volguard.v1.VolguardIdentity/";
 
 inline const std::string kTestSecret = "integration-test-secret-0123456789abcdef";
+// Who the caller is, as the server sees it: the tests' probe of authentication.
+inline const std::string kWhoAmI = "/volguard.v1.VolguardIdentity/WhoAmI";
 
 // Removes a test server's directory, leaving no mounts or loop devices behind (stop the
 // server first).
