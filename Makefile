@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 3600
 JOBS       ?= 2
 DATA_DIR   ?= ./data
 
-.PHONY: all deps build run test fuzz fuzz-build bench clean format
+.PHONY: all deps build run test fuzz fuzz-build bench clean format install
 
 all: build
 
@@ -50,6 +50,12 @@ bench: build
 	$(BUILD)/bench/volguard_bench_cluster 8 4 || rc=1; \
 	bash bench/encryption_bench.sh $(BUILD)/volguard || rc=1; \
 	exit $$rc
+
+# Puts the binary on PATH (PREFIX=/usr/local by default; sudo when not root).
+PREFIX ?= /usr/local
+install: build
+	@install -D -m 0755 $(BUILD)/volguard $(DESTDIR)$(PREFIX)/bin/volguard
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/volguard"
 
 format:
 	@clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -635,7 +635,7 @@ int run_server(const std::string& config_path) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto server = Server::start(*cfg);
   if (!server) {
-    spdlog::error("{}", server.status().message());
+    spdlog::error("{}: {}", server.status().reason(), server.status().message());
     return 2;
   }
   int sig = 0;

@@ -35,89 +35,110 @@ int64_t parse_time(const std::string& t) { return parse_rfc3339(t).value_or(0); 
 
 }  // namespace
 
-int audit_verify_one(const AuditArgs& a);
+int audit_verify_one(const AuditArgs& a, nlohmann::json* json);
 
 // One config (or none: --dir/--key-file) is one chain; several are a cluster's nodes, each with
 // its own chain and key, verified one by one. The exit code is the worst of them.
 int audit_verify(const AuditArgs& a) {
+  const bool json = a.output == "json";
   if (a.configs.size() <= 1) {
     AuditArgs one = a;
     if (!a.configs.empty()) one.config_file = a.configs[0];
-    return audit_verify_one(one);
+    nlohmann::json report;
+    const int rc = audit_verify_one(one, &report);
+    if (json && !report.empty()) std::cout << report.dump() << "\n";
+    return rc;
   }
   if (!a.dir.empty() || !a.key_file.empty()) {
-    std::cerr << "error: with several --config, each node's dir and key come from its config\n";
-    return kExitUsage;
+    return usage_error("with several --config, each node's dir and key come from its config");
   }
   int worst = kExitOk;
+  nlohmann::json nodes = nlohmann::json::array();
   for (const auto& file : a.configs) {
     auto cfg = config::load_config(file);
-    std::cout << "node " << (cfg ? cfg->node.name : "?") << " (" << file << "): " << std::flush;
+    const std::string node = cfg ? cfg->node.name : "?";
+    if (!json) std::cout << "node " << node << " (" << file << "): " << std::flush;
     AuditArgs one = a;
     one.config_file = file;
-    int rc = audit_verify_one(one);
+    nlohmann::json report;
+    int rc = audit_verify_one(one, &report);
+    if (!report.empty()) {
+      report["node"] = node;
+      report["config"] = file;
+      nodes.push_back(std::move(report));
+    }
     // Refusals (tampering, a bad config) outrank "not sealed" (a running node).
     auto rank = [](int c) { return c == kExitOk ? 0 : c == 3 ? 1 : 2; };
     if (rank(rc) > rank(worst)) worst = rc;
   }
+  if (json) std::cout << nlohmann::json{{"nodes", nodes}}.dump() << "\n";
   return worst;
 }
 
-int audit_verify_one(const AuditArgs& a) {
+// Verifies one chain; prints its text report, or (-o json) fills `json` for the caller to print.
+int audit_verify_one(const AuditArgs& a, nlohmann::json* json) {
+  const bool as_json = a.output == "json";
   auto p = resolve(a);
   if (!p) {
-    std::cerr << "error: " << p.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(p.status().message());
   }
   auto key = read_file(p->key_file);
   if (!key) {
-    std::cerr << "error: audit key: " << key.status().message() << "\n";
-    return kExitUsage;
+    return usage_error("audit key: ", key.status().message());
   }
   // Read as the server reads it (service/audit_recorder.cc): without the line end.
   const std::string k(trim_trailing_newlines(*key));
   std::string path = p->dir + "/" + service::kAuditLogName;
   auto report = audit::verify_chain(path, k, audit::anchor_path_for(p->key_file));
+  *json = {{"file", path}, {"records", report.records}, {"problem", report.problem},
+           {"sealed", report.ok && report.tail_sealed}, {"last_sealed_seq", report.last_sealed_seq}};
   if (!report.ok) {
-    std::cout << "TAMPERED: " << report.problem << "\n"
-              << "  " << report.records << " records verified before it\n";
+    (*json)["result"] = "tampered";
+    if (!as_json) {
+      std::cout << "TAMPERED: " << report.problem << "\n"
+                << "  " << report.records << " records verified before it\n";
+    }
     return kExitRefused;
   }
-  std::cout << "OK: " << report.records << " records, chain intact";
-  if (!report.problem.empty()) std::cout << " (" << report.problem << ")";
-  std::cout << "\n";
   if (report.tail_sealed) {
-    std::cout << "sealed: the last record (seq " << report.last_sealed_seq
-              << ") is a clean-shutdown seal\n";
+    (*json)["result"] = "ok";
+    if (!as_json) {
+      std::cout << "OK: " << report.records << " records, chain intact";
+      if (!report.problem.empty()) std::cout << " (" << report.problem << ")";
+      std::cout << "\nsealed: the last record (seq " << report.last_sealed_seq
+                << ") is a clean-shutdown seal\n";
+    }
     return kExitOk;
   }
-  std::cout << "NOT SEALED: "
-            << (report.last_sealed_seq
-                    ? "sealed up to seq " + std::to_string(report.last_sealed_seq) + "; "
-                    : std::string("never sealed; "))
-            << "records after it have no seal (the server is running, crashed, or the tail was "
-               "cut)\n";
+  (*json)["result"] = "not_sealed";
+  if (!as_json) {
+    std::cout << "OK: " << report.records << " records, chain intact";
+    if (!report.problem.empty()) std::cout << " (" << report.problem << ")";
+    std::cout << "\nNOT SEALED: "
+              << (report.last_sealed_seq
+                      ? "sealed up to seq " + std::to_string(report.last_sealed_seq) + "; "
+                      : std::string("never sealed; "))
+              << "records after it have no seal (the server is running, crashed, or the tail was "
+                 "cut)\n";
+  }
   return 3;
 }
 
 int audit_show(const AuditArgs& a) {
   auto p = resolve(a);
   if (!p) {
-    std::cerr << "error: " << p.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(p.status().message());
   }
   std::string file = a.denied || a.access ? service::kAccessLogName : service::kAuditLogName;
   auto records = audit::read_all(p->dir + "/" + file);
   if (!records) {
-    std::cerr << "error: " << records.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(records.status().message());
   }
   int64_t since = 0;
   if (!a.since.empty()) {
     auto d = parse_duration(a.since);
     if (!d) {
-      std::cerr << "error: --since: " << d.status().message() << "\n";
-      return kExitUsage;
+      return usage_error("--since: ", d.status().message());
     }
     since = static_cast<int64_t>(std::time(nullptr)) - d->count();
   }

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <iomanip>
@@ -37,8 +38,7 @@ std::string resolve_token(const Globals& g) {
   if (!g.token_file.empty()) {
     auto t = read_file(g.token_file);
     if (!t) {
-      std::cerr << "error: --token-file: " << t.status().message() << "\n";
-      std::exit(kExitUsage);
+      std::exit(usage_error("--token-file: ", t.status().message()));
     }
     return std::string(trim_trailing_whitespace(*t));
   }
@@ -46,15 +46,63 @@ std::string resolve_token(const Globals& g) {
   return env ? env : "";
 }
 
+bool is_64_bit(const google::protobuf::FieldDescriptor* f) {
+  using FD = google::protobuf::FieldDescriptor;
+  return f->cpp_type() == FD::CPPTYPE_INT64 || f->cpp_type() == FD::CPPTYPE_UINT64;
+}
+
+// Proto3's JSON mapping writes 64-bit integers as strings ("size_bytes": "1073741824"); a
+// script wants numbers. Every size and count volguard prints is far below 2^53, where a JSON
+// number is exact. Walks the descriptor beside the JSON: messages, repeated fields, maps.
+void numbers_for_64_bit(const google::protobuf::Descriptor* d, nlohmann::json* j) {
+  if (!j->is_object()) return;
+  auto number = [](nlohmann::json* v) {
+    if (!v->is_string()) return;
+    const std::string text = v->get<std::string>();
+    if (auto n = parse_count(text)) {
+      *v = *n;
+    } else if (!text.empty() && text[0] == '-') {
+      if (auto m = parse_count(std::string_view(text).substr(1)); m && *m <= static_cast<uint64_t>(INT64_MAX)) {
+        *v = -static_cast<int64_t>(*m);
+      }
+    }
+  };
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    auto it = j->find(f->name());
+    if (it == j->end()) continue;
+    if (f->is_map()) {
+      const auto* value = f->message_type()->map_value();
+      for (auto& [k, v] : it->items()) {
+        if (is_64_bit(value)) number(&v);
+        else if (value->message_type()) numbers_for_64_bit(value->message_type(), &v);
+      }
+    } else if (f->is_repeated() && it->is_array()) {
+      for (auto& v : *it) {
+        if (is_64_bit(f)) number(&v);
+        else if (f->message_type()) numbers_for_64_bit(f->message_type(), &v);
+      }
+    } else if (is_64_bit(f)) {
+      number(&*it);
+    } else if (f->message_type()) {
+      numbers_for_64_bit(f->message_type(), &*it);
+    }
+  }
+}
+
 void print_json(const Message& m) {
   google::protobuf::util::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
   o.always_print_primitive_fields = true;
-  o.add_whitespace = true;
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  std::cout << out;
-  if (out.empty() || out.back() != '\n') std::cout << "\n";
+  auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    std::cout << out << "\n";
+    return;
+  }
+  numbers_for_64_bit(m.GetDescriptor(), &j);
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 // Calls and reports; returns the exit code. `print` runs only on success in table mode.
@@ -63,8 +111,7 @@ int call(const Globals& g, const std::string& path, const Message& req, Message*
   auto client = api::Client::connect(g.endpoint, resolve_token(g),
                                      ClientTls{.ca = g.tls_ca, .cert_file = g.tls_cert, .key_file = g.tls_key});
   if (!client) {
-    std::cerr << "error: " << client.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(client.status().message());
   }
   std::string session = g.session;
   if (session.empty()) {
@@ -78,13 +125,11 @@ int call(const Globals& g, const std::string& path, const Message& req, Message*
   Status s = client->call(path, req, resp);
   if (!session.empty() && client->revision() > 0) {
     if (Status w = write_file(session, std::to_string(client->revision()) + "\n", 0600); !w.is_ok()) {
-      std::cerr << "warning: --session: " << w.message() << "\n";
+      report_warning("--session: " + w.message());
     }
   }
   if (!s.is_ok()) {
-    std::cerr << "error: " << code_name(s.code()) << (s.reason().empty() ? "" : " " + s.reason())
-              << ": " << s.message() << "\n";
-    return exit_code_for(static_cast<int>(s.code()));
+    return report_failure(s, exit_code_for(static_cast<int>(s.code())));
   }
   if (g.output == "json") {
     print_json(*resp);
@@ -154,9 +199,15 @@ void print_volume(const v1::Volume& v) {
   std::cout << "Created    : " << v.created_at() << "\n";
 }
 
-int usage(const std::string& why) {
-  std::cerr << "error: " << why << "\n";
-  return kExitUsage;
+int usage(const std::string& why) { return usage_error(why); }
+
+// pxctl's --size is in GiB: a bare number here is GiB too ("10" = 10 GiB). Anything with a
+// unit goes to the server as written (bytes need "B": "4096B"), where parse_size reads it.
+std::string pxctl_size(const std::string& text) {
+  if (!text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return text + "G";
+  }
+  return text;
 }
 
 }  // namespace
@@ -181,7 +232,7 @@ int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& 
   if (verb == "create") {
     v1::CreateVolumeRequest req;
     req.set_name(a.name);
-    req.set_size(a.size);
+    req.set_size(pxctl_size(a.size));
     req.set_fs(a.fs);
     for (const auto& l : a.labels) {
       std::string k, v;
@@ -237,7 +288,7 @@ int volume_command(const Globals& g, const std::string& verb, const VolumeArgs& 
       (*req.mutable_set_labels())[k] = v;
     }
     for (const auto& k : a.remove_labels) req.add_remove_labels(k);
-    req.set_size(a.size);
+    req.set_size(pxctl_size(a.size));
     v1::VolumeResponse resp;
     return call(g, kVolumeSvc + "Update", req, &resp, [&] { print_volume(resp.volume()); });
   }
@@ -307,10 +358,21 @@ int snapshot_command(const Globals& g, const std::string& verb, const VolumeArgs
   if (verb == "create") {
     v1::SnapshotCreateRequest req;
     req.set_volume(a.name);
-    req.set_name(a.new_name);
+    // pxctl makes the name optional: VOLUME-snap-<UTC time to the second>, printed. A volume
+    // given by id makes the name from the id; either is a valid name.
+    std::string name = a.new_name;
+    if (name.empty()) {
+      char stamp[32];
+      const std::time_t now = std::time(nullptr);
+      std::tm tm{};
+      gmtime_r(&now, &tm);
+      std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+      name = a.name + "-snap-" + stamp;
+    }
+    req.set_name(name);
     v1::SnapshotResponse resp;
     return call(g, kVolumeSvc + "SnapshotCreate", req, &resp, [&] {
-      std::cout << "Volume snap successful: " << resp.snapshot().id() << "\n";
+      std::cout << "Volume snap successful: " << resp.snapshot().id() << " (" << resp.snapshot().name() << ")\n";
     });
   }
   if (verb == "list") {
@@ -386,6 +448,9 @@ int access_command(const Globals& g, const std::string& verb, const VolumeArgs& 
 }
 
 int role_command(const Globals& g, const std::string& verb, const std::string& arg) {
+  if ((verb == "inspect" || verb == "delete") && arg.empty()) {
+    return usage("role " + verb + ": give the role name (as a word or with --name)");
+  }
   if (verb == "create" || verb == "update") {
     auto text = read_file(arg);
     if (!text) return usage("--role-config: " + text.status().message());
@@ -414,7 +479,11 @@ int role_command(const Globals& g, const std::string& verb, const std::string& a
     v1::RoleRef req;
     req.set_name(arg);
     v1::RoleResponse resp;
-    return call(g, kRoleSvc + "Inspect", req, &resp, [&] { print_json(resp.role()); });
+    // One shape with or without -o json: the role in Portworx's JSON, which `role create
+    // --role-config` reads back.
+    Globals same = g;
+    same.output.clear();
+    return call(same, kRoleSvc + "Inspect", req, &resp, [&] { print_json(resp.role()); });
   }
   if (verb == "delete") {
     v1::RoleRef req;
@@ -451,7 +520,7 @@ bool parse_limit(const std::string& flag, const std::string& text, bool bytes, u
     return true;
   }
   if (bytes) {
-    auto b = driver::parse_size(text);
+    auto b = driver::parse_size(pxctl_size(text));  // a bare number is GiB, as for --size
     if (!b) {
       *why = flag + ": " + b.status().message();
       return false;

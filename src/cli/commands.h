@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/report.h"
+
 namespace volguard::cli {
 
 // Exit codes shared by every command.
@@ -23,6 +25,7 @@ struct TokenGenerateArgs {
   std::vector<std::string> roles, groups, audiences;
   std::string duration;
   std::string output;
+  std::string shared_secret;  // --shared-secret: pxctl's by-value form (warned about)
 };
 int token_generate(const TokenGenerateArgs& args);
 
@@ -32,6 +35,7 @@ struct InitArgs {
   std::string data_dir = "./data";
   std::string grpc = "127.0.0.1:9020";
   std::string rest = "127.0.0.1:9021";
+  std::string output;  // "json": what was written as one JSON object
 };
 // Writes a default config, a fresh shared secret and admin/user tokens unless present.
 int init(const InitArgs& args);

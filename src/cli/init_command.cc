@@ -5,6 +5,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <span>
 
 #include "cli/commands.h"
@@ -35,8 +36,7 @@ int init(const InitArgs& args) {
   std::error_code ec;
   fs::create_directories(args.data_dir, ec);
   if (ec) {
-    std::cerr << "error: cannot create " << args.data_dir << ": " << ec.message() << "\n";
-    return kExitUsage;
+    return usage_error("cannot create ", args.data_dir, ": ", ec.message());
   }
   fs::path dir = fs::absolute(args.data_dir).lexically_normal();
   ::chmod(dir.c_str(), 0700);
@@ -50,28 +50,24 @@ int init(const InitArgs& args) {
   if (!fs::exists(secret_file)) {
     unsigned char rnd[48];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
-      std::cerr << "error: no randomness for the shared secret\n";
-      return kExitUsage;
+      return usage_error("no randomness for the shared secret");
     }
     std::string secret = base64url_encode(std::string_view(reinterpret_cast<char*>(rnd), sizeof rnd));
     if (auto s = write_file(secret_file.string(), secret + "\n", 0600); !s.is_ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitUsage;
+      return usage_error(s.message());
     }
   }
   if (!fs::exists(kek_file)) {
     unsigned char rnd[32];
     if (RAND_priv_bytes(rnd, sizeof rnd) != 1) {
-      std::cerr << "error: no randomness for the key-encryption key\n";
-      return kExitUsage;
+      return usage_error("no randomness for the key-encryption key");
     }
     std::string hex = to_hex(std::span<const unsigned char>(rnd, sizeof rnd));
     OPENSSL_cleanse(rnd, sizeof rnd);
     Status s = write_file(kek_file.string(), hex + "\n", 0600);
     OPENSSL_cleanse(hex.data(), hex.size());
     if (!s.is_ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitUsage;
+      return usage_error(s.message());
     }
   }
   if (!fs::exists(config_file)) {
@@ -94,27 +90,23 @@ int init(const InitArgs& args) {
         "    local:\n"
         "      file: " + kek_file.string() + "\n";
     if (auto s = write_file(config_file.string(), yaml, 0600); !s.is_ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitUsage;
+      return usage_error(s.message());
     }
   }
   auto cfg = config::load_config(config_file.string());
   if (!cfg) {
-    std::cerr << "error: " << cfg.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(cfg.status().message());
   }
   // Tokens are re-minted on every init so that `make run` always hands out live ones.
   for (const auto& ic : cfg->security.issuers) {
     if (ic.issuer != "volguard.local" || ic.shared_secret_file.empty()) continue;
     auto secret = identity::load_secret(ic);
     if (!secret) {
-      std::cerr << "error: " << secret.status().message() << "\n";
-      return kExitUsage;
+      return usage_error(secret.status().message());
     }
     auto key = identity::SigningKey::from_secret(std::move(secret).value());
     if (!key) {
-      std::cerr << "error: " << key.status().message() << "\n";
-      return kExitUsage;
+      return usage_error(key.status().message());
     }
     int64_t lifetime = cfg->security.token_lifetime.count();
     identity::TokenClaims admin{.subject = "admin", .name = "Administrator",
@@ -125,11 +117,22 @@ int init(const InitArgs& args) {
     for (auto [file, claims] : {std::pair{dir / "admin.token", admin},
                                 std::pair{dir / "user.token", user}}) {
       if (auto s = write_token(file, *key, claims, lifetime); !s.is_ok()) {
-        std::cerr << "error: " << s.message() << "\n";
-        return kExitUsage;
+        return usage_error(s.message());
       }
     }
   }
+  if (args.output == "json") {
+    std::cout << nlohmann::json{{"data_dir", dir.string()},
+                                {"config", config_file.string()},
+                                {"admin_token_file", (dir / "admin.token").string()},
+                                {"user_token_file", (dir / "user.token").string()},
+                                {"grpc", cfg->api.grpc},
+                                {"rest", cfg->api.rest}}
+                     .dump()
+              << "\n";
+    return kExitOk;
+  }
+  // Commands that run as printed, from the directory `make run` ran in.
   std::cout << "volguard initialised in " << dir.string() << "\n"
             << "  config:       " << config_file.string() << "\n"
             << "  admin token:  " << (dir / "admin.token").string() << " (system.admin)\n"
@@ -137,25 +140,23 @@ int init(const InitArgs& args) {
             << "\nNext, in another terminal (gRPC " << cfg->api.grpc << ", REST " << cfg->api.rest
             << "):\n"
             << "  export VOLGUARD_TOKEN=$(cat " << (dir / "user.token").string() << ")\n"
-            << "  volguard --endpoint " << cfg->api.grpc << " auth whoami\n"
-            << "  volguard --endpoint " << cfg->api.grpc << " volume create demo --size 1G\n"
-            << "  volguard --endpoint " << cfg->api.grpc << " volume list\n"
+            << "  ./build/volguard --endpoint " << cfg->api.grpc << " auth whoami\n"
+            << "  ./build/volguard --endpoint " << cfg->api.grpc << " volume create demo --size 1\n"
+            << "  ./build/volguard --endpoint " << cfg->api.grpc << " volume list\n"
             << "  curl -s -XPOST http://" << cfg->api.rest
-            << "/v1/volume/enumerate -H \"Authorization: bearer $VOLGUARD_TOKEN\" -d '{}'\n"
-            << "(volguard is at ./build/volguard; stop the server with Ctrl-C)\n\n";
+            << "/v1/volume/enumerate -H \"Authorization: bearer $VOLGUARD_TOKEN\"\n"
+            << "(or `make install` puts volguard on PATH; stop the server with Ctrl-C)\n\n";
   return kExitOk;
 }
 
 int server_check(const std::string& config_file) {
   auto cfg = config::load_config(config_file);
   if (!cfg) {
-    std::cerr << "error: " << cfg.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(cfg.status().message());
   }
   auto verifier = identity::Verifier::from_config(cfg->security);
   if (!verifier) {
-    std::cerr << "error: " << verifier.status().message() << "\n";
-    return kExitUsage;
+    return usage_error(verifier.status().message());
   }
   const auto& sec = cfg->security;
   std::cout << "config " << config_file << ": OK\n"

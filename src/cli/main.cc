@@ -8,6 +8,27 @@
 #include "common/version.h"
 #include "csi/plugin.h"
 
+namespace {
+
+// Every subcommand and option name of the tree: the words of a command line that are not
+// values.
+void collect_words(const CLI::App* app, std::vector<std::string>* out) {
+  out->push_back(app->get_name());
+  for (const CLI::Option* o : app->get_options()) {
+    for (const auto& n : o->get_lnames()) out->push_back("--" + n);
+    for (const auto& n : o->get_snames()) out->push_back("-" + n);
+  }
+  for (const CLI::App* sub : app->get_subcommands({})) collect_words(sub, out);
+}
+
+std::vector<std::string> known_words(const CLI::App& app) {
+  std::vector<std::string> words;
+  collect_words(&app, &words);
+  return words;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace volguard::cli;
   CLI::App app{"volguard: secure volume management"};
@@ -20,17 +41,23 @@ int main(int argc, char** argv) {
   TokenGenerateArgs gen;
   auto* generate = token->add_subcommand("generate", "Sign a token (prints only the token)");
   generate->add_option("--config", gen.config_file, "Server config: default lifetime from it");
-  generate->add_option("--issuer", gen.issuer, "iss claim")->capture_default_str();
+  // pxc's token-generate names (--token-name, ...) are aliases of ours.
+  generate->add_option("--issuer,--token-issuer", gen.issuer, "iss claim")->capture_default_str();
   generate->add_option("--shared-secret-file", gen.shared_secret_file, "HS256 secret file");
+  generate->add_option("--shared-secret", gen.shared_secret,
+                       "HS256 secret by value, as pxctl takes it (warned about: prefer the file)");
   generate->add_option("--rsa-private-keyfile", gen.rsa_private_keyfile, "RSA key (RS256)");
   generate->add_option("--ecdsa-private-keyfile", gen.ecdsa_private_keyfile,
                        "EC key (ES256 for P-256, ES384 for P-384) or Ed25519 key (EdDSA)");
   generate->add_option("--auth-config", gen.auth_config, "YAML with name, email, sub, roles, groups");
-  generate->add_option("--name", gen.name, "name claim");
-  generate->add_option("--email", gen.email, "email claim");
-  generate->add_option("--subject", gen.subject, "sub claim");
-  generate->add_option("--roles", gen.roles, "roles, comma separated")->delimiter(',');
-  generate->add_option("--groups", gen.groups, "groups, comma separated")->delimiter(',');
+  generate->add_option("--name,--token-name", gen.name, "name claim");
+  generate->add_option("--email,--token-email", gen.email, "email claim");
+  // pxc's walkthrough passes --token-subject="" (an empty value CLI11 otherwise refuses).
+  generate->add_option("--subject,--token-subject", gen.subject,
+                       "sub claim (empty: derived from --email, else --name)")
+      ->expected(0, 1);
+  generate->add_option("--roles,--token-roles", gen.roles, "roles, comma separated")->delimiter(',');
+  generate->add_option("--groups,--token-groups", gen.groups, "groups, comma separated")->delimiter(',');
   generate->add_option("--audience", gen.audiences, "aud claim (repeatable)");
   generate->add_option("--duration,--token-duration", gen.duration, "lifetime: 30m, 24h, 7d, 1y");
   generate->add_option("--output", gen.output, "write the token to this file (mode 0600)");
@@ -45,6 +72,7 @@ int main(int argc, char** argv) {
   init_cmd->add_option("--data-dir", init_args.data_dir, "Data directory")->capture_default_str();
   init_cmd->add_option("--grpc", init_args.grpc, "gRPC listen address")->capture_default_str();
   init_cmd->add_option("--rest", init_args.rest, "REST listen address")->capture_default_str();
+  init_cmd->fallthrough();  // -o json / -j: what was written, as one JSON object
 
   std::string server_config;
   bool check_only = false;
@@ -74,14 +102,17 @@ int main(int argc, char** argv) {
   Globals g;
   app.fallthrough();
   token->fallthrough();  // made before: token revoke/revocations take the global flags too
-  app.add_option("--endpoint", g.endpoint, "Server gRPC address")->capture_default_str();
+  app.add_option("--endpoint", g.endpoint, "Server gRPC address")->capture_default_str()->envname("VOLGUARD_ENDPOINT");
   app.add_option("--token", g.token, "Bearer token (else --token-file, else $VOLGUARD_TOKEN)");
   app.add_option("--token-file", g.token_file, "File holding the bearer token");
   app.add_option("--tls-ca", g.tls_ca, "CA certificate: use TLS to the server");
   app.add_option("--tls-cert", g.tls_cert, "Client certificate (mTLS; with --tls-key and --tls-ca)");
   app.add_option("--tls-key", g.tls_key, "Client certificate's private key (mode 0600)");
   app.add_option("--session", g.session, "File carrying the last revision seen (cluster read-your-writes)");
-  app.add_option("-o,--output", g.output, "Output format: json")->check(CLI::IsMember({"json", "table"}));
+  app.add_option("-o,--output", g.output, "Output format: json (errors too: one JSON object on stderr)")
+      ->check(CLI::IsMember({"json", "table"}));
+  bool json_flag = false;
+  app.add_flag("-j", json_flag, "Same as -o json (pxctl)");
 
   VolumeArgs va;
   std::string chosen;  // "volume.create", "snapshot.list", ...
@@ -95,7 +126,7 @@ int main(int argc, char** argv) {
   };
   auto* vc = verb(volume, "volume", "create", "Create a volume");
   vc->add_option("name", va.name, "Volume name")->required();
-  vc->add_option("--size", va.size, "Size, e.g. 1G, 512M (default 1G)");
+  vc->add_option("--size", va.size, "Size: a number is GiB as in pxctl (10 = 10 GiB); or 512M, 100B ... (default 1)");
   vc->add_option("--fs", va.fs, "ext4 (default) | xfs");
   vc->add_option("--label", va.labels, "KEY=VALUE (repeatable)");
   vc->add_option("--group", va.groups, "GROUP:r|w|a (repeatable)");
@@ -114,7 +145,7 @@ int main(int argc, char** argv) {
   vu->add_option("volume", va.name, "Volume id or name")->required();
   vu->add_option("--label", va.labels, "KEY=VALUE to set (repeatable)");
   vu->add_option("--remove-label", va.remove_labels, "KEY to remove (repeatable)");
-  vu->add_option("--size", va.size, "Grow to this size");
+  vu->add_option("--size", va.size, "Grow to this size (a number is GiB, as in pxctl)");
   auto* vm = verb(volume, "volume", "mount", "Attach and mount a volume");
   vm->add_option("volume", va.name, "Volume id or name")->required();
   vm->add_option("--path", va.path, "Mount path (existing directory)")->required();
@@ -131,7 +162,7 @@ int main(int argc, char** argv) {
   snap->require_subcommand(1);
   auto* sc = verb(snap, "snapshot", "create", "Snapshot a volume");
   sc->add_option("volume", va.name, "Volume id or name")->required();
-  sc->add_option("--name", va.new_name, "Snapshot name")->required();
+  sc->add_option("--name", va.new_name, "Snapshot name (default: VOLUME-snap-<UTC time>, printed)");
   verb(snap, "snapshot", "list", "List snapshots")->add_option("volume", va.name, "Only this volume's");
   verb(snap, "snapshot", "delete", "Delete a snapshot")->add_option("snapshot", va.name, "Snapshot id or name")->required();
 
@@ -158,8 +189,13 @@ int main(int argc, char** argv) {
   verb(role, "role", "create", "Create a role")->add_option("--role-config", role_arg, "Role JSON file")->required();
   verb(role, "role", "update", "Replace a role")->add_option("--role-config", role_arg, "Role JSON file")->required();
   verb(role, "role", "list", "List roles");
-  verb(role, "role", "inspect", "Show a role")->add_option("name,--name", role_arg, "Role name")->required();
-  verb(role, "role", "delete", "Delete a role")->add_option("name,--name", role_arg, "Role name")->required();
+  // The name as a word or, as pxctl writes it, --name: one of the two (the command says which
+  // is missing; CLI11 would mark both required in the help).
+  for (const char* v : {"inspect", "delete"}) {
+    auto* c = verb(role, "role", v, std::string(v) == "inspect" ? "Show a role (Portworx role JSON)" : "Delete a role");
+    auto* positional = c->add_option("name", role_arg, "Role name");
+    c->add_option("--name", role_arg, "Role name (instead of the word)")->excludes(positional);
+  }
 
   QuotaArgs qa;
   auto* quota = app.add_subcommand("quota", "Per-tenant capacity quotas");
@@ -237,14 +273,22 @@ int main(int argc, char** argv) {
   ashow->add_flag("--denied", audit_args.denied, "Refusals from the access log");
   ashow->add_flag("--access", audit_args.access, "Read the access log instead of the audit log");
 
+  // Failures follow -o json / -j from here on, argument parsing included.
+  choose_error_format(error_format_from_args(argc, argv));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? kExitOk : kExitUsage;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // CLI11's messages quote what was typed; a mistyped --tokn "$T" would print the token.
+    // Only option and command names may show.
+    return usage_failure(redact_values(e.what(), argc, argv, known_words(app)) +
+                         " (run with --help for usage)");
   }
 
+  if (json_flag) g.output = "json";
   if (g.output == "table") g.output.clear();
+  audit_args.output = g.output;
+  init_args.output = g.output;
   if (!chosen.empty()) {
     auto dot = chosen.find('.');
     std::string group = chosen.substr(0, dot), name = chosen.substr(dot + 1);
@@ -260,10 +304,7 @@ int main(int argc, char** argv) {
   }
   if (migrate->parsed()) return store_migrate(ma);
   if (averify->parsed()) return audit_verify(audit_args);
-  if (ashow->parsed()) {
-    audit_args.output = g.output;
-    return audit_show(audit_args);
-  }
+  if (ashow->parsed()) return audit_show(audit_args);
   if (generate->parsed()) return token_generate(gen);
   if (verify->parsed()) return token_verify(verify_config, verify_token);
   if (init_cmd->parsed()) return init(init_args);

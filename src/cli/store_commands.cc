@@ -16,8 +16,8 @@ namespace volguard::cli {
 namespace {
 
 int fail(const std::string& what, const Status& s) {
-  std::cerr << "error: " << what << ": " << s.message() << "\n";
-  return s.code() == Code::kInvalidArgument ? kExitUsage : kExitRefused;
+  return report_failure(Status(s.code(), s.reason(), what + ": " + s.message()),
+                        s.code() == Code::kInvalidArgument ? kExitUsage : kExitRefused);
 }
 
 }  // namespace

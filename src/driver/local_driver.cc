@@ -35,6 +35,7 @@
 #include "common/text.h"
 #include "driver/driver.h"
 #include "driver/sys.h"
+#include <spdlog/spdlog.h>
 
 namespace volguard::driver {
 namespace {
@@ -1047,6 +1048,11 @@ Result<std::unique_ptr<VolumeDriver>> open_local_driver(const std::string& root)
   std::error_code ec;
   const stdfs::path canon = stdfs::canonical(root, ec);
   if (ec) return Status(Code::kInternal, "io_error", "resolve " + root + ": " + ec.message());
+  const HostCheck host = check_host();
+  RETURN_IF_ERROR(host.required);
+  for (const auto& tool : host.optional_missing) {
+    spdlog::warn("{} not found: XFS volumes cannot be created or grown (install xfsprogs)", tool);
+  }
   auto driver = std::make_unique<LocalDriver>(canon.string());
   RETURN_IF_ERROR(driver->init());
   return std::unique_ptr<VolumeDriver>(std::move(driver));

@@ -8,8 +8,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <system_error>
 
+#include "common/fd.h"
 #include "common/text.h"
 
 namespace volguard::driver {
@@ -132,6 +135,43 @@ Result<std::string> run_command(const std::vector<std::string>& argv) {
                       (detail.empty() ? "" : ": " + detail));
   }
   return std::move(r->out);
+}
+
+bool tool_available(const std::string& name) { return !find_tool(name).empty(); }
+
+HostCheck check_host() {
+  std::vector<std::string> missing;
+  // CapEff in /proc/self/status: the capabilities in force, whoever the user is (root in a
+  // container may lack CAP_SYS_ADMIN; a non-root user with it would do).
+  bool sys_admin = false;
+  if (std::ifstream status("/proc/self/status"); status) {
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("CapEff:", 0) != 0) continue;
+      const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+      sys_admin = (caps >> 21) & 1;  // CAP_SYS_ADMIN
+    }
+  }
+  if (!sys_admin) missing.push_back("CAP_SYS_ADMIN (run as root, e.g. with sudo)");
+  if (UniqueFd fd(::open("/dev/loop-control", O_RDWR | O_CLOEXEC)); !fd) {
+    const int err = errno;
+    missing.push_back(err == ENOENT ? std::string("/dev/loop-control (load the loop module: modprobe loop)")
+                                    : "/dev/loop-control (" + std::string(std::strerror(err)) + ")");
+  }
+  for (const char* tool : {"losetup", "mkfs.ext4", "resize2fs"}) {
+    if (!tool_available(tool)) missing.push_back(std::string(tool) + " (util-linux / e2fsprogs)");
+  }
+  HostCheck check;
+  for (const char* tool : {"mkfs.xfs", "xfs_growfs"}) {
+    if (!tool_available(tool)) check.optional_missing.push_back(tool);
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    check.required = Status(Code::kFailedPrecondition, "insufficient_privileges",
+                            "the local driver attaches loop devices and mounts filesystems; missing: " + list);
+  }
+  return check;
 }
 
 }  // namespace volguard::driver
