@@ -4,6 +4,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <ctime>
 
 #include "common/text.h"
@@ -47,30 +50,38 @@ int64_t unix_of(const ASN1_TIME* t) {
 
 }  // namespace
 
-CertificateIdentities::~CertificateIdentities() {
-  for (X509_CRL* c : crls_) X509_CRL_free(c);
-}
+struct CertificateIdentities::CrlList {
+  std::vector<X509_CRL*> crls;  // owned
+  int64_t next_update = 0;      // the earliest nextUpdate of them; 0: none says
+  CrlList() = default;
+  CrlList(const CrlList&) = delete;
+  CrlList& operator=(const CrlList&) = delete;
+  ~CrlList() {
+    for (X509_CRL* c : crls) X509_CRL_free(c);
+  }
+};
 
-Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from_config(
-    const config::Config& config) {
-  std::shared_ptr<CertificateIdentities> out(new CertificateIdentities());
-  out->config_ = config.security.x509;
-  const auto& tls = config.api.tls;
-  if (tls.client_crl.empty()) return std::shared_ptr<const CertificateIdentities>(out);
-  auto bad = [&](const std::string& key, const std::string& why) {
-    return Status(Code::kInvalidArgument, "bad_config", config.file + ": " + key + ": " + why);
+std::shared_ptr<const CertificateIdentities::CrlState> CertificateIdentities::load(
+    const std::string& ca_file, const std::string& crl_file, const Result<std::string>& text, int64_t now) {
+  auto state = std::make_shared<CrlState>();
+  state->checked_at = now;
+  auto bad = [&](const std::string& why) {
+    state->failure = Status(Code::kUnauthenticated, reason::kCrlUnavailable,
+                            "the client CRL " + crl_file + " " + why + ": no client certificate is accepted until it is fixed");
+    return state;
   };
-  auto ca_text = read_file(tls.client_ca);
-  if (!ca_text) return bad("api.tls.client_ca", ca_text.status().message());
+  if (!text) return bad("cannot be read (" + text.status().message() + ")");
+  state->text = *text;
+  auto ca_text = read_file(ca_file);
+  if (!ca_text) return bad("cannot be checked: api.tls.client_ca: " + ca_text.status().message());
   const auto cas = read_certificates(*ca_text);
-  if (cas.empty()) return bad("api.tls.client_ca", "holds no PEM certificate");
-  auto crl_text = read_file(tls.client_crl);
-  if (!crl_text) return bad("api.tls.client_crl", crl_text.status().message());
-  BioPtr bio(BIO_new_mem_buf(crl_text->data(), static_cast<int>(crl_text->size())));
+  if (cas.empty()) return bad("cannot be checked: api.tls.client_ca holds no PEM certificate");
+  auto list = std::make_shared<CrlList>();
+  BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
   while (bio) {
     X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
     if (crl == nullptr) break;
-    out->crls_.push_back(crl);
+    list->crls.push_back(crl);
     // A CRL counts only when a CA of client_ca signed it: a forged list could otherwise be
     // used to hide nothing, but a wrong file must not pass silently either.
     bool signed_by_ca = false;
@@ -82,12 +93,63 @@ Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from
     }
     if (!signed_by_ca) {
       ERR_clear_error();
-      return bad("api.tls.client_crl", "a CRL in " + tls.client_crl + " is not signed by a CA of api.tls.client_ca");
+      return bad("holds a CRL not signed by a CA of api.tls.client_ca");
+    }
+    if (const int64_t next = unix_of(X509_CRL_get0_nextUpdate(crl)); next != 0) {
+      list->next_update = list->next_update == 0 ? next : std::min(list->next_update, next);
     }
   }
   ERR_clear_error();
-  if (out->crls_.empty()) return bad("api.tls.client_crl", tls.client_crl + " holds no PEM CRL");
+  if (list->crls.empty()) return bad("holds no PEM CRL");
+  state->list = std::move(list);
+  return state;
+}
+
+Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from_config(
+    const config::Config& config) {
+  std::shared_ptr<CertificateIdentities> out(new CertificateIdentities());
+  out->config_ = config.security.x509;
+  const auto& tls = config.api.tls;
+  if (tls.client_crl.empty()) return std::shared_ptr<const CertificateIdentities>(out);
+  out->ca_file_ = tls.client_ca;
+  out->crl_file_ = tls.client_crl;
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto state = load(tls.client_ca, tls.client_crl, read_file(tls.client_crl), now);
+  // At start a bad CRL is a bad config: the server does not start.
+  Status why = state->failure;
+  if (why.is_ok() && state->list->next_update != 0 && now > state->list->next_update) {
+    why = Status(Code::kInvalidArgument, "", "its nextUpdate " + rfc3339(state->list->next_update) + " has passed");
+  }
+  if (!why.is_ok()) {
+    return Status(Code::kInvalidArgument, "bad_config", config.file + ": api.tls.client_crl: " + why.message());
+  }
+  out->crl_state_.store(std::move(state));
   return std::shared_ptr<const CertificateIdentities>(out);
+}
+
+std::shared_ptr<const CertificateIdentities::CrlState> CertificateIdentities::crls(int64_t now) const {
+  auto state = crl_state_.load();
+  if (now - state->checked_at < kCrlRecheckSeconds) return state;
+  std::unique_lock lock(reload_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return state;  // another request is reading it: use the list in force
+  state = crl_state_.load();
+  if (now - state->checked_at < kCrlRecheckSeconds) return state;
+  auto text = read_file(crl_file_);
+  std::shared_ptr<const CrlState> next;
+  if (text && state->failure.is_ok() && *text == state->text) {
+    auto same = std::make_shared<CrlState>(*state);
+    same->checked_at = now;
+    next = std::move(same);
+  } else {
+    next = load(ca_file_, crl_file_, text, now);
+    if (!next->failure.is_ok()) {
+      spdlog::error("api.tls.client_crl: {}", next->failure.message());
+    } else if (!state->failure.is_ok() || next->text != state->text) {
+      spdlog::info("api.tls.client_crl: {} reloaded ({} CRL(s))", crl_file_, next->list->crls.size());
+    }
+  }
+  crl_state_.store(next);
+  return next;
 }
 
 Status CertificateIdentities::check(std::string_view pem, int64_t now) const {
@@ -107,7 +169,15 @@ Status CertificateIdentities::check_parsed(X509* cert, int64_t now) const {
   if (not_before != 0 && now < not_before) {
     return fail(reason::kCertificateNotYetValid, "the client certificate is valid from " + rfc3339(not_before));
   }
-  for (X509_CRL* crl : crls_) {
+  if (crl_file_.empty()) return Status::ok();
+  const auto state = crls(now);
+  if (!state->failure.is_ok()) return state->failure;
+  if (state->list->next_update != 0 && now > state->list->next_update) {
+    return fail(reason::kCrlExpired, "the client CRL " + crl_file_ + " is out of date (nextUpdate " +
+                                         rfc3339(state->list->next_update) +
+                                         "): no client certificate is accepted until a fresh one is in place");
+  }
+  for (X509_CRL* crl : state->list->crls) {
     X509_REVOKED* revoked = nullptr;
     if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) == 0 &&
         X509_CRL_get0_by_cert(crl, &revoked, cert) == 1) {

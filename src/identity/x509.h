@@ -7,7 +7,9 @@
 
 #include <openssl/x509.h>
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,14 +29,23 @@ inline constexpr char kCertificateNotYetValid[] = "certificate_not_yet_valid";
 inline constexpr char kCertificateNoPrincipal[] = "certificate_no_principal";
 inline constexpr char kCertificateAmbiguous[] = "certificate_principal_ambiguous";
 inline constexpr char kCertificatesNotAccepted[] = "certificates_not_accepted";
+inline constexpr char kCrlUnavailable[] = "crl_unavailable";
+inline constexpr char kCrlExpired[] = "crl_expired";
 }  // namespace reason
+
+// The CRL file is followed while the server runs: re-read at most every kCrlRecheckSeconds
+// (on the request that finds it due), and when its bytes changed, parsed and verified again.
+// Closed on failure: a CRL file that became unreadable, unparsable, not signed by a CA of
+// client_ca, or whose nextUpdate has passed refuses every client certificate (crl_unavailable,
+// crl_expired) until a good one is in place: a revoked certificate must not pass because the
+// list that revokes it broke. Tokens are not affected.
+inline constexpr int64_t kCrlRecheckSeconds = 5;
 
 class CertificateIdentities {
  public:
-  // Reads the CRL file now (every CRL must be signed by a CA of `tls.client_ca`); errors name
-  // the config key.
+  // Reads the CRL file now (every CRL must be signed by a CA of `tls.client_ca`; its nextUpdate
+  // must not have passed); errors name the config key.
   static Result<std::shared_ptr<const CertificateIdentities>> from_config(const config::Config& config);
-  ~CertificateIdentities();
 
   // Whether a verified client certificate (PEM) may still be used at `now`: its dates, and no
   // configured CRL lists it. Every presented certificate is checked, also when a token decides.
@@ -45,10 +56,25 @@ class CertificateIdentities {
   bool identities_enabled() const { return config_.enabled; }
 
  private:
+  // One reading of the CRL file: what it held, and the refusal if it was not a good list.
+  struct CrlList;
+  struct CrlState {
+    std::string text;                       // the file's bytes, to notice a change
+    std::shared_ptr<const CrlList> list;    // null when `failure` is set
+    Status failure;                         // why every certificate is refused, or ok
+    int64_t checked_at = 0;
+  };
   CertificateIdentities() = default;
   Status check_parsed(X509* cert, int64_t now) const;
+  // The CRLs in force at `now`, re-reading the file when a recheck is due.
+  std::shared_ptr<const CrlState> crls(int64_t now) const;
+  // Reads and verifies the CRL file (`text` as read, or the read error).
+  static std::shared_ptr<const CrlState> load(const std::string& ca_file, const std::string& crl_file,
+                                              const Result<std::string>& text, int64_t now);
   config::X509Config config_;
-  std::vector<X509_CRL*> crls_;  // owned
+  std::string ca_file_, crl_file_;  // crl_file_ empty: no CRL configured
+  mutable std::mutex reload_mu_;    // one reader of the file at a time; others use the current list
+  mutable std::atomic<std::shared_ptr<const CrlState>> crl_state_;
 };
 
 }  // namespace volguard::identity
