@@ -14,6 +14,10 @@ PACKAGES=(
   fio   # encrypted vs plain volume throughput (make bench)
   clang-14 libclang-rt-14-dev   # libFuzzer targets (tests/fuzz: make fuzz, smoke in make test)
   etcd-server etcd-client jq   # real etcd clusters for the etcd client's tests (tests/etcd, tests/cluster)
+  # An independent logfmt decoder (go-logfmt, built offline in GOPATH mode) that reads a real
+  # server's logs back and checks deploy/fluent-bit's time format (tests/cli/audit_interop_test.sh).
+  golang-go golang-github-go-logfmt-logfmt-dev
+  prometheus   # promtool: lints a real server's /metrics and checks deploy/prometheus (tests/cli/metrics_test.sh)
 )
 
 missing=()

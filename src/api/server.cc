@@ -353,7 +353,7 @@ std::optional<HttpRefusal> read_body(const httplib::Request& req,
 
 // Every REST route, and the JSON answer to every refusal on the way to one.
 void add_rest_routes(httplib::Server& http, const service::Pipeline* pipeline,
-                     const service::MethodTable* table, service::Metrics* metrics,
+                     const service::MethodTable* table, const service::MetricsExporter* metrics,
                      bool metrics_token, std::chrono::seconds read_timeout) {
   http.set_payload_max_length(kMaxRestBody);
   http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -560,7 +560,7 @@ Result<std::unique_ptr<Server>> Server::start(const config::Config& config) {
                   config.file + ": " + rest.status().message());
   }
   impl->rest = std::move(rest).value();
-  add_rest_routes(impl->rest->http(), &core.pipeline(), &core.table(), &core.metrics(),
+  add_rest_routes(impl->rest->http(), &core.pipeline(), &core.table(), &core.metrics_exporter(),
                   config.metrics_require_token && config.security.enabled,
                   config.api.rest_read_timeout);
   auto rest_port = impl->rest->start(rest_addr->first, rest_addr->second);

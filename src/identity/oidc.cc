@@ -133,8 +133,17 @@ Status OidcKeySource::refresh_locked() const {
   auto map = std::make_shared<KeyMap>();
   for (auto& k : set->keys) (*map)[k.kid] = std::move(k);
   keys_.store(std::move(map));
-  set_error("");
+  {
+    std::lock_guard lock(state_mu_);
+    last_error_.clear();
+    last_success_ = std::chrono::steady_clock::now();
+  }
   return Status::ok();
+}
+
+std::optional<KeyFetchState> OidcKeySource::fetch_state() const {
+  std::lock_guard lock(state_mu_);
+  return KeyFetchState{.last_success = last_success_};
 }
 
 Result<std::shared_ptr<const VerificationKey>> OidcKeySource::key_for(std::string_view kid,

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -37,6 +38,7 @@ class OidcKeySource : public KeySource {
 
   uint64_t fetch_count() const { return fetches_.load(); }
   bool has_keys() const { return keys_.load() != nullptr; }
+  std::optional<KeyFetchState> fetch_state() const override;
   // Fetches discovery + JWKS now and swaps the key set in (used by the thread and by refetch).
   Status refresh() const;
 
@@ -54,6 +56,7 @@ class OidcKeySource : public KeySource {
   mutable std::mutex state_mu_;
   mutable std::chrono::steady_clock::time_point last_refetch_{};
   mutable std::string last_error_;
+  mutable std::optional<std::chrono::steady_clock::time_point> last_success_;  // state_mu_
   void set_error(std::string e) const;
   Status refresh_locked() const;  // fetch_mu_ held
   mutable std::atomic<uint64_t> fetches_{0};

@@ -355,6 +355,14 @@ Result<std::shared_ptr<const Verifier>> Verifier::from_config(const config::Secu
   return std::shared_ptr<const Verifier>(std::make_shared<Verifier>(options, std::move(issuers)));
 }
 
+std::map<std::string, KeyFetchState> Verifier::key_fetch_states() const {
+  std::map<std::string, KeyFetchState> out;
+  for (const auto& [name, issuer] : issuers_) {
+    if (auto state = issuer.keys->fetch_state()) out.emplace(name, *state);
+  }
+  return out;
+}
+
 Result<Identity> Verifier::verify(std::string_view token) const {
   return verify_at(token, static_cast<int64_t>(std::time(nullptr)));
 }

@@ -2,6 +2,7 @@
 // Model: google/jwt_verify_lib — one reason code per failed check.
 #pragma once
 
+#include <chrono>
 #include <list>
 #include <map>
 #include <memory>
@@ -61,6 +62,12 @@ inline constexpr char kUsernameInvalid[] = "username_invalid";
 inline constexpr char kEmailUnverified[] = "email_unverified";
 }  // namespace reason
 
+// How current a fetched key set is (a JWKS source), for the keys-age gauge of /metrics.
+struct KeyFetchState {
+  // When the last successful fetch ended; nullopt: none yet (tokens refused keys_unavailable).
+  std::optional<std::chrono::steady_clock::time_point> last_success;
+};
+
 // Where an issuer's keys come from. A static key ignores `kid`; a JWKS source (OIDC) selects
 // by it. Implementations are thread-safe.
 class KeySource {
@@ -69,6 +76,9 @@ class KeySource {
   // A key for this token, or UNAUTHENTICATED with kKeysUnavailable / kKidUnknown.
   virtual Result<std::shared_ptr<const VerificationKey>> key_for(std::string_view kid,
                                                                    Alg alg) const = 0;
+  // Keys fetched from a provider say how current they are; keys from the config (nullopt) are
+  // as current as the config.
+  virtual std::optional<KeyFetchState> fetch_state() const { return std::nullopt; }
 };
 
 class StaticKeySource : public KeySource {
@@ -171,6 +181,8 @@ class Verifier : public TokenVerifier {
   Result<Identity> verify_at(std::string_view token, int64_t now_unix) const;
 
   size_t issuer_count() const { return issuers_.size(); }
+  // Each issuer whose keys are fetched (OIDC), by name: how current its keys are.
+  std::map<std::string, KeyFetchState> key_fetch_states() const;
   size_t cached_tokens() const { return cache_.size(); }
   size_t cached_refusals() const { return refused_.size(); }
 

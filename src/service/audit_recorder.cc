@@ -104,8 +104,9 @@ audit::Record AuditRecorder::base(const DecisionRecord& r, const std::string& le
   rec.add("name", who ? who->name : "");
   rec.add("email", who ? who->email : "");
   rec.add("issuer", who ? who->issuer : "");
-  rec.add_json("roles", who ? list_text(who->roles) : "");
-  rec.add_json("groups", who ? list_text(who->groups) : "");
+  // No caller (authentication failed): empty arrays, so that JSON lines keep one type per field.
+  rec.add_json("roles", list_text(who ? who->roles : std::vector<std::string>{}));
+  rec.add_json("groups", list_text(who ? who->groups : std::vector<std::string>{}));
   rec.add("resource", r.resource);
   rec.add("code", code_name(r.status.code()));
   rec.add("reason", r.status.reason());
@@ -145,10 +146,7 @@ void AuditRecorder::record(const DecisionRecord& r) {
   if (!access_->append(std::move(rec)).is_ok() && metrics_) metrics_->audit_failure();
 }
 
-Status AuditRecorder::audit_ready() {
-  if (!fail_closed_) return Status::ok();
-  // Refuse before acting when the log's disk is (nearly) full: a change whose record then
-  // failed to write would have happened unaudited.
+Status AuditRecorder::room_for_records() const {
   struct statvfs vfs;
   if (::statvfs(dir_.c_str(), &vfs) == 0) {
     uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
@@ -159,6 +157,16 @@ Status AuditRecorder::audit_ready() {
                         "(audit.fail_closed)");
     }
   }
+  return Status::ok();
+}
+
+bool AuditRecorder::writable() const { return audit_->healthy() && room_for_records().is_ok(); }
+
+Status AuditRecorder::audit_ready() {
+  if (!fail_closed_) return Status::ok();
+  // Refuse before acting when the log's disk is (nearly) full: a change whose record then
+  // failed to write would have happened unaudited.
+  RETURN_IF_ERROR(room_for_records());
   if (audit_->healthy()) return Status::ok();
   // Unhealthy: try once more, with a record that says so, before refusing.
   if (event("Audit log writable again", {}).is_ok()) return Status::ok();
@@ -232,7 +240,11 @@ Result<size_t> AuditRecorder::recover_intents(
     rec.add("msg", "Outcome unknown");
     for (const char* k : {"method", "username", "subject", "name", "email", "issuer", "roles",
                           "groups", "resource", "remote", "request_id"}) {
-      rec.add(k, get(k));
+      // roles and groups are JSON arrays (read back as their JSON text): arrays again here, as
+      // in every other record, not strings holding JSON.
+      const std::string_view key(k);
+      if (key == "roles" || key == "groups") rec.add_json(k, get(k));
+      else rec.add(k, get(k));
     }
     rec.add("node", node_);
     rec.add("intent", get("intent"));

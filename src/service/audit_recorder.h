@@ -44,10 +44,16 @@ class AuditRecorder : public DecisionRecorder {
   // `fields` (with their kinds) follow the usual time, level, msg, method.
   Status event(const std::string& msg, audit::Record fields, bool sealed = false);
   bool previous_run_unsealed() const { return audit_->previous_run_unsealed(); }
+  // Whether the audit trail takes records now: its last write succeeded and its filesystem has
+  // room. Read at each scrape (volguard_audit_writable), so a full disk shows before a change
+  // is refused for it.
+  bool writable() const;
 
  private:
   // Appends to the audit trail and counts the record or the failure in the metrics.
   Status append_counted(audit::Record rec);
+  // UNAVAILABLE when the trail's filesystem has less than kMinFreeBytes free.
+  Status room_for_records() const;
   AuditRecorder() = default;
   audit::Record base(const DecisionRecord& r, const std::string& level, const std::string& msg) const;
 

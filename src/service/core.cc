@@ -87,7 +87,10 @@ Result<std::unique_ptr<Core>> Core::open(const config::Config& config) {
       std::make_unique<VolumeService>(config, std::move(store), std::move(driver), *core->keys_,
                                       core->roles_, core->revocations_);
   core->volumes_->register_methods(&core->table_);
-  register_metrics_methods(&core->table_, &core->metrics_);
+  core->exporter_ = std::make_unique<MetricsExporter>(
+      core->metrics_, core->table_, *core->recorder_, *core->volumes_,
+      config.store.etcd_enabled ? "etcd" : "sqlite", core->verifier_);
+  register_metrics_methods(&core->table_, core->exporter_.get());
   std::shared_ptr<const identity::CertificateIdentities> certificates;
   if (!config.api.tls.client_ca.empty()) {
     ASSIGN_OR_RETURN(certificates, identity::CertificateIdentities::from_config(config));

@@ -4,7 +4,8 @@
 //
 // Order of construction (and, reversed, of destruction):
 //   the data-dir locks → verifier → metrics → audit recorder → store, driver → role registry →
-//   volume service → method table → pipeline → recovery (store = disk, then open intents).
+//   volume service → method table → metrics exporter → pipeline → recovery (store = disk, then
+//   open intents).
 #pragma once
 
 #include <memory>
@@ -39,6 +40,8 @@ class Core {
   const Pipeline& pipeline() const { return *pipeline_; }
   const MethodTable& table() const { return table_; }
   Metrics& metrics() { return metrics_; }
+  // What GET /metrics serves, also without a token (metrics.require_token: false).
+  const MetricsExporter& metrics_exporter() const { return *exporter_; }
   AuditRecorder& recorder() { return *recorder_; }
   const VolumeService& volumes() const { return *volumes_; }
 
@@ -55,6 +58,7 @@ class Core {
   std::unique_ptr<DataKeys> keys_;
   std::unique_ptr<VolumeService> volumes_;
   MethodTable table_;
+  std::unique_ptr<MetricsExporter> exporter_;
   std::unique_ptr<Pipeline> pipeline_;
 };
 

@@ -82,6 +82,29 @@ Pipeline::Pipeline(const config::SecurityConfig& security,
   request_prefix_ = random_hex(4);
 }
 
+const std::vector<std::string>& authentication_failure_reasons() {
+  namespace id = identity::reason;
+  static const std::vector<std::string> kReasons = {
+      // The token: its presentation, form, signature and claims (identity/verifier.h).
+      reason::kTokenMissing, reason::kTokenBadScheme, id::kTokenTooLarge, id::kTokenMalformed,
+      id::kHeaderBadBase64, id::kHeaderBadJson, id::kHeaderMemberRepeated, id::kAlgMissing,
+      id::kAlgNone, id::kAlgUnsupported, id::kAlgKeyMismatch, id::kCritUnsupported,
+      id::kPayloadBadBase64, id::kPayloadBadJson, id::kClaimRepeated, id::kIssMissing,
+      id::kIssuerUnknown, id::kKeysUnavailable, id::kKidUnknown, id::kSignatureBadBase64,
+      id::kSignatureBadLength, id::kSignatureInvalid, id::kExpMissing, id::kExpNotNumber,
+      id::kExpOutOfRange, id::kTokenExpired, id::kNbfNotNumber, id::kNbfOutOfRange,
+      id::kTokenNotYetValid, id::kIatNotNumber, id::kIatOutOfRange, id::kIatInFuture,
+      id::kIatMissing, id::kLifetimeTooLong, id::kAudMissing, id::kAudMismatch, id::kClaimBadType,
+      id::kUsernameMissing, id::kUsernameInvalid, id::kEmailUnverified,
+      // A verified token taken back (service/revocations.h).
+      kTokenRevoked,
+      // The client certificate (identity/x509.h).
+      id::kCertificateUnreadable, id::kCertificateRevoked, id::kCertificateExpired,
+      id::kCertificateNotYetValid, id::kCertificateNoPrincipal, id::kCertificateAmbiguous,
+      id::kCertificatesNotAccepted, id::kCrlUnavailable, id::kCrlExpired};
+  return kReasons;
+}
+
 Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const {
   // A client certificate (mTLS) is checked whenever one came, a token deciding or not: a
   // revoked or expired certificate is no way in. The precedence, then: a bearer token decides;
@@ -98,13 +121,13 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   }
   if (meta.authorization.empty()) {
     if (security_.guest_access) return identity::guest_identity();
-    return Status(Code::kUnauthenticated, "token_missing",
+    return Status(Code::kUnauthenticated, reason::kTokenMissing,
                   "no token presented and guest access is disabled");
   }
   std::string_view value = meta.authorization;
   size_t space = value.find(' ');
   if (space == std::string_view::npos || to_lower(value.substr(0, space)) != "bearer") {
-    return Status(Code::kUnauthenticated, "token_bad_scheme",
+    return Status(Code::kUnauthenticated, reason::kTokenBadScheme,
                   "authorization must be 'bearer <token>'");
   }
   std::string_view token = value.substr(space + 1);
@@ -112,7 +135,8 @@ Result<identity::Identity> Pipeline::authenticate(const RequestMeta& meta) const
   // Tokens from files and Kubernetes Secrets often end in a newline: not part of the token.
   token = trim_trailing_whitespace(token);
   if (verifier_ == nullptr) {
-    return Status(Code::kUnauthenticated, "issuer_unknown", "no token issuers are configured");
+    return Status(Code::kUnauthenticated, identity::reason::kIssuerUnknown,
+                  "no token issuers are configured");
   }
   auto who = verifier_->verify(token);
   if (!who) return who;

@@ -128,6 +128,18 @@ struct RequestMeta {
   std::string forwarded_by;
 };
 
+// The reasons Pipeline::authenticate gives besides the verifier's and the certificates'.
+namespace reason {
+inline constexpr char kTokenMissing[] = "token_missing";
+inline constexpr char kTokenBadScheme[] = "token_bad_scheme";
+}  // namespace reason
+
+// Every reason Pipeline::authenticate may refuse with (the verifier's, the certificates', the
+// revocations' and its own): the authentication-failure counter starts each at zero, so that
+// rate() works from the first scrape. A reason left out is still counted, from its first
+// occurrence.
+const std::vector<std::string>& authentication_failure_reasons();
+
 // Whether `decide` explains (auth can-i: an empty ref skips its check, needs come from the
 // method's bare request) or enforces (invoke: every required resource must be named).
 enum class DecideMode { kEnforce, kExplain };

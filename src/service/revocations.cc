@@ -33,7 +33,7 @@ Status RevocationRegistry::check(const identity::Identity& who) const {
   if (!who.token_id.empty() && !compiled->tokens.empty()) {
     if (compiled->tokens.count(token_key(who.issuer, who.token_id)) ||
         compiled->tokens.count(token_key("", who.token_id))) {
-      return Status(Code::kUnauthenticated, "token_revoked",
+      return Status(Code::kUnauthenticated, kTokenRevoked,
                     "the token with jti '" + escape_name(who.token_id) + "' was revoked");
     }
   }
@@ -42,7 +42,7 @@ Status RevocationRegistry::check(const identity::Identity& who) const {
       // No iat: nothing shows the token was issued after the revocation. Issued in the very
       // second of the date: not shown to be after it either (iat has whole seconds).
       if (who.issued_at == 0 || who.issued_at <= it->second) {
-        return Status(Code::kUnauthenticated, "token_revoked",
+        return Status(Code::kUnauthenticated, kTokenRevoked,
                       "the tokens of " + who.principal() + " issued before " + rfc3339(it->second) +
                           " were revoked");
       }

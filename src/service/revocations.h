@@ -17,6 +17,9 @@
 
 namespace volguard::service {
 
+// The reason a revoked token is refused with.
+inline constexpr char kTokenRevoked[] = "token_revoked";
+
 class RevocationRegistry {
  public:
   RevocationRegistry();

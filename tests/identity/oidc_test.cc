@@ -222,6 +222,40 @@ TEST(OidcTest, RequestsDoNotWaitForAFetchInProgress) {
   EXPECT_LT(unknown_elapsed, std::chrono::milliseconds(500)) << "an unknown-kid request queued";
 }
 
+// What the keys-age gauge of /metrics reads: when the keys last arrived, kept through failed
+// fetches; issuers with keys from the config are not listed.
+TEST(OidcTest, FetchStateSaysWhenTheKeysLastArrived) {
+  auto k1 = generate_key_pair("EC", "P-256");
+  const std::string issuer = "https://idp.example";
+  std::atomic<bool> down{false};
+  Fetcher fetch = [&](const std::string& url) -> Result<std::string> {
+    if (down) return Status(Code::kUnavailable, "fetch_failed", url + ": connection refused");
+    if (url.find("openid-configuration") != std::string::npos) {
+      return json({{"issuer", issuer}, {"jwks_uri", issuer + "/jwks"}}).dump();
+    }
+    return json({{"keys", {jwk_of(k1.private_pem, "k1")}}}).dump();
+  };
+  auto src = std::make_shared<OidcKeySource>(issuer, oidc_config(), fetch);
+  ASSERT_TRUE(src->fetch_state().has_value());
+  EXPECT_FALSE(src->fetch_state()->last_success) << "no fetch yet";
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(src->refresh().is_ok());
+  const auto fetched = src->fetch_state()->last_success;
+  ASSERT_TRUE(fetched);
+  EXPECT_GE(*fetched, before);
+  down = true;
+  EXPECT_FALSE(src->refresh().is_ok());
+  EXPECT_EQ(src->fetch_state()->last_success, fetched) << "a failed fetch keeps the last success";
+
+  Verifier v(VerifierOptions{},
+             {TrustedIssuer{issuer, src, {"urn:volguard"}},
+              TrustedIssuer{"volguard.local", std::make_shared<StaticKeySource>(nullptr), {}}});
+  const auto states = v.key_fetch_states();
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states.begin()->first, issuer);
+  EXPECT_EQ(states.begin()->second.last_success, fetched);
+}
+
 TEST(OidcTest, DiscoveryMustNameTheSameIssuer) {
   FakeProvider p;
   p.discovery_issuer_ = "https://impostor.example";

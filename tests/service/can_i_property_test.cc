@@ -61,7 +61,7 @@ struct World {
     volumes = std::make_unique<VolumeService>(config, nullptr, nullptr, keys, roles, revocations);
     MethodTable real;
     volumes->register_methods(&real);
-    register_metrics_methods(&real, &metrics);
+    register_metrics_methods(&real, nullptr);  // its handler is stubbed below
     stub_handlers(real);
     EXPECT_EQ(table.methods().size(), real.methods().size());
 
@@ -201,7 +201,6 @@ struct World {
   DataKeys keys{config::EncryptionConfig{}};
   std::unique_ptr<VolumeService> volumes;
   MethodTable table;
-  Metrics metrics;
   std::shared_ptr<FakeVerifier> verifier = std::make_shared<FakeVerifier>();
   FakeResolver resolver;
   AcceptingRecorder recorder;
