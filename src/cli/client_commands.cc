@@ -34,7 +34,8 @@ const std::string kKeySvc = "/volguard.v1.VolguardKey/";
 const std::string kTokenSvc = "/volguard.v1.VolguardToken/";
 
 std::string resolve_token(const Globals& g) {
-  if (!g.token.empty()) return g.token;
+  // Trimmed like --token-file: `--token "$(cat f)"` keeps a CRLF's \r.
+  if (!g.token.empty()) return std::string(trim_trailing_whitespace(g.token));
   if (!g.token_file.empty()) {
     auto t = read_file(g.token_file);
     if (!t) {
@@ -43,7 +44,7 @@ std::string resolve_token(const Globals& g) {
     return std::string(trim_trailing_whitespace(*t));
   }
   const char* env = std::getenv("VOLGUARD_TOKEN");
-  return env ? env : "";
+  return env ? std::string(trim_trailing_whitespace(env)) : "";
 }
 
 bool is_64_bit(const google::protobuf::FieldDescriptor* f) {

@@ -28,7 +28,7 @@ bool is_word_char(char c) {
 ErrorFormat error_format_from_args(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "-j" || a == "-ojson" || a == "--output=json") return ErrorFormat::kJson;
+    if (a == "-j" || a == "-ojson" || a == "-o=json" || a == "--output=json") return ErrorFormat::kJson;
     if ((a == "-o" || a == "--output") && i + 1 < argc && std::string_view(argv[i + 1]) == "json") {
       return ErrorFormat::kJson;
     }
@@ -66,22 +66,44 @@ void report_warning(std::string_view message) {
 
 std::string redact_values(std::string message, int argc, const char* const* argv,
                           const std::vector<std::string>& known_words) {
+  // Each value is searched for in the message: bounded, so that a huge command line cannot
+  // make reporting its error slow.
+  if (argc > 256) {
+    return "the command line could not be parsed (" + std::to_string(argc - 1) +
+           " arguments; values are not shown)";
+  }
+  auto known = [&](const std::string& w) {
+    return std::find(known_words.begin(), known_words.end(), w) != known_words.end();
+  };
+  // What a mistyped option name looks like: short, lower case. Anything else in the place of
+  // a name ("--token$T", "--token:$T", "--SECRET") is shown as <value>.
+  auto plausible_name = [](std::string_view n) {
+    return !n.empty() && n.size() <= 24 &&
+           std::all_of(n.begin(), n.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+  };
   std::vector<std::string> values;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.empty()) continue;
-    if (a[0] == '-') {
-      // "--token=VALUE": the name may show, the value may not. "-tVALUE" (a short option with
-      // its value attached) is a value as a whole.
-      if (auto eq = a.find('='); eq != std::string::npos) {
-        values.push_back(a.substr(eq + 1));
-      } else if (a.size() > 2 && a[1] != '-' &&
-                 std::find(known_words.begin(), known_words.end(), a) == known_words.end()) {
-        values.push_back(a.substr(2));
-      }
+    if (a.size() > 1 && a[0] == '-' && a[1] == '-') {
+      // "--token=VALUE": the name may show, the value may not.
+      const auto eq = a.find('=');
+      const std::string name = a.substr(0, eq);
+      if (eq != std::string::npos) values.push_back(a.substr(eq + 1));
+      if (!known(name) && !plausible_name(std::string_view(name).substr(2))) values.push_back(name.substr(2));
       continue;
     }
-    if (std::find(known_words.begin(), known_words.end(), a) == known_words.end()) values.push_back(a);
+    if (a[0] == '-') {
+      if (known(a)) continue;
+      // "-tVALUE", or a cluster ("-jjVALUE") the parser may report from any of its letters:
+      // the rest after the dash, and each tail of it long enough to matter.
+      const std::string rest = a.substr(1);
+      if (auto eq = rest.find('='); eq != std::string::npos) values.push_back(rest.substr(eq + 1));
+      for (size_t k = 0; k + 4 <= rest.size(); ++k) values.push_back(rest.substr(k));
+      if (rest.size() < 4) values.push_back(rest);
+      continue;
+    }
+    if (!known(a)) values.push_back(a);
   }
   // Longest first, so that a value holding a shorter one is replaced whole.
   std::sort(values.begin(), values.end(), [](const auto& x, const auto& y) { return x.size() > y.size(); });

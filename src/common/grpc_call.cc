@@ -39,7 +39,18 @@ Status grpc_unary_call(const std::shared_ptr<grpc::Channel>& channel, const std:
   grpc::ByteBuffer request_buf(&slice, 1);
   grpc::ByteBuffer response_buf;
   ctx.set_deadline(std::chrono::system_clock::now() + options.timeout);
-  for (const auto& [k, v] : options.metadata) ctx.AddMetadata(k, v);
+  // gRPC aborts the process on a metadata value with a byte outside 0x20-0x7e, after printing
+  // the value in full: a token from `$(cat file)` with a CRLF, or a tenant's Secret, would be
+  // printed and would kill a CLI, the CSI plugin or a forwarding node. Refused here, unprinted.
+  for (const auto& [k, v] : options.metadata) {
+    for (unsigned char c : v) {
+      if (c < 0x20 || c > 0x7e) {
+        return Status(Code::kInvalidArgument, "bad_metadata",
+                      "metadata '" + k + "' holds a control or non-ASCII byte (the value is not shown)");
+      }
+    }
+    ctx.AddMetadata(k, v);
+  }
   std::promise<grpc::Status> done;
   stub.UnaryCall(&ctx, path, grpc::StubOptions(), &request_buf, &response_buf,
                  [&done](grpc::Status s) { done.set_value(std::move(s)); });

@@ -231,6 +231,25 @@ Result<std::string> read_file(const std::string& path) {
   return read_all(fd, path);
 }
 
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return file_error("file_unreadable", "read", path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return file_error("file_unreadable", "stat", path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    return Status(Code::kInvalidArgument, "file_unreadable", path + " is not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return Status(Code::kInvalidArgument, "file_unreadable",
+                  path + " is larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  ASSIGN_OR_RETURN(std::string text, read_all(fd, path));
+  if (text.size() > max_bytes) {
+    return Status(Code::kInvalidArgument, "file_unreadable", path + " grew past " + std::to_string(max_bytes) + " bytes");
+  }
+  return text;
+}
+
 Result<std::string> read_private_file(const std::string& path) {
   ASSIGN_OR_RETURN(const UniqueFd fd, open_private_file(path));
   return read_all(fd, path);

@@ -45,6 +45,10 @@ std::string rfc3339(int64_t unix_seconds);
 std::optional<int64_t> parse_rfc3339(std::string_view text);
 
 // Reads a whole file; the error names the path and errno text.
+// read_file for a file re-read while serving (a CRL): a regular file of at most `max_bytes`,
+// opened without blocking, so that a FIFO or /dev/zero put in its place cannot hang or exhaust
+// the reader.
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes);
 Result<std::string> read_file(const std::string& path);
 // Reads a file that holds a secret (shared secret, private key, audit key). Refused with
 // FAILED_PRECONDITION `secret_file_exposed` when group or others may read or write it: a secret

@@ -35,7 +35,8 @@ Status Backend::call(const std::string& token, const std::string& grpc_path,
 
 std::string token_of(const SecretMap& secrets) {
   auto it = secrets.find(kTokenSecret);
-  return it == secrets.end() ? std::string() : it->second;
+  // A Secret made with `--from-file` ends in a newline: not part of the token.
+  return it == secrets.end() ? std::string() : std::string(trim_trailing_whitespace(it->second));
 }
 
 namespace {

@@ -15,6 +15,8 @@ namespace volguard::identity {
 
 namespace {
 
+constexpr size_t kMaxCrlBytes = 64 << 20;
+
 Status fail(const char* why, const std::string& message) {
   return Status(Code::kUnauthenticated, why, message);
 }
@@ -79,6 +81,7 @@ std::shared_ptr<const CertificateIdentities::CrlState> CertificateIdentities::lo
   auto list = std::make_shared<CrlList>();
   BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
   while (bio) {
+    ERR_clear_error();  // so that what the loop ends on is this read's error alone
     X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
     if (crl == nullptr) break;
     list->crls.push_back(crl);
@@ -99,7 +102,11 @@ std::shared_ptr<const CertificateIdentities::CrlState> CertificateIdentities::lo
       list->next_update = list->next_update == 0 ? next : std::min(list->next_update, next);
     }
   }
+  // The loop ends at the first block it cannot read: only the end of the input is a clean end.
+  // A cut or corrupt block after good ones would otherwise drop the CRLs behind it silently.
+  const unsigned long last = ERR_peek_last_error();
   ERR_clear_error();
+  if (last != 0 && ERR_GET_REASON(last) != PEM_R_NO_START_LINE) return bad("holds a malformed or truncated PEM block");
   if (list->crls.empty()) return bad("holds no PEM CRL");
   state->list = std::move(list);
   return state;
@@ -114,7 +121,7 @@ Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from
   out->ca_file_ = tls.client_ca;
   out->crl_file_ = tls.client_crl;
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  auto state = load(tls.client_ca, tls.client_crl, read_file(tls.client_crl), now);
+  auto state = load(tls.client_ca, tls.client_crl, read_regular_file(tls.client_crl, kMaxCrlBytes), now);
   // At start a bad CRL is a bad config: the server does not start.
   Status why = state->failure;
   if (why.is_ok() && state->list->next_update != 0 && now > state->list->next_update) {
@@ -128,13 +135,16 @@ Result<std::shared_ptr<const CertificateIdentities>> CertificateIdentities::from
 }
 
 std::shared_ptr<const CertificateIdentities::CrlState> CertificateIdentities::crls(int64_t now) const {
+  // Due when kCrlRecheckSeconds have passed, or when the clock stepped back (else a step back
+  // would freeze the list in force until the clock caught up).
+  auto due = [now](const CrlState& s) { return now < s.checked_at || now - s.checked_at >= kCrlRecheckSeconds; };
   auto state = crl_state_.load();
-  if (now - state->checked_at < kCrlRecheckSeconds) return state;
+  if (!due(*state)) return state;
   std::unique_lock lock(reload_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return state;  // another request is reading it: use the list in force
   state = crl_state_.load();
-  if (now - state->checked_at < kCrlRecheckSeconds) return state;
-  auto text = read_file(crl_file_);
+  if (!due(*state)) return state;
+  auto text = read_regular_file(crl_file_, kMaxCrlBytes);
   std::shared_ptr<const CrlState> next;
   if (text && state->failure.is_ok() && *text == state->text) {
     auto same = std::make_shared<CrlState>(*state);

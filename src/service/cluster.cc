@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "common/text.h"
 #include "common/grpc_call.h"
 #include "service/handler_support.h"
 #include "service/volume_service.h"
@@ -173,7 +174,11 @@ Status VolumeService::forward(const std::string& node, const MethodSpec& spec, c
   }
   GrpcCallOptions options;
   // The caller's own credential, unchanged: the home node authenticates and decides again.
-  if (!meta.authorization.empty()) options.metadata.emplace_back("authorization", meta.authorization);
+  // As the pipeline read it: trailing whitespace (a Secret's newline, an URL-decoded %0A) is not
+  // part of the token, and forwarding it raw would be refused by the transport.
+  if (!meta.authorization.empty()) {
+    options.metadata.emplace_back("authorization", std::string(trim_trailing_whitespace(meta.authorization)));
+  }
   options.metadata.emplace_back("volguard-forwarded-by", node_name());
   // The home node must decide on a catalog at least as new as the one this node decided on.
   options.metadata.emplace_back("volguard-min-revision",

@@ -4,6 +4,7 @@
 #include "identity/x509.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -119,10 +120,31 @@ cp empty.pem crl.pem
   now += kCrlRecheckSeconds;
   EXPECT_EQ(ids->check(pem, now).reason(), reason::kCrlUnavailable);
 
+  // A good list followed by a cut block: not the good list alone (the cut one may be the list
+  // that revokes it).
+  ASSERT_TRUE(write_file(dir + "/crl.pem", read_file(dir + "/empty.pem").value() +
+                                               "-----BEGIN X509 CRL-----\nMIIBOjCB4gIBATAKBggqhkjOPQQDAjAW\n",
+                         0644)
+                  .is_ok());
+  now += kCrlRecheckSeconds;
+  EXPECT_EQ(ids->check(pem, now).reason(), reason::kCrlUnavailable);
+  // A FIFO in its place: refused, not waited on.
+  std::filesystem::remove(dir + "/crl.pem");
+  ASSERT_EQ(::mkfifo((dir + "/crl.pem").c_str(), 0600), 0);
+  now += kCrlRecheckSeconds;
+  EXPECT_EQ(ids->check(pem, now).reason(), reason::kCrlUnavailable);
+  std::filesystem::remove(dir + "/crl.pem");
+
   // A good list again: accepted again (this one does not list it).
   put("empty.pem");
   now += kCrlRecheckSeconds;
   EXPECT_TRUE(ids->check(pem, now).is_ok());
+  // The clock stepped back: the file is read again all the same (revoked meanwhile).
+  put("revoked.pem");
+  EXPECT_EQ(ids->check(pem, now - 2).reason(), reason::kCertificateRevoked);
+  put("empty.pem");
+  EXPECT_TRUE(ids->check(pem, now + kCrlRecheckSeconds).is_ok());
+  now += kCrlRecheckSeconds;
 
   // A list whose nextUpdate has passed: refused until a fresh one is in place.
   put("short.pem");
